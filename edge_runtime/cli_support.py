@@ -1,0 +1,41 @@
+"""Shared command-line plumbing: logging to stderr, and project errors as one line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from edge_runtime.errors import FerError
+
+
+def setup_logging(level: str | int = "INFO") -> None:
+    """Log to stderr with timestamps; stdout stays free for results (JSON lines)."""
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    # TensorFlow's C++ start-up chatter hides the lines that matter.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def run_cli(app: typer.Typer) -> None:
+    """Run a typer app; a :class:`FerError` becomes ``error: <message>`` and exit code 2, with no traceback."""
+    setup_logging(os.environ.get("FER_LOG_LEVEL", "INFO"))
+    try:
+        app(standalone_mode=False)
+    except FerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except Exception as error:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise

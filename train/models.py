@@ -1,0 +1,104 @@
+"""The seed paper's three models (Tables 2, 3 and 4), exactly as published.
+
+Every model takes raw 0..255 grayscale ``48x48x1`` input and scales it with a
+``Rescaling`` layer (no parameters), so training, conversion and the runtime
+share one input contract.
+
+The LSTMs are built with ``unroll=True``. A plain Keras 3 LSTM converts to a
+TFLite WHILE loop that fails at invoke and cannot be fully int8-quantized; the
+unrolled LSTM becomes plain builtin ops (FULLY_CONNECTED, ADD, MUL, LOGISTIC,
+TANH, ...), which quantize to full int8 and are the ops an Edge TPU can map.
+The sequences are short (16 and 2 steps), so unrolling costs little.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+from keras import layers
+
+from edge_runtime.errors import FerError
+from edge_runtime.labels import NUM_CLASSES
+from edge_runtime.preprocessing import INPUT_SIZE
+
+INPUT_SHAPE = (INPUT_SIZE, INPUT_SIZE, 1)
+
+
+def _conv_block(x, filters: int, padding: str, name: str):
+    x = layers.Conv2D(filters, 3, padding=padding, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _inputs() -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    inputs = keras.Input(shape=INPUT_SHAPE, name="pixels")
+    return inputs, layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+
+
+def _hybrid_trunk(x):
+    """The conv trunk shared by Models 2 and 3: 48x48x1 -> 4x4x128."""
+    x = _conv_block(x, 32, "valid", "c1")
+    x = _conv_block(x, 64, "same", "c2")
+    x = layers.MaxPooling2D(name="pool1")(x)
+    x = _conv_block(x, 64, "valid", "c3")
+    x = _conv_block(x, 128, "same", "c4")
+    x = layers.MaxPooling2D(name="pool2")(x)
+    x = _conv_block(x, 128, "valid", "c5")
+    return layers.MaxPooling2D(name="pool3")(x)
+
+
+def build_cnn() -> keras.Model:
+    """Model 1 (Table 2): a small CNN, 117,031 parameters."""
+    inputs, x = _inputs()
+    x = _conv_block(x, 16, "valid", "c1")
+    x = _conv_block(x, 32, "same", "c2")
+    x = layers.MaxPooling2D(name="pool1")(x)
+    x = _conv_block(x, 32, "valid", "c3")
+    x = layers.MaxPooling2D(name="pool2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(32, name="fc")(x)
+    x = layers.Dropout(0.6, name="dropout")(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def _build_hybrid(name: str, sequence: tuple[int, int], units1: int, regroup: tuple[int, int], units2: int):
+    inputs, x = _inputs()
+    x = _hybrid_trunk(x)
+    x = layers.Reshape(sequence, name="to_sequence")(x)
+    x = layers.LSTM(units1, unroll=True, name="lstm1")(x)
+    x = layers.Reshape(regroup, name="regroup")(x)
+    x = layers.LSTM(units2, unroll=True, name="lstm2")(x)
+    x = layers.Dense(200, activation="relu", name="fc")(x)
+    x = layers.Dropout(0.6, name="dropout")(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_cnn_lstm_small() -> keras.Model:
+    """Model 2 (Table 3): conv trunk -> (64,32) -> LSTM 32 -> (1,32) -> LSTM 32, 303,495 parameters."""
+    return _build_hybrid("cnn_lstm_small", (64, 32), 32, (1, 32), 32)
+
+
+def build_cnn_lstm() -> keras.Model:
+    """Model 3 (Table 4, the default): conv trunk -> (16,128) -> LSTM 128 -> (2,64) -> LSTM 64, 457,863 parameters."""
+    return _build_hybrid("cnn_lstm", (16, 128), 128, (2, 64), 64)
+
+
+MODEL_BUILDERS: dict[str, Callable[[], keras.Model]] = {
+    "cnn": build_cnn,
+    "cnn_lstm_small": build_cnn_lstm_small,
+    "cnn_lstm": build_cnn_lstm,
+}
+# The parameter counts printed in the seed paper's tables.
+PAPER_PARAMETER_COUNTS = {"cnn": 117_031, "cnn_lstm_small": 303_495, "cnn_lstm": 457_863}
+PAPER_NAMES = {"cnn": "Model 1 (CNN)", "cnn_lstm_small": "Model 2 (CNN+LSTM small)", "cnn_lstm": "Model 3 (CNN+LSTM)"}
+
+
+def build_model(name: str) -> keras.Model:
+    """Build one of the paper's models by name (``cnn``, ``cnn_lstm_small``, ``cnn_lstm``)."""
+    try:
+        return MODEL_BUILDERS[name]()
+    except KeyError:
+        raise FerError(f"unknown model {name!r}; choose one of {', '.join(MODEL_BUILDERS)}") from None
