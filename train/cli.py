@@ -9,12 +9,18 @@ from typing import Optional
 import typer
 
 from edge_runtime.cli_support import run_cli
+from edge_runtime.errors import FerError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and evaluate the seed paper's CNN / CNN+LSTM models on FER2013 (honest protocol).")
 log = logging.getLogger("fer-train")
 
 DATA_HELP = "FER2013: fer2013.csv, or the image-folder root with train/ and test/ (default: $FER2013_DIR)"
+
+
+@app.callback()
+def _group() -> None:
+    """Keeps the sub-command layout even while an app has a single command."""
 
 
 @app.command("fit")
@@ -36,13 +42,88 @@ def fit_command(
     """Train a model on Training, selecting the checkpoint on PublicTest."""
     from train.data import load_fer2013
     from train.fit import FitConfig, fit
+    from train.models import build_model
 
+    build_model(model)  # an unknown name fails here, before the dataset is read
     config = FitConfig(model=model, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        balance=balance, seed=seed, patience=patience, jit_compile=jit)
     dataset = load_fer2013(data, skip_bad=skip_bad, limit_per_split=limit, seed=seed)
     state = fit(dataset, out or Path("runs") / model, config, resume=resume)
     log.info("done: %d epochs, best PublicTest accuracy %.4f at epoch %d", state["epochs_done"],
              state["best_val_accuracy"], state["best_epoch"])
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: Path = typer.Argument(..., help="a .keras model written by fer-train"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    split: str = typer.Option("PrivateTest", help="Training, PublicTest or PrivateTest"),
+    out: Optional[Path] = typer.Option(None, help="report folder (default reports/<model file stem>)"),
+    history: Optional[Path] = typer.Option(None, help="history.csv of the run, for the learning-curve plot"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed rows/images and report how many"),
+) -> None:
+    """Accuracy, per-class precision/recall/F1, confusion matrices and learning curves, as JSON, Markdown and PNG."""
+    from train.data import load_fer2013
+    from train.evaluate import evaluate, load_keras_model, write_report
+    from train.fit import read_history
+
+    keras_model = load_keras_model(model)
+    report = evaluate(keras_model, load_fer2013(data, skip_bad=skip_bad), split)
+    curves = read_history(history.parent) if history else None
+    write_report(report, out or Path("reports") / model.stem, f"{keras_model.name} ({model.name})", curves,
+                 {"model": keras_model.name, "parameters": int(keras_model.count_params())})
+
+
+@app.command("export")
+def export_command(
+    run: Path = typer.Argument(..., help="run folder written by `fer-train fit` (holds best.keras, state.json)"),
+    to: Path = typer.Option(Path("models/fer_cnn_lstm.keras"), help="where the shipped .keras file goes"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    report: Optional[Path] = typer.Option(None, help="report folder (default reports/<destination stem>)"),
+) -> None:
+    """Ship a run's best checkpoint with its PrivateTest metrics JSON (command, commit, epochs, wall time)."""
+    from train.data import load_fer2013
+    from train.evaluate import export_run
+
+    summary = export_run(run, to, load_fer2013(data), report or Path("reports") / to.stem)
+    log.info("shipped %s: PrivateTest accuracy %.4f, macro-F1 %.4f", to, summary["PrivateTest"]["accuracy"],
+             summary["PrivateTest"]["macro"]["f1"])
+
+
+@app.command("compare")
+def compare_command(
+    metrics: list[Path] = typer.Argument(..., help="metrics JSON files (models/*.metrics.json or reports/*/metrics.json)"),
+) -> None:
+    """Print the paper's Table 8 layout (one row per model) with honest PrivateTest numbers, as Markdown."""
+    from train.evaluate import comparison_table
+
+    missing = [str(m) for m in metrics if not m.is_file()]
+    if missing:
+        raise FerError(f"metrics file(s) not found: {', '.join(missing)}; run `fer-train export` or `evaluate` first")
+    typer.echo(comparison_table(metrics))
+
+
+@app.command("audit-leakage")
+def audit_command(
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    model: str = typer.Option("cnn", help="model trained under both protocols (cnn is the cheapest)"),
+    epochs: int = typer.Option(0, help="epochs per protocol; 0 counts duplicates only"),
+    seed: int = typer.Option(0, help="random seed"),
+    out: Path = typer.Option(Path("reports/leakage"), help="report folder (audit.json, audit.md)"),
+    limit: Optional[int] = typer.Option(None, help="use at most this many images per split (quick runs)"),
+) -> None:
+    """Reproduce the paper's oversample-then-split protocol next to the honest one and count leaked test images."""
+    from train.data import load_fer2013
+    from train.leakage import audit, audit_markdown
+    from train.provenance import provenance, write_json
+
+    result = audit(load_fer2013(data, limit_per_split=limit, seed=seed), seed=seed, model=model, epochs=epochs,
+                   work_dir=out / "runs")
+    result["provenance"] = provenance()
+    write_json(out / "audit.json", result)
+    table = audit_markdown(result)
+    (out / "audit.md").write_text("# Leakage audit\n\n" + table + "\n")
+    typer.echo(table)
 
 
 def main() -> None:

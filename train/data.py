@@ -112,22 +112,23 @@ def load_fer2013(path: str | os.PathLike | None, *, skip_bad: bool = False, limi
 
 
 def _limit(dataset: FerDataset, limit: int, seed: int) -> FerDataset:
-    rng = np.random.default_rng(seed)
-    limited = {}
-    for name, split in dataset.splits.items():
-        if len(split) <= limit:
-            limited[name] = split
-            continue
-        # Stratified: take the same fraction of every class, at least one image of each present class.
-        fraction = limit / len(split)
-        chosen = []
-        for label in range(NUM_CLASSES):
-            members = np.flatnonzero(split.labels == label)
-            if len(members):
-                take = max(1, int(round(fraction * len(members))))
-                chosen.append(rng.choice(members, size=min(take, len(members)), replace=False))
-        limited[name] = split.subset(np.sort(np.concatenate(chosen)))
+    limited = {name: stratified_subset(split, limit, seed) for name, split in dataset.splits.items()}
     return FerDataset(dataset.source, limited, dataset.skipped, dataset.skipped_reasons)
+
+
+def stratified_subset(split: Split, size: int, seed: int) -> Split:
+    """At most ``size`` images of ``split``, the same fraction from every class (at least one of each present class)."""
+    if len(split) <= size:
+        return split
+    rng = np.random.default_rng(seed)
+    fraction = size / len(split)
+    chosen = []
+    for label in range(NUM_CLASSES):
+        members = np.flatnonzero(split.labels == label)
+        if len(members):
+            take = max(1, int(round(fraction * len(members))))
+            chosen.append(rng.choice(members, size=min(take, len(members)), replace=False))
+    return split.subset(np.sort(np.concatenate(chosen)))
 
 
 class _Collector:

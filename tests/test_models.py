@@ -1,0 +1,34 @@
+"""The three models match the seed paper's tables exactly."""
+
+import pytest
+
+from edge_runtime.errors import FerError
+from train.models import MODEL_BUILDERS, PAPER_PARAMETER_COUNTS, build_model
+
+
+@pytest.mark.parametrize("name, expected", [("cnn", 117_031), ("cnn_lstm_small", 303_495), ("cnn_lstm", 457_863)])
+def test_parameter_counts_match_paper(name, expected):
+    model = build_model(name)
+    assert model.count_params() == expected == PAPER_PARAMETER_COUNTS[name]
+    assert model.get_layer("rescale").count_params() == 0
+    assert tuple(model.input_shape) == (None, 48, 48, 1)
+    assert tuple(model.output_shape) == (None, 7)
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_BUILDERS))
+def test_models_take_raw_pixels(name):
+    import numpy as np
+
+    model = build_model(name)
+    probabilities = model(np.full((2, 48, 48, 1), 255.0, np.float32), training=False).numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_lstms_are_unrolled_for_tflite():
+    model = build_model("cnn_lstm")
+    assert all(model.get_layer(name).unroll for name in ("lstm1", "lstm2"))
+
+
+def test_unknown_model():
+    with pytest.raises(FerError, match="unknown model 'resnet'"):
+        build_model("resnet")

@@ -1,0 +1,133 @@
+"""Evaluation reports for trained Keras models, the shipped-model export, and the Table 8 comparison."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.errors import ModelError
+from train.data import FerDataset
+from train.metrics import classification_report, confusion_table, per_class_table
+from train.models import PAPER_NAMES, PAPER_PARAMETER_COUNTS
+from train.provenance import file_sha256, provenance, write_json
+
+log = logging.getLogger(__name__)
+
+
+def load_keras_model(path: str | Path):
+    """Load a ``.keras`` model with a clear error for a missing or unreadable file."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist; train one with `fer-train fit` or pass the right path")
+    if path.suffix != ".keras":
+        raise ModelError(f"{path} is not a .keras model file; pass the .keras file written by `fer-train fit`")
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # Keras raises many types for corrupt archives
+        raise ModelError(f"cannot load Keras model {path}: {error.__class__.__name__}: {str(error)[:200]}") from None
+
+
+def predict_probabilities(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities for ``(N, 48, 48)`` uint8 images (raw pixels, as every project model expects)."""
+    return np.asarray(model.predict(images[..., None].astype(np.float32), batch_size=batch_size, verbose=0))
+
+
+def evaluate(model, dataset: FerDataset, split: str) -> dict:
+    """The classification report of ``model`` on one split."""
+    data = dataset.split(split)
+    probabilities = predict_probabilities(model, data.images)
+    report = classification_report(data.labels, probabilities.argmax(axis=1))
+    report["split"] = split
+    return report
+
+
+def write_report(report: dict, out_dir: str | Path, title: str, history: list[dict] | None = None,
+                 extra: dict | None = None) -> Path:
+    """Write ``metrics.json``, ``confusion.png``, ``learning_curves.png`` (with a history) and ``report.md``."""
+    from train.plots import plot_confusion, plot_learning_curves
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"title": title, **(extra or {}), "results": report, "provenance": provenance()}
+    if history:
+        payload["history"] = history
+    write_json(out_dir / "metrics.json", payload)
+    plot_confusion(report, out_dir / "confusion.png", f"{title}: {report['split']}")
+    sections = [f"# {title}", "",
+                f"{report['split']}: accuracy **{report['accuracy']:.4f}**, macro-F1 **{report['macro']['f1']:.4f}** "
+                f"on {report['images']} images.", "", per_class_table(report), "", "Confusion matrix (counts):", "",
+                confusion_table(report), "", "![confusion](confusion.png)"]
+    if history:
+        plot_learning_curves(history, out_dir / "learning_curves.png", title)
+        sections += ["", "![learning curves](learning_curves.png)"]
+    (out_dir / "report.md").write_text("\n".join(sections) + "\n")
+    log.info("%s on %s: accuracy %.4f, macro-F1 %.4f -> %s", title, report["split"], report["accuracy"],
+             report["macro"]["f1"], out_dir)
+    return out_dir
+
+
+def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset, report_dir: str | Path) -> dict:
+    """Ship a run's best checkpoint: copy it, evaluate it on PrivateTest, write ``<dest>.metrics.json`` and a report."""
+    from train.fit import read_history
+
+    run_dir, destination = Path(run_dir), Path(destination)
+    state_file, best = run_dir / "state.json", run_dir / "best.keras"
+    if not state_file.exists() or not best.exists():
+        raise ModelError(f"{run_dir} holds no finished epoch (state.json and best.keras); run `fer-train fit` first")
+    state = json.loads(state_file.read_text())
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(best, destination)
+    model = load_keras_model(destination)
+    private = evaluate(model, dataset, "PrivateTest")
+    public = evaluate(model, dataset, "PublicTest")
+    name = state["config"]["model"]
+    summary = {
+        "model": name,
+        "paper_name": PAPER_NAMES.get(name, name),
+        "parameters": int(model.count_params()),
+        "file": destination.name,
+        "sha256": file_sha256(destination),
+        "training": {
+            "commands": [p["command"] for p in state.get("provenance", [])],
+            "git_commits": [p["git_commit"] for p in state.get("provenance", [])],
+            "epochs_run": state["epochs_done"],
+            "best_epoch": state["best_epoch"],
+            "stopped_early": bool(state.get("stopped_early")),
+            "wall_seconds": state["wall_seconds"],
+            "config": state["config"],
+            "train_images": state["train_images"],
+            "train_class_counts": state["train_class_counts"],
+        },
+        "PublicTest": {"accuracy": public["accuracy"], "macro_f1": public["macro"]["f1"]},
+        "PrivateTest": private,
+        "provenance": provenance(),
+    }
+    write_json(destination.with_suffix(".metrics.json"), summary)
+    write_report(private, report_dir, f"{summary['paper_name']} ({destination.name})", read_history(run_dir),
+                 {"model": name, "parameters": summary["parameters"], "epochs_run": state["epochs_done"],
+                  "best_epoch": state["best_epoch"]})
+    return summary
+
+
+def comparison_table(metrics_files: list[str | Path]) -> str:
+    """A Markdown table in the layout of the paper's Table 8, one row per model, honest PrivateTest numbers."""
+    lines = ["| Model | Parameters | Epochs (best) | Accuracy | Precision | Recall | F1-score | Weighted F1 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for path in metrics_files:
+        payload = json.loads(Path(path).read_text())
+        results = payload.get("PrivateTest") or payload.get("results")
+        name = payload.get("paper_name") or payload.get("model") or payload.get("title")
+        model_name = payload.get("model", "")
+        parameters = payload.get("parameters", PAPER_PARAMETER_COUNTS.get(model_name, 0))
+        training = payload.get("training", {})
+        epochs = f"{training.get('epochs_run', payload.get('epochs_run', '?'))} ({training.get('best_epoch', payload.get('best_epoch', '?'))})"
+        macro, weighted = results["macro"], results["weighted"]
+        lines.append(f"| {name} | {parameters:,} | {epochs} | {results['accuracy']:.4f} | {macro['precision']:.4f} | "
+                     f"{macro['recall']:.4f} | {macro['f1']:.4f} | {weighted['f1']:.4f} |")
+    return "\n".join(lines)
