@@ -38,6 +38,8 @@ def fit_command(
     limit: Optional[int] = typer.Option(None, help="use at most this many images per split (quick runs)"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed rows/images and report how many"),
     jit: bool = typer.Option(False, "--jit", help="compile with XLA (slower on small CPUs, faster on GPUs)"),
+    ignore_data_checks: bool = typer.Option(False, "--ignore-data-checks",
+                                            help="train even if the splits look inconsistent (findings are recorded)"),
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest."""
     from train.data import load_fer2013
@@ -46,11 +48,29 @@ def fit_command(
 
     build_model(model)  # an unknown name fails here, before the dataset is read
     config = FitConfig(model=model, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                       balance=balance, seed=seed, patience=patience, jit_compile=jit)
+                       balance=balance, seed=seed, patience=patience, jit_compile=jit,
+                       ignore_data_checks=ignore_data_checks)
     dataset = load_fer2013(data, skip_bad=skip_bad, limit_per_split=limit, seed=seed)
     state = fit(dataset, out or Path("runs") / model, config, resume=resume)
     log.info("done: %d epochs, best PublicTest accuracy %.4f at epoch %d", state["epochs_done"],
              state["best_val_accuracy"], state["best_epoch"])
+
+
+@app.command("check-data")
+def check_data_command(
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed rows/images and report how many"),
+) -> None:
+    """Compare the splits (counts, pixel statistics, sharpness) and report problems; exit 1 when any is found."""
+    import json
+
+    from train.data import load_fer2013
+    from train.data_checks import check_dataset
+
+    statistics, findings = check_dataset(load_fer2013(data, skip_bad=skip_bad))
+    typer.echo(json.dumps({"statistics": statistics, "findings": [f._asdict() for f in findings]}, indent=2))
+    if findings:
+        raise typer.Exit(1)
 
 
 @app.command("evaluate")

@@ -16,16 +16,18 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.errors import FerError
+from edge_runtime.errors import DataError, FerError
 from edge_runtime.labels import NUM_CLASSES
 from train.augment import AugmentConfig
 from train.data import FerDataset, Split
+from train.data_checks import check_dataset
 from train.provenance import provenance, write_json
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class FitConfig:
     lr_factor: float = 0.5
     min_learning_rate: float = 1e-5
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    ignore_data_checks: bool = False
     jit_compile: bool = False  # measured: XLA is ~25% slower per step on a 2-core CPU
 
 
@@ -163,7 +166,7 @@ class _Checkpointer:
 
 
 def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: bool = False,
-        verbose: int = 1) -> dict:
+        verbose: int | None = None) -> dict:
     """Train ``config.model`` on ``dataset`` into ``run_dir``; returns the final state dict.
 
     With ``resume=True`` an existing ``run_dir`` continues from ``last.keras``;
@@ -178,8 +181,14 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     if config.batch_size < 1 or config.epochs < 1:
         raise FerError(f"batch size and epochs must be positive, got {config.batch_size} and {config.epochs}")
     run_dir = Path(run_dir)
+    if verbose is None:  # a progress bar on a terminal, one line per epoch in logs (nohup, journald)
+        verbose = 1 if sys.stderr.isatty() else 2
     train, validation = dataset.split("Training"), dataset.split("PublicTest")
     state_file, last = run_dir / "state.json", run_dir / "last.keras"
+    data_statistics, findings = check_dataset(dataset)
+    if findings and not config.ignore_data_checks:
+        raise DataError("the dataset failed its checks: " + " | ".join(f.message for f in findings) +
+                        " (pass --ignore-data-checks to train on it anyway; the findings are recorded with the run)")
     keras.utils.set_random_seed(config.seed)
     if resume and state_file.exists() and last.exists():
         state = json.loads(state_file.read_text())
@@ -202,6 +211,7 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
                  "wall_seconds": 0.0, "train_class_counts": train.class_counts(),
                  "data_source": dataset.source, "train_images": len(train), "validation_images": len(validation)}
     state.setdefault("provenance", []).append(provenance())
+    state["data_checks"] = {"statistics": data_statistics, "findings": [f._asdict() for f in findings]}
     first_epoch = state["epochs_done"]
     if state.get("stopped_early") or first_epoch >= config.epochs:
         log.info("nothing to do: run finished after %d epochs", first_epoch)

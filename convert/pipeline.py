@@ -1,0 +1,232 @@
+"""``fer-convert``'s job: convert, verify on held-out data, report, and refuse a model over budget.
+
+Each step is checked, in the spirit of a careful exporter: the rebuilt graph
+must match the Keras model, every written file is reloaded by the runtime's
+own interpreter and scored, and the quantized model must stay within the
+accuracy-drop and agreement budgets or the command fails (after writing the
+report, so the user can see why).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.contract import ModelContract, TensorSpec, write_contract
+from edge_runtime.errors import FerError
+from edge_runtime.labels import LABELS
+from edge_runtime.preprocessing import PREPROCESSING_VERSION
+
+log = logging.getLogger(__name__)
+
+SUFFIX = {"none": "float32", "float16": "float16", "dynamic": "dynamic", "int8": "int8"}
+
+
+class BudgetExceeded(FerError):
+    """The quantized model lost more accuracy or agreement than allowed; the report was written."""
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """What ``fer-convert`` was asked to do."""
+
+    quantize: str = "int8"
+    io_type: str = "uint8"
+    max_drop_pp: float = 1.0
+    min_agreement: float = 0.97
+    split: str = "PrivateTest"
+    out_dir: Path = Path("models")
+    report_dir: Path = Path("reports/conversion")
+    calibration_dir: Path = Path("calibration_data")
+    calibration_per_class: int = 100
+    edgetpu: bool = False
+    verify: bool = True
+    debug_layers: bool = True
+    edge_graph: bool = True
+    limit: int | None = None
+
+
+def _tensor_spec(detail: dict) -> TensorSpec:
+    scale, zero_point = detail["quantization"]
+    return TensorSpec(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+
+
+def write_tflite(content: bytes, path: Path, mode: str, source: Path, source_sha256: str) -> ModelContract:
+    """Write a model and its sidecar; the sidecar's tensor specs are read back from the written file."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    contract = ModelContract(labels=LABELS, input=_tensor_spec(interpreter.get_input_details()[0]),
+                             output=_tensor_spec(interpreter.get_output_details()[0]),
+                             preprocessing=PREPROCESSING_VERSION, quantization=mode, source_model=source.name,
+                             source_sha256=source_sha256)
+    write_contract(path, contract)
+    return contract
+
+
+def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | None) -> dict:
+    """Convert ``model_path`` as ``options`` say; returns the report dict. Raises :class:`BudgetExceeded`."""
+    from convert.calibration import build_calibration, load_calibration
+    from convert.edge_graph import edge_friendly_model
+    from convert.quantize import IO_TYPES, QUANTIZE_MODES, convert
+    from train.data import load_fer2013, stratified_subset
+    from train.evaluate import load_keras_model, predict_probabilities
+    from train.provenance import file_sha256, provenance
+
+    if options.quantize not in QUANTIZE_MODES:
+        raise FerError(f"unknown --quantize {options.quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}")
+    if options.io_type not in IO_TYPES:
+        raise FerError(f"unknown --io {options.io_type!r}; choose one of {', '.join(IO_TYPES)}")
+    model_path = Path(model_path)
+    keras_model = load_keras_model(model_path)
+    if tuple(keras_model.input_shape[1:]) != (48, 48, 1) or keras_model.output_shape[-1] != len(LABELS):
+        raise FerError(f"{model_path}: input {keras_model.input_shape}, output {keras_model.output_shape}; "
+                       f"fer-convert needs a 48x48x1 -> {len(LABELS)} classes model")
+    source_sha256 = file_sha256(model_path)
+    dataset = None
+    if data is not None or options.verify:
+        if data is None:
+            import os
+
+            data = os.environ.get("FER2013_DIR")
+        if data is None and options.verify:
+            raise FerError("verification needs the FER2013 data: pass --data (or set FER2013_DIR), "
+                           "or --no-verify to convert without measuring the accuracy drop")
+        dataset = load_fer2013(data) if data is not None else None
+
+    calibration = None
+    if options.quantize == "int8":
+        if dataset is not None:
+            calibration = build_calibration(dataset, options.calibration_dir, per_class=options.calibration_per_class)
+        else:
+            calibration = load_calibration(options.calibration_dir)
+        log.info("calibration set: %d Training images %s", len(calibration.labels), calibration.histogram())
+
+    graph = edge_friendly_model(keras_model) if options.edge_graph else _batch_one(keras_model)
+    stem = model_path.stem
+    outputs = {"float32": options.out_dir / f"{stem}_float32.tflite"}
+    if options.quantize != "none":
+        outputs[SUFFIX[options.quantize]] = options.out_dir / f"{stem}_{SUFFIX[options.quantize]}.tflite"
+    contracts = {}
+    for kind, path in outputs.items():
+        mode = "none" if kind == "float32" else options.quantize
+        log.info("converting %s -> %s", model_path.name, path)
+        content = convert(graph, mode, io_type=options.io_type,
+                          calibration=calibration.images if calibration is not None else None)
+        contracts[kind] = write_tflite(content, path, mode, model_path, source_sha256)
+
+    report = {"source_model": {"file": str(model_path), "sha256": source_sha256,
+                               "parameters": int(keras_model.count_params())},
+              "quantization": options.quantize, "io_type": options.io_type, "edge_graph": options.edge_graph,
+              "outputs": {kind: str(path) for kind, path in outputs.items()},
+              "contracts": {kind: contract.to_json() for kind, contract in contracts.items()},
+              "provenance": provenance()}
+    if calibration is not None:
+        report["calibration"] = {"directory": str(options.calibration_dir), "images": int(len(calibration.labels)),
+                                 "histogram": calibration.histogram(), "warnings": list(calibration.warnings),
+                                 "source": "Training split only"}
+    report["models"] = _describe_models(outputs)
+
+    if options.verify and dataset is not None:
+        _verify(report, keras_model, dataset, outputs, options, stratified_subset, predict_probabilities)
+    if options.quantize == "int8" and options.debug_layers and calibration is not None:
+        from convert.verify import quantization_debug
+
+        log.info("per-layer quantization error (QuantizationDebugger)")
+        debug_images = (dataset.split(options.split).images[:64] if dataset is not None else calibration.images[:64])
+        report["quantization_debugger"] = quantization_debug(graph, calibration.images, debug_images)
+    if options.edgetpu:
+        from convert.edgetpu import compatibility, compile_for_edgetpu
+
+        target = outputs.get("int8")
+        if target is None:
+            raise FerError("--edgetpu needs --quantize int8: the Edge TPU runs only full-integer 8-bit models")
+        report["edgetpu"] = {"static_check": compatibility(target), "compiler": compile_for_edgetpu(target, options.out_dir)}
+    _update_sidecars(report, contracts, outputs)
+    from convert.report import write_reports
+
+    report["report_files"] = write_reports(report, options.report_dir, f"{stem}_{SUFFIX[options.quantize]}")
+    budget = report.get("budget")
+    if budget and not budget["passed"]:
+        raise BudgetExceeded("; ".join(budget["failures"]) + f" (report: {report['report_files']['markdown']})")
+    return report
+
+
+def _batch_one(keras_model):
+    import keras
+
+    inputs = keras.Input(batch_shape=(1, 48, 48, 1), name="pixels")
+    return keras.Model(inputs, keras_model(inputs), name=keras_model.name)
+
+
+def _describe_models(outputs: dict[str, Path]) -> dict:
+    from convert.inspect_tflite import float_ops, io_types, op_histogram
+
+    described = {}
+    for kind, path in outputs.items():
+        described[kind] = {"file": str(path), "size_bytes": path.stat().st_size, "ops": op_histogram(path),
+                           "io": io_types(path), "float_ops": len(float_ops(path))}
+    if "int8" in described:
+        described["int8"]["size_ratio_to_float32"] = described["int8"]["size_bytes"] / described["float32"]["size_bytes"]
+    return described
+
+
+def _verify(report, keras_model, dataset, outputs, options, stratified_subset, predict_probabilities) -> None:
+    from convert.verify import compare, latency_ms, tflite_probabilities
+    from train.metrics import classification_report
+
+    split = dataset.split(options.split)
+    if options.limit:
+        split = stratified_subset(split, options.limit, 0)
+    log.info("verifying on %s (%d images)", options.split, len(split))
+    probabilities = {"keras": predict_probabilities(keras_model, split.images)}
+    for kind, path in outputs.items():
+        probabilities[kind] = tflite_probabilities(path, split.images, progress_label=f"{kind} on {options.split}")
+    results = {}
+    for kind, probs in probabilities.items():
+        full = classification_report(split.labels, probs.argmax(1))
+        results[kind] = {"accuracy": full["accuracy"], "macro_f1": full["macro"]["f1"],
+                         "per_class_f1": {k: v["f1"] for k, v in full["per_class"].items()},
+                         "confusion_matrix": full["confusion_matrix"], "report": full}
+    report["verification"] = {"split": options.split, "images": int(len(split)), "results": results,
+                              "comparisons": {kind: compare(probabilities["keras"], probabilities[kind], split.labels)
+                                              for kind in outputs}}
+    for kind, path in outputs.items():
+        report["models"][kind]["latency_1_thread"] = latency_ms(path, split.images)
+    candidate = next(kind for kind in ("int8", "dynamic", "float16", "float32") if kind in outputs)
+    comparison = report["verification"]["comparisons"][candidate]
+    failures = []
+    if comparison["accuracy_drop_pp"] > options.max_drop_pp:
+        failures.append(f"{candidate} accuracy drop {comparison['accuracy_drop_pp']:.2f} pp exceeds --max-drop "
+                        f"{options.max_drop_pp:g} pp")
+    if comparison["top1_agreement"] < options.min_agreement:
+        failures.append(f"{candidate} top-1 agreement {comparison['top1_agreement']:.2%} is below "
+                        f"--min-agreement {options.min_agreement:.0%}")
+    report["budget"] = {"candidate": candidate, "max_drop_pp": options.max_drop_pp,
+                        "min_agreement": options.min_agreement, "passed": not failures, "failures": failures}
+    log.info("%s vs Keras float: accuracy drop %.2f pp, agreement %.2f%%", candidate, comparison["accuracy_drop_pp"],
+             100 * comparison["top1_agreement"])
+
+
+def _update_sidecars(report: dict, contracts: dict, outputs: dict) -> None:
+    """Record the verified accuracy in each model's sidecar."""
+    from dataclasses import replace
+
+    verification = report.get("verification")
+    for kind, contract in contracts.items():
+        verified = {}
+        if verification:
+            result = verification["results"][kind]
+            verified = {"split": verification["split"], "images": verification["images"],
+                        "accuracy": result["accuracy"], "macro_f1": result["macro_f1"],
+                        "accuracy_drop_pp_vs_keras": verification["comparisons"][kind]["accuracy_drop_pp"],
+                        "top1_agreement_vs_keras": verification["comparisons"][kind]["top1_agreement"]}
+        updated = replace(contract, verified=verified)
+        write_contract(outputs[kind], updated)
+        report["contracts"][kind] = updated.to_json()

@@ -1,0 +1,90 @@
+"""Emotion classification of preprocessed 48x48 faces with a TFLite interpreter.
+
+A small adapter in the style of pycoral: input quantization and output
+dequantization live in one helper each, results are immutable values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from edge_runtime.contract import ModelContract, TensorSpec, load_contract
+from edge_runtime.errors import ModelError
+from edge_runtime.interpreter import make_interpreter
+
+
+class Prediction(NamedTuple):
+    """Probabilities for every label, with the top label and its probability."""
+
+    probabilities: np.ndarray
+    label: str
+    score: float
+
+
+def quantize_input(pixels: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Raw uint8 pixels -> the model's input dtype.
+
+    A uint8 input with scale 1 and zero point 0 (what fer-convert produces)
+    takes the pixels as they are; any other quantization is applied as the
+    model says, so models from elsewhere still get correct inputs.
+    """
+    if spec.dtype == "float32":
+        return pixels.astype(np.float32)
+    if spec.dtype == "uint8" and spec.scale == 1.0 and spec.zero_point == 0:
+        return pixels
+    info = np.iinfo(np.dtype(spec.dtype))
+    quantized = np.round(pixels.astype(np.float32) / spec.scale) + spec.zero_point
+    return np.clip(quantized, info.min, info.max).astype(spec.dtype)
+
+
+def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """The model's output tensor -> float32 probabilities."""
+    if spec.scale == 0.0:
+        return values.astype(np.float32)
+    return (values.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+
+
+class EmotionClassifier:
+    """Runs one model on 48x48 uint8 faces; the contract says how to feed it and read it."""
+
+    def __init__(self, interpreter, contract: ModelContract):
+        self.interpreter = interpreter
+        self.contract = contract
+        self.labels = contract.labels
+        input_detail = interpreter.get_input_details()[0]
+        output_detail = interpreter.get_output_details()[0]
+        actual_input = tuple(int(d) for d in input_detail["shape"])
+        if actual_input != tuple(contract.input.shape) or np.dtype(input_detail["dtype"]).name != contract.input.dtype:
+            raise ModelError(f"model input is {list(actual_input)} {np.dtype(input_detail['dtype']).name}, but its "
+                             f"metadata says {list(contract.input.shape)} {contract.input.dtype}; the sidecar belongs "
+                             "to another model: reconvert")
+        self._input_index = input_detail["index"]
+        self._output_index = output_detail["index"]
+
+    @classmethod
+    def from_file(cls, model_path: str | Path, *, threads: int = 1, backend: str = "cpu",
+                  fallback_to_cpu: bool = True) -> "EmotionClassifier":
+        """Load a converted model and its contract."""
+        contract = load_contract(model_path)
+        interpreter = make_interpreter(model_path, threads=threads, backend=backend, fallback_to_cpu=fallback_to_cpu)
+        return cls(interpreter, contract)
+
+    def probabilities(self, face: np.ndarray) -> np.ndarray:
+        """Class probabilities (float32, label order) for one preprocessed ``48x48`` uint8 face."""
+        pixels = face.reshape(self.contract.input.shape)
+        self.interpreter.set_tensor(self._input_index, quantize_input(pixels, self.contract.input))
+        self.interpreter.invoke()
+        return dequantize(self.interpreter.get_tensor(self._output_index), self.contract.output)[0]
+
+    def classify(self, face: np.ndarray) -> Prediction:
+        """The :class:`Prediction` for one preprocessed face."""
+        probabilities = self.probabilities(face)
+        top = int(np.argmax(probabilities))
+        return Prediction(probabilities, self.labels[top], float(probabilities[top]))
+
+    def probabilities_batch(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities for ``(N, 48, 48)`` faces, one invoke each (the model has a static batch of 1)."""
+        return np.stack([self.probabilities(face) for face in faces]) if len(faces) else np.zeros((0, len(self.labels)))

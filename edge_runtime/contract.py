@@ -1,0 +1,106 @@
+"""The model contract: what a ``.tflite`` file expects and promises, stored in a JSON sidecar.
+
+The converter writes ``<model>.json`` next to ``<model>.tflite``; the runtime
+reads it and refuses a model that does not fit (wrong input size, class count,
+preprocessing version, or no sidecar at all) before the first frame.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edge_runtime.errors import ModelError
+from edge_runtime.labels import LABELS
+from edge_runtime.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION
+
+CONTRACT_FORMAT = "fer-edge-model/1"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Shape, dtype and affine quantization (``real = scale * (q - zero_point)``; scale 0 = not quantized)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float = 0.0
+    zero_point: int = 0
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """Everything the runtime needs to know about a converted model."""
+
+    labels: tuple[str, ...]
+    input: TensorSpec
+    output: TensorSpec
+    preprocessing: str
+    quantization: str
+    source_model: str = ""
+    source_sha256: str = ""
+    verified: dict = field(default_factory=dict)
+    format: str = CONTRACT_FORMAT
+
+    def to_json(self) -> str:
+        """The sidecar's JSON text."""
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """``models/x.tflite`` -> ``models/x.json``."""
+    return Path(model_path).with_suffix(".json")
+
+
+def write_contract(model_path: str | Path, contract: ModelContract) -> Path:
+    """Write the sidecar next to ``model_path``."""
+    path = sidecar_path(model_path)
+    path.write_text(contract.to_json())
+    return path
+
+
+def _tensor(raw: dict, where: str) -> TensorSpec:
+    try:
+        return TensorSpec(tuple(int(d) for d in raw["shape"]), str(raw["dtype"]), float(raw.get("scale", 0.0)),
+                          int(raw.get("zero_point", 0)))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelError(f"{where}: malformed tensor description ({error}); re-run fer-convert") from None
+
+
+def load_contract(model_path: str | Path) -> ModelContract:
+    """Read and validate the sidecar of ``model_path``; raise :class:`ModelError` saying what does not fit."""
+    path = sidecar_path(model_path)
+    if not path.is_file():
+        raise ModelError(f"{model_path} has no metadata sidecar {path.name}; convert the model with fer-convert, "
+                         "which writes the labels, input size and quantization the runtime needs")
+    try:
+        raw = json.loads(path.read_text())
+        contract = ModelContract(
+            labels=tuple(raw["labels"]), input=_tensor(raw["input"], f"{path} input"),
+            output=_tensor(raw["output"], f"{path} output"), preprocessing=raw["preprocessing"],
+            quantization=raw["quantization"], source_model=raw.get("source_model", ""),
+            source_sha256=raw.get("source_sha256", ""), verified=raw.get("verified", {}),
+            format=raw.get("format", ""))
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ModelError(f"{path}: unreadable model metadata ({error.__class__.__name__}: {error}); re-run fer-convert") from None
+    validate_contract(contract, path)
+    return contract
+
+
+def validate_contract(contract: ModelContract, where: str | Path) -> None:
+    """Refuse models that do not fit this runtime."""
+    if contract.format != CONTRACT_FORMAT:
+        raise ModelError(f"{where}: metadata format {contract.format!r}, this runtime reads {CONTRACT_FORMAT!r}")
+    expected_input = (1, INPUT_SIZE, INPUT_SIZE, 1)
+    if tuple(contract.input.shape) != expected_input:
+        raise ModelError(f"{where}: model input shape {list(contract.input.shape)}, expected {list(expected_input)} "
+                         "(48x48 grayscale, batch 1)")
+    if len(contract.labels) != len(LABELS) or tuple(contract.output.shape) != (1, len(contract.labels)):
+        raise ModelError(f"{where}: model has {len(contract.labels)} labels and output shape "
+                         f"{list(contract.output.shape)}; expected {len(LABELS)} classes ({', '.join(LABELS)})")
+    if contract.preprocessing != PREPROCESSING_VERSION:
+        raise ModelError(f"{where}: model was verified with preprocessing {contract.preprocessing!r}, this runtime "
+                         f"uses {PREPROCESSING_VERSION!r}; reconvert the model with this version")
+    for name, spec in (("input", contract.input), ("output", contract.output)):
+        if spec.dtype not in ("uint8", "int8", "float32"):
+            raise ModelError(f"{where}: unsupported {name} dtype {spec.dtype!r}; expected uint8, int8 or float32")
