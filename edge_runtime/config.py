@@ -1,0 +1,163 @@
+"""The runtime's one configuration schema: typed, documented, validated on load.
+
+Every setting lives here with its default, its allowed values and a one-line
+description; ``edge-runtime check-config FILE`` validates a TOML file against
+it and ``edge-runtime show-config`` prints the defaults. Unknown keys are
+errors (a typo must not silently fall back to a default), and every error
+names the key path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from edge_runtime.errors import ConfigError
+
+
+def setting(default, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
+            maximum: float | None = None):
+    """A schema field: default value, description and constraints."""
+    return field(default=default, metadata={"doc": doc, "choices": choices, "min": minimum, "max": maximum})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = setting("models/fer_cnn_lstm_int8.tflite", "converted .tflite model (its .json sidecar must sit next to it)")
+    backend: str = setting("cpu", "inference backend", choices=("cpu", "edgetpu"))
+    fallback_to_cpu: bool = setting(True, "run on the CPU when the Edge TPU is missing or the model is not compiled for it")
+    threads: int = setting(1, "interpreter and OpenCV threads", minimum=1, maximum=64)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    spec: str = setting("0", "image, folder, video file, camera index, /dev/videoN, rtsp:// or http:// URL, or picamera2[:N]")
+    loop: bool = setting(False, "replay a video file or folder endlessly (soak tests, demos)")
+    camera_retries: int = setting(-1, "reopen attempts before giving up on a camera (-1 = forever, with backoff)", minimum=-1)
+    max_frames: int = setting(0, "stop after this many frames (0 = no limit)", minimum=0)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    name: str = setting("haar", "face detector", choices=("haar", "yunet"))
+    model_path: str = setting("", "ONNX model for the yunet detector")
+    min_face: int = setting(32, "smallest face side in pixels", minimum=8)
+    max_faces: int = setting(0, "0 = all faces, 1 = largest only, N = the N largest", minimum=0)
+    every_n: int = setting(2, "detect on every Nth frame of a video and reuse the boxes in between", minimum=1)
+    detect_width: int = setting(240, "downscale wider frames to this width for detection only (0 = full size); "
+                                "the crop still comes from the full frame", minimum=0)
+    margin: float = setting(0.1, "crop margin around the box, as a fraction of its side", minimum=0.0, maximum=1.0)
+    scale_factor: float = setting(1.1, "Haar pyramid step (smaller = slower, finds more sizes)", minimum=1.01, maximum=2.0)
+    min_neighbors: int = setting(3, "Haar neighbours needed to accept a face", minimum=0)
+    score_threshold: float = setting(0.7, "yunet confidence threshold", minimum=0.0, maximum=1.0)
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    alpha: float = setting(0.4, "weight of the newest frame in the moving average (1 = no smoothing)", minimum=0.01, maximum=1.0)
+    threshold: float = setting(0.4, "below this smoothed probability the label is 'uncertain'", minimum=0.0, maximum=1.0)
+    min_iou: float = setting(0.3, "box overlap that makes two detections the same face", minimum=0.0, maximum=1.0)
+    max_missed: int = setting(5, "frames a face may vanish before its track is dropped", minimum=0)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    annotate: str = setting("", "write frames with boxes and labels to this video/image path (off by default: privacy)")
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def _check_value(path: str, value: Any, expected: type, meta: dict) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{path}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{path}: {value!r} is not allowed; choose one of {', '.join(map(str, meta['choices']))}")
+    if meta.get("min") is not None and value < meta["min"]:
+        raise ConfigError(f"{path}: {value!r} is below the minimum {meta['min']}")
+    if meta.get("max") is not None and value > meta["max"]:
+        raise ConfigError(f"{path}: {value!r} is above the maximum {meta['max']}")
+    return value
+
+
+def _build(cls, raw: dict, prefix: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a table, got {type(raw).__name__} {raw!r}")
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown key(s) {', '.join(where + k for k in unknown)}; allowed in "
+                          f"{prefix or 'the top level'}: {', '.join(known)}")
+    values = {}
+    for name, value in raw.items():
+        path = f"{prefix}.{name}" if prefix else name
+        expected = hints[name]
+        if dataclasses.is_dataclass(expected):
+            values[name] = _build(expected, value, path)
+        else:
+            values[name] = _check_value(path, value, expected, known[name].metadata)
+    return cls(**values)
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Validate a parsed config (for example from TOML) and fill in defaults."""
+    return _build(Config, raw, "")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML: {error}") from None
+    try:
+        return config_from_dict(raw)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    """Apply ``{"section.key": value}`` overrides (from CLI options), validated like the file."""
+    raw = dataclasses.asdict(config)
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, key = dotted.split(".", 1)
+        raw[section][key] = value
+    return config_from_dict(raw)
+
+
+def describe_schema(cls=Config, prefix: str = "") -> list[str]:
+    """The schema as TOML with comments: every key, its default, its allowed values and what it does."""
+    lines = []
+    hints = get_type_hints(cls)
+    for item in fields(cls):
+        if dataclasses.is_dataclass(hints[item.name]):
+            lines += ["", f"[{item.name}]"] + describe_schema(hints[item.name], item.name)
+            continue
+        meta = item.metadata
+        constraint = ""
+        if meta.get("choices"):
+            constraint = f" (one of: {', '.join(meta['choices'])})"
+        elif meta.get("min") is not None or meta.get("max") is not None:
+            constraint = f" (range: {meta.get('min', '')}..{meta.get('max') if meta.get('max') is not None else ''})"
+        default = item.default
+        rendered = f'"{default}"' if isinstance(default, str) else str(default).lower() if isinstance(default, bool) else default
+        lines += [f"# {meta.get('doc', '')}{constraint}", f"{item.name} = {rendered}"]
+    return lines

@@ -1,0 +1,163 @@
+"""Face detectors behind one interface, chosen by name from an explicit registry.
+
+``haar`` (default) works right after ``pip install``: opencv-python-headless
+4.x ships ``CascadeClassifier`` and its cascade files (5.0 dropped both, so the
+dependency is pinned below 5). ``yunet`` uses ``cv2.FaceDetectorYN``, which is
+more accurate on tilted and small faces but needs its ONNX model file
+(face_detection_yunet_2023mar.onnx from opencv_zoo, MIT), which no wheel ships.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple, Protocol
+
+import cv2
+import numpy as np
+
+from edge_runtime.errors import ConfigError, FerError
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_OVERLAP = 0.5
+
+
+class Box(NamedTuple):
+    """A face box in frame pixels, with the detector's confidence (1.0 where it gives none)."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    score: float = 1.0
+
+    @property
+    def area(self) -> int:
+        return self.w * self.h
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """Detection settings shared by every detector."""
+
+    min_face: int = 32          # smallest face side in pixels; smaller detections are ignored
+    max_faces: int = 0          # 0 = all faces, 1 = largest only, N = the N largest
+    scale_factor: float = 1.1   # Haar image-pyramid step
+    min_neighbors: int = 3      # Haar: higher = fewer false positives
+    score_threshold: float = 0.7  # YuNet confidence
+    model_path: str = ""        # YuNet ONNX file
+    detect_width: int = 240     # frames wider than this are downscaled for detection (0 = never)
+
+
+class FaceDetector(Protocol):
+    """Finds faces in a grayscale or BGR image; :func:`find_faces` adds scaling and filtering."""
+
+    options: DetectorOptions
+
+    def detect(self, image: np.ndarray, min_size: int) -> list[Box]:
+        """Every face at least ``min_size`` pixels wide, in ``image``'s pixels, in no particular order."""
+        ...
+
+
+class HaarDetector:
+    """OpenCV's frontal-face Haar cascade (fast on a Pi CPU, no extra files)."""
+
+    def __init__(self, options: DetectorOptions):
+        self.options = options
+        if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+            raise FerError("this OpenCV build has no CascadeClassifier/haarcascades (opencv-python-headless 5.0 dropped "
+                           "them); install `opencv-python-headless<5` or use --detector yunet")
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise FerError(f"cannot load the Haar cascade {path}; reinstall opencv-python-headless<5")
+
+    def detect(self, image: np.ndarray, min_size: int) -> list[Box]:
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        found = self.cascade.detectMultiScale(gray, scaleFactor=self.options.scale_factor,
+                                              minNeighbors=self.options.min_neighbors, minSize=(min_size, min_size))
+        return [Box(int(x), int(y), int(w), int(h)) for (x, y, w, h) in found]
+
+
+class YuNetDetector:
+    """OpenCV's YuNet CNN detector (``cv2.FaceDetectorYN``) with a user-supplied ONNX model."""
+
+    def __init__(self, options: DetectorOptions):
+        self.options = options
+        if not options.model_path or not Path(options.model_path).is_file():
+            raise ConfigError(f"the yunet detector needs its ONNX model: set detector.model_path (got "
+                              f"{options.model_path!r}); download face_detection_yunet_2023mar.onnx from opencv_zoo")
+        self.detector = cv2.FaceDetectorYN.create(options.model_path, "", (320, 320), options.score_threshold)
+        self.size = (0, 0)
+
+    def detect(self, image: np.ndarray, min_size: int) -> list[Box]:
+        bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
+        height, width = bgr.shape[:2]
+        if (width, height) != self.size:
+            self.detector.setInputSize((width, height))
+            self.size = (width, height)
+        _, faces = self.detector.detect(bgr)
+        boxes = [] if faces is None else [Box(int(f[0]), int(f[1]), int(f[2]), int(f[3]), float(f[-1])) for f in faces]
+        return [b for b in boxes if min(b.w, b.h) >= min_size]
+
+
+DETECTORS: dict[str, Callable[[DetectorOptions], FaceDetector]] = {"haar": HaarDetector, "yunet": YuNetDetector}
+
+
+def make_detector(name: str, options: DetectorOptions) -> FaceDetector:
+    """Build a detector by registry name."""
+    try:
+        factory = DETECTORS[name]
+    except KeyError:
+        raise ConfigError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}") from None
+    return factory(options)
+
+
+def find_faces(detector: FaceDetector, image: np.ndarray) -> list[Box]:
+    """Faces in ``image`` (frame pixels), largest first, filtered by the detector's options.
+
+    Frames wider than ``detect_width`` are downscaled for detection only:
+    detection cost grows with the pixel count, while faces worth classifying
+    are far larger than the detector's window, so this is the cheapest speed-up.
+    """
+    options = detector.options
+    height, width = image.shape[:2]
+    scale = options.detect_width / width if options.detect_width and width > options.detect_width else 1.0
+    small = image if scale == 1.0 else cv2.resize(
+        image, (options.detect_width, max(1, int(round(height * scale)))), interpolation=cv2.INTER_AREA)
+    found = detector.detect(small, max(1, int(options.min_face * scale)))
+    boxes = [Box(int(round(b.x / scale)), int(round(b.y / scale)), int(round(b.w / scale)), int(round(b.h / scale)),
+                 b.score) for b in found]
+    candidates = sorted((b for b in boxes if min(b.w, b.h) >= options.min_face), key=lambda b: -b.area)
+    # Detectors often report one face twice at neighbouring scales: keep the larger box of any pair that mostly overlaps.
+    kept: list[Box] = []
+    for box in candidates:
+        if all(_overlap_of_smaller(box, other) < DUPLICATE_OVERLAP for other in kept):
+            kept.append(box)
+    return kept[: options.max_faces] if options.max_faces > 0 else kept
+
+
+def _overlap_of_smaller(a: Box, b: Box) -> float:
+    """Intersection area as a fraction of the smaller box."""
+    width = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
+    height = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
+    if width <= 0 or height <= 0:
+        return 0.0
+    return width * height / min(a.area, b.area)
+
+
+def crop_face(image: np.ndarray, box: Box, margin: float = 0.1) -> np.ndarray | None:
+    """The face region grown by ``margin`` (fraction of the box side) and clipped to the frame.
+
+    Faces at the border give a smaller crop, never a zero-size one: a box
+    entirely outside the frame returns ``None``.
+    """
+    height, width = image.shape[:2]
+    grow_x, grow_y = int(round(box.w * margin)), int(round(box.h * margin))
+    x0, y0 = max(0, box.x - grow_x), max(0, box.y - grow_y)
+    x1, y1 = min(width, box.x + box.w + grow_x), min(height, box.y + box.h + grow_y)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    return image[y0:y1, x0:x1]

@@ -1,0 +1,242 @@
+"""The processing loop: frames in, face events out.
+
+For each frame: detect faces (every Nth frame, reusing boxes between), crop
+each with a margin, run the shared preprocessing (the function training used),
+classify, smooth per tracked face, and hand one event per face to the sinks.
+Per-stage timings are kept for the benchmark and the metrics endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import cv2
+import numpy as np
+
+from edge_runtime.classifier import EmotionClassifier
+from edge_runtime.config import Config
+from edge_runtime.detectors import Box, DetectorOptions, FaceDetector, crop_face, find_faces, make_detector
+from edge_runtime.preprocessing import preprocess_face
+from edge_runtime.smoothing import FaceSmoother
+from edge_runtime.sources import Frame, FrameSource, open_source
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "detect", "preprocess", "inference")
+Sink = Callable[[dict], None]
+
+
+@dataclass
+class StageTimer:
+    """Seconds spent per stage (totals and the most recent samples, for percentiles)."""
+
+    totals: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
+    counts: dict[str, int] = field(default_factory=lambda: {s: 0 for s in STAGES})
+    samples: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    keep: int = 10_000
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.totals[stage] += seconds
+        self.counts[stage] += 1
+        bucket = self.samples[stage]
+        if len(bucket) < self.keep:
+            bucket.append(seconds)
+
+    def summary_ms(self) -> dict[str, dict[str, float]]:
+        """Per stage: calls, mean, median and p90 in milliseconds."""
+        summary = {}
+        for stage in STAGES:
+            values = np.asarray(self.samples[stage]) * 1000
+            summary[stage] = {"calls": self.counts[stage],
+                              "mean_ms": float(values.mean()) if len(values) else 0.0,
+                              "median_ms": float(np.median(values)) if len(values) else 0.0,
+                              "p90_ms": float(np.percentile(values, 90)) if len(values) else 0.0}
+        return summary
+
+
+@dataclass
+class RunStats:
+    """Counters of one run."""
+
+    frames: int = 0
+    frames_with_faces: int = 0
+    faces: int = 0
+    events: int = 0
+    started: float = field(default_factory=time.monotonic)
+    first_event_after_s: float | None = None
+    last_frame_monotonic: float | None = None
+
+
+def event_for(frame: Frame, face_index: int, box: Box, raw_probabilities: np.ndarray, smoothed,
+              labels: tuple[str, ...]) -> dict:
+    """The JSON-ready event of one face in one frame."""
+    raw_top = int(np.argmax(raw_probabilities))
+    return {
+        "source": frame.source,
+        "frame": frame.index,
+        "ts": round(frame.timestamp, 3),
+        "face": face_index,
+        "track": smoothed.track_id,
+        "box": [int(box.x), int(box.y), int(box.w), int(box.h)],
+        "label": smoothed.label,
+        "raw_label": labels[raw_top],
+        "score": round(float(smoothed.score), 4),
+        "raw_score": round(float(raw_probabilities[raw_top]), 4),
+        "probs": {label: round(float(p), 4) for label, p in zip(labels, smoothed.probabilities)},
+    }
+
+
+class Annotator:
+    """Draws boxes and labels and writes them to a video (moving sources) or image files (stills).
+
+    Only created when the user asks for it: by default no frame or crop is ever written.
+    """
+
+    def __init__(self, target: str):
+        self.target = Path(target)
+        self.writer = None
+
+    def write(self, frame: Frame, events: list[dict]) -> None:
+        image = frame.image if frame.image.ndim == 3 else cv2.cvtColor(frame.image, cv2.COLOR_GRAY2BGR)
+        image = image.copy()
+        for event in events:
+            x, y, w, h = event["box"]
+            cv2.rectangle(image, (x, y), (x + w, y + h), (0, 255, 0), 2)
+            cv2.putText(image, f"{event['label']} {event['score']:.2f}", (x, max(12, y - 6)),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1, cv2.LINE_AA)
+        if frame.still:
+            self.target.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(self.target / (Path(frame.source).stem + "_annotated.jpg")), image)
+            return
+        if self.writer is None:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            height, width = image.shape[:2]
+            self.writer = cv2.VideoWriter(str(self.target), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (width, height))
+        self.writer.write(image)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+
+
+class Runtime:
+    """Runs a source through detection, classification and smoothing, emitting events to sinks."""
+
+    def __init__(self, config: Config, source: FrameSource, detector: FaceDetector, classifier: EmotionClassifier,
+                 sinks: Iterable[Sink] = ()):
+        self.config = config
+        self.source = source
+        self.detector = detector
+        self.classifier = classifier
+        self.sinks = list(sinks)
+        self.timer = StageTimer()
+        self.stats = RunStats()
+        s = config.smoothing
+        self.smoother = FaceSmoother(classifier.labels, alpha=s.alpha, threshold=s.threshold, min_iou=s.min_iou,
+                                     max_missed=s.max_missed)
+        self.annotator = Annotator(config.output.annotate) if config.output.annotate else None
+        self._stop = threading.Event()
+        self.frame_listeners: list[Callable[[Frame, list[dict]], None]] = []
+
+    @classmethod
+    def from_config(cls, config: Config, sinks: Iterable[Sink] = ()) -> "Runtime":
+        """Build every part from the config (model and detector loaded, source opened lazily)."""
+        cv2.setNumThreads(config.model.threads)
+        classifier = EmotionClassifier.from_file(config.model.path, threads=config.model.threads,
+                                                 backend=config.model.backend,
+                                                 fallback_to_cpu=config.model.fallback_to_cpu)
+        d = config.detector
+        detector = make_detector(d.name, DetectorOptions(min_face=d.min_face, max_faces=d.max_faces,
+                                                         scale_factor=d.scale_factor, min_neighbors=d.min_neighbors,
+                                                         score_threshold=d.score_threshold, model_path=d.model_path,
+                                                         detect_width=d.detect_width))
+        retries = None if config.source.camera_retries < 0 else config.source.camera_retries
+        source = open_source(config.source.spec, loop=config.source.loop, camera_retries=retries)
+        return cls(config, source, detector, classifier, sinks)
+
+    def stop(self) -> None:
+        """Ask the loop to finish after the current frame (thread- and signal-safe)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def process(self, frame: Frame, boxes: list[Box] | None = None) -> tuple[list[Box], list[dict]]:
+        """Detect (unless ``boxes`` are given), classify and smooth one frame; returns boxes and events."""
+        if boxes is None:
+            started = time.perf_counter()
+            boxes = find_faces(self.detector, frame.image)
+            self.timer.add("detect", time.perf_counter() - started)
+        kept_boxes, raw = [], []
+        for box in boxes:
+            started = time.perf_counter()
+            crop = crop_face(frame.image, box, self.config.detector.margin)
+            if crop is None:
+                log.debug("frame %d: face box %s lies outside the frame, skipped", frame.index, box)
+                continue
+            face = preprocess_face(crop)
+            self.timer.add("preprocess", time.perf_counter() - started)
+            started = time.perf_counter()
+            raw.append(self.classifier.probabilities(face))
+            self.timer.add("inference", time.perf_counter() - started)
+            kept_boxes.append(box)
+        if frame.still:
+            self.smoother.reset()  # photos are independent: nothing carries from one to the next
+        smoothed = self.smoother.update(kept_boxes, raw)
+        events = [event_for(frame, i, box, probs, result, self.classifier.labels)
+                  for i, (box, probs, result) in enumerate(zip(kept_boxes, raw, smoothed))]
+        return boxes, events
+
+    def run(self) -> RunStats:
+        """Process frames until the source ends, ``max_frames`` is reached or :meth:`stop` is called."""
+        every_n, limit = self.config.detector.every_n, self.config.source.max_frames
+        boxes: list[Box] = []
+        frames = self.source.frames()
+        try:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                frame = next(frames, None)
+                if frame is None:
+                    break
+                self.timer.add("decode", time.perf_counter() - started)
+                reuse = not frame.still and every_n > 1 and frame.index % every_n != 0
+                boxes, events = self.process(frame, boxes if reuse else None)
+                self._record(frame, events)
+                if limit and self.stats.frames >= limit:
+                    break
+        finally:
+            frames.close()
+            self.source.close()
+            if self.annotator is not None:
+                self.annotator.close()
+        return self.stats
+
+    def _record(self, frame: Frame, events: list[dict]) -> None:
+        stats = self.stats
+        stats.frames += 1
+        stats.last_frame_monotonic = time.monotonic()
+        if events:
+            stats.frames_with_faces += 1
+            stats.faces += len(events)
+            if stats.first_event_after_s is None:
+                stats.first_event_after_s = time.monotonic() - stats.started
+        elif frame.still:
+            log.info("%s: no face found", frame.source)
+        for event in events:
+            for sink in self.sinks:
+                try:
+                    sink(event)
+                except Exception as error:  # a failing sink must never stop inference
+                    log.error("sink %s failed: %s", getattr(sink, "__name__", sink), error)
+            stats.events += 1
+        for listener in self.frame_listeners:
+            listener(frame, events)
+        if self.annotator is not None:
+            self.annotator.write(frame, events)

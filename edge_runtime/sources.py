@@ -1,0 +1,271 @@
+"""Frame sources behind one small interface: image file, folder of images, video file, camera/stream, picamera2.
+
+A source yields :class:`Frame` values. Still images are marked ``still`` so
+the pipeline never carries smoothing from one photo to the next. Cameras that
+fail are reopened with exponential backoff instead of crashing (or crash-looping
+under systemd); the end of a video file is a clean end of the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Callable, Iterator, NamedTuple, Protocol
+
+import cv2
+import numpy as np
+
+from edge_runtime.errors import FerError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+STREAM_PATTERN = re.compile(r"^(rtsp|rtsps|http|https|udp|tcp)://", re.IGNORECASE)
+
+
+class Frame(NamedTuple):
+    """One frame: pixels (BGR or grayscale uint8), where it came from, its index and capture time."""
+
+    image: np.ndarray
+    source: str
+    index: int
+    timestamp: float
+    still: bool = False
+
+
+class FrameSource(Protocol):
+    """Anything that yields frames; ``close`` releases the device or file."""
+
+    name: str
+
+    def frames(self) -> Iterator[Frame]:
+        """Yield frames until the source ends (video end, last image) or ``close`` is called."""
+        ...
+
+    def close(self) -> None:
+        """Release resources; safe to call twice."""
+        ...
+
+
+class ImageFileSource:
+    """One still image."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.name = str(self.path)
+
+    def frames(self) -> Iterator[Frame]:
+        image = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
+        if image is None:
+            log.error("%s: unreadable or corrupt image, skipped", self.path)
+            return
+        yield Frame(image, str(self.path), 0, time.time(), still=True)
+
+    def close(self) -> None:
+        pass
+
+
+class FolderSource:
+    """Every image in a folder (sorted by name); non-images and unreadable files are logged and skipped."""
+
+    def __init__(self, path: str | Path, loop: bool = False):
+        self.path = Path(path)
+        self.name = str(self.path)
+        self.loop = loop
+        self.skipped = 0
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            files = sorted(p for p in self.path.iterdir() if p.is_file())
+            produced = False
+            for file in files:
+                if file.suffix.lower() not in IMAGE_SUFFIXES:
+                    log.warning("%s: not an image file, skipped", file)
+                    self.skipped += 1
+                    continue
+                image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+                if image is None:
+                    log.warning("%s: unreadable or corrupt image, skipped", file)
+                    self.skipped += 1
+                    continue
+                produced = True
+                yield Frame(image, str(file), index, time.time(), still=True)
+                index += 1
+            if not self.loop or not produced:
+                return
+
+    def close(self) -> None:
+        pass
+
+
+class VideoFileSource:
+    """A video file, optionally replayed endlessly (``loop``) for soak tests and demos."""
+
+    def __init__(self, path: str | Path, loop: bool = False):
+        self.path = Path(path)
+        self.name = str(self.path)
+        self.loop = loop
+        self.capture = None
+
+    def _open(self):
+        capture = cv2.VideoCapture(str(self.path))
+        if not capture.isOpened():
+            capture.release()
+            raise FerError(f"cannot open video {self.path}: unreadable, truncated or in a format OpenCV cannot decode")
+        return capture
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        self.capture = self._open()
+        while self.capture is not None:
+            ok, image = self.capture.read()
+            if not ok or image is None:
+                if self.loop and index > 0:
+                    self.capture.release()
+                    self.capture = self._open()
+                    continue
+                log.info("%s: end of video after %d frames", self.path, index)
+                return
+            yield Frame(image, str(self.path), index, time.time())
+            index += 1
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+
+
+class CameraSource:
+    """A V4L2 camera (index or /dev/videoN) or a network stream (RTSP/HTTP) through OpenCV.
+
+    A read failure closes the device and reopens it after a backoff that
+    doubles up to ``max_backoff_s``; ``reconnects`` counts how often. With
+    ``max_retries`` set, giving up raises :class:`FerError` (systemd then
+    restarts the service with its own pacing) instead of looping forever.
+    """
+
+    def __init__(self, spec: str | int, *, width: int | None = None, height: int | None = None,
+                 max_retries: int | None = None, initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0,
+                 opener: Callable[[str | int], object] | None = None, sleep: Callable[[float], None] = time.sleep):
+        self.spec = spec
+        self.name = str(spec)
+        self.width, self.height = width, height
+        self.max_retries = max_retries
+        self.initial_backoff_s, self.max_backoff_s = initial_backoff_s, max_backoff_s
+        self.opener = opener or cv2.VideoCapture  # replaced in tests: the camera is a hardware boundary
+        self.sleep = sleep
+        self.capture = None
+        self.reconnects = 0
+        self.connected = False
+        self._closed = False
+
+    def _open(self):
+        capture = self.opener(self.spec)
+        if capture is None or not capture.isOpened():
+            if capture is not None:
+                capture.release()
+            return None
+        if self.width and self.height:
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        return capture
+
+    def frames(self) -> Iterator[Frame]:
+        index, failures, backoff = 0, 0, self.initial_backoff_s
+        while not self._closed:
+            if self.capture is None:
+                self.capture = self._open()
+                if self.capture is None:
+                    self.connected = False
+                    failures += 1
+                    if self.max_retries is not None and failures > self.max_retries:
+                        raise FerError(f"camera {self.spec} unavailable after {self.max_retries} retries; check the "
+                                       "cable/URL and that the user is in the 'video' group")
+                    log.warning("camera %s unavailable, retrying in %.1f s", self.spec, backoff)
+                    self.sleep(backoff)
+                    backoff = min(backoff * 2, self.max_backoff_s)
+                    continue
+                if index > 0 or failures > 0:
+                    self.reconnects += 1
+                    log.info("camera %s reconnected (%d reconnects)", self.spec, self.reconnects)
+            ok, image = self.capture.read()
+            if not ok or image is None:
+                log.warning("camera %s stopped delivering frames; reopening", self.spec)
+                self.capture.release()
+                self.capture = None
+                self.connected = False
+                continue
+            self.connected = True
+            failures, backoff = 0, self.initial_backoff_s
+            yield Frame(image, self.name, index, time.time())
+            index += 1
+
+    def close(self) -> None:
+        self._closed = True
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+
+
+class Picamera2Source:
+    """The Raspberry Pi camera through picamera2, reading the cheap low-resolution YUV420 stream's Y (gray) plane.
+
+    picamera2 is imported lazily: it exists only on Raspberry Pi OS (apt
+    ``python3-picamera2``), reachable from a venv created with
+    ``--system-site-packages``.
+    """
+
+    def __init__(self, camera: int = 0, width: int = 640, height: int = 480):
+        self.camera_index, self.width, self.height = camera, width, height
+        self.name = f"picamera2:{camera}"
+        self.camera = None
+
+    def frames(self) -> Iterator[Frame]:
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise FerError("picamera2 is not installed: on Raspberry Pi OS run `sudo apt install python3-picamera2` "
+                           "and create the venv with `python3 -m venv --system-site-packages`") from None
+        self.camera = Picamera2(self.camera_index)
+        config = self.camera.create_video_configuration(
+            main={"size": (self.width, self.height), "format": "YUV420"}, lores={"size": (self.width, self.height)})
+        self.camera.configure(config)
+        self.camera.start()
+        index = 0
+        try:
+            while self.camera is not None:
+                yuv = self.camera.capture_array("lores")
+                # YUV420 planar: the first `height` rows are the luma (grayscale) plane.
+                yield Frame(np.ascontiguousarray(yuv[: self.height, : self.width]), self.name, index, time.time())
+                index += 1
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.camera is not None:
+            self.camera.stop()
+            self.camera.close()
+            self.camera = None
+
+
+def open_source(spec: str, *, loop: bool = False, camera_retries: int | None = None) -> FrameSource:
+    """Pick a source from a spec: ``picamera2[:N]``, a camera index, ``/dev/videoN``, a stream URL, or a path."""
+    if spec.startswith("picamera2"):
+        index = int(spec.split(":", 1)[1]) if ":" in spec else 0
+        return Picamera2Source(index)
+    if spec.isdigit():
+        return CameraSource(int(spec), max_retries=camera_retries)
+    if spec.startswith("/dev/video") or STREAM_PATTERN.match(spec):
+        return CameraSource(spec, max_retries=camera_retries)
+    path = Path(spec)
+    if path.is_dir():
+        return FolderSource(path, loop=loop)
+    if path.is_file():
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return ImageFileSource(path)
+        return VideoFileSource(path, loop=loop)
+    raise FerError(f"source {spec!r} not found: give an image, a folder, a video file, a camera index, /dev/videoN, "
+                   "an rtsp:// or http:// URL, or picamera2")

@@ -1,0 +1,174 @@
+"""Runtime parts on synthetic inputs: smoothing and abstention, crops, camera retry, model contract, Edge TPU errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_runtime.classifier import dequantize, quantize_input
+from edge_runtime.contract import TensorSpec, load_contract
+from edge_runtime.detectors import Box, DetectorOptions, crop_face, find_faces
+from edge_runtime.errors import FerError, ModelError
+from edge_runtime.interpreter import EdgeTpuError, InterpreterApi, make_interpreter
+from edge_runtime.labels import LABELS
+from edge_runtime.smoothing import UNCERTAIN, FaceSmoother, decide, iou
+from edge_runtime.sources import CameraSource, open_source
+from tests.conftest import SHIPPED_INT8, require
+
+
+def one_hot_ish(index, peak=0.7):
+    probabilities = np.full(7, (1 - peak) / 6, np.float32)
+    probabilities[index] = peak
+    return probabilities
+
+
+def test_smoothing_suppresses_a_one_frame_flicker():
+    smoother = FaceSmoother(LABELS, alpha=0.3, threshold=0.4)
+    box = Box(10, 10, 50, 50)
+    labels = [smoother.update([box], [one_hot_ish(3)])[0].label for _ in range(5)]
+    flicker = smoother.update([Box(12, 11, 50, 50)], [one_hot_ish(0)])[0]
+    assert labels == ["happy"] * 5
+    assert flicker.label == "happy" and flicker.track_id == 0  # one angry frame does not flip the label
+    for _ in range(6):
+        result = smoother.update([box], [one_hot_ish(0)])[0]
+    assert result.label == "angry"  # a sustained change does
+
+
+def test_abstention_below_threshold():
+    assert decide(np.full(7, 1 / 7), LABELS, 0.4) == (UNCERTAIN, pytest.approx(1 / 7))
+    assert decide(one_hot_ish(5, 0.5), LABELS, 0.4)[0] == "surprise"
+
+
+def test_faces_are_tracked_separately_and_expire():
+    smoother = FaceSmoother(LABELS, alpha=0.5, max_missed=1)
+    left, right = Box(0, 0, 40, 40), Box(200, 0, 40, 40)
+    first = smoother.update([left, right], [one_hot_ish(3), one_hot_ish(4)])
+    second = smoother.update([right, left], [one_hot_ish(4), one_hot_ish(3)])
+    assert [r.track_id for r in first] == [0, 1] and [r.track_id for r in second] == [1, 0]
+    smoother.update([], [])
+    smoother.update([], [])
+    assert smoother.update([left], [one_hot_ish(3)])[0].track_id == 2  # expired, so a new track
+    assert iou(left, left) == 1.0 and iou(left, right) == 0.0
+
+
+def test_crops_at_the_border_are_clipped_never_empty():
+    frame = np.zeros((100, 200, 3), np.uint8)
+    assert crop_face(frame, Box(-20, -20, 50, 50), 0.2).shape == (40, 40, 3)
+    assert crop_face(frame, Box(180, 80, 40, 40), 0.1).shape == (24, 24, 3)  # grown by 4 px, clipped at 200x100
+    assert crop_face(frame, Box(300, 300, 40, 40), 0.1) is None
+
+
+def test_duplicate_detections_of_one_face_are_merged():
+    class DoubleDetector:
+        options = DetectorOptions(min_face=10, detect_width=0)
+
+        def detect(self, image, min_size):
+            return [Box(266, 17, 127, 127), Box(293, 20, 151, 151), Box(0, 0, 60, 60)]
+
+    assert find_faces(DoubleDetector(), np.zeros((400, 600), np.uint8)) == [Box(293, 20, 151, 151), Box(0, 0, 60, 60)]
+
+
+def test_tiny_faces_are_ignored():
+    class FixedDetector:
+        options = DetectorOptions(min_face=40, detect_width=0)
+
+        def detect(self, image, min_size):
+            return [Box(0, 0, 20, 20), Box(50, 50, 60, 60), Box(10, 10, 45, 45)]
+
+    # The 45px box overlaps the 60px one by less than half of its area: a second face, kept.
+    assert find_faces(FixedDetector(), np.zeros((200, 200), np.uint8)) == [Box(50, 50, 60, 60), Box(10, 10, 45, 45)]
+    FixedDetector.options = DetectorOptions(min_face=40, max_faces=1, detect_width=0)
+    assert find_faces(FixedDetector(), np.zeros((200, 200), np.uint8)) == [Box(50, 50, 60, 60)]
+
+
+class FakeCapture:
+    """A camera at the hardware boundary: delivers `frames` frames, then fails (unplugged)."""
+
+    def __init__(self, frames):
+        self.left = frames
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        return True, np.zeros((48, 64, 3), np.uint8)
+
+    def set(self, *args):
+        return True
+
+    def release(self):
+        pass
+
+
+def test_camera_that_disappears_is_retried_with_backoff():
+    # Hardware boundary mocked: open #1 gives 3 frames then dies, opens #2 and #3 fail, #4 gives 2 frames.
+    opens = iter([FakeCapture(3), None, None, FakeCapture(2)])
+    sleeps = []
+    camera = CameraSource(0, opener=lambda spec: next(opens, None), sleep=sleeps.append, max_retries=3,
+                          initial_backoff_s=0.5)
+    frames = camera.frames()
+    got = [next(frames).index for _ in range(5)]
+    assert got == [0, 1, 2, 3, 4] and camera.reconnects == 1
+    assert sleeps == [0.5, 1.0]  # exponential backoff between failed opens
+    with pytest.raises(FerError, match="unavailable after 3 retries"):
+        for _ in frames:
+            pass
+
+
+def test_source_spec_errors(tmp_path):
+    with pytest.raises(FerError, match="not found"):
+        open_source(str(tmp_path / "missing.jpg"))
+    with pytest.raises(FerError, match="python3-picamera2"):
+        next(open_source("picamera2").frames())
+
+
+def test_quantization_helpers_round_trip():
+    pixels = np.arange(256, dtype=np.uint8)
+    assert quantize_input(pixels, TensorSpec((256,), "uint8", 1.0, 0)) is pixels
+    as_int8 = quantize_input(pixels, TensorSpec((256,), "int8", 1.0, -128))
+    assert as_int8.dtype == np.int8 and as_int8[0] == -128 and as_int8[-1] == 127
+    assert dequantize(np.array([0, 128, 255], np.uint8), TensorSpec((3,), "uint8", 1 / 256, 0)).tolist() == [0, 0.5, 255 / 256]
+
+
+def test_model_contract_refusals(tmp_path):
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    copy = tmp_path / "m.tflite"
+    copy.write_bytes(model.read_bytes())
+    with pytest.raises(ModelError, match="no metadata sidecar"):
+        load_contract(copy)
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    for change, message in ((("input", "shape"), [1, 64, 64, 1]), (("output", "shape"), [1, 8])):
+        bad = json.loads(json.dumps(sidecar))
+        bad[change[0]][change[1]] = message
+        copy.with_suffix(".json").write_text(json.dumps(bad))
+        with pytest.raises(ModelError, match="expected"):
+            load_contract(copy)
+    bad = dict(sidecar, labels=sidecar["labels"][:6])
+    copy.with_suffix(".json").write_text(json.dumps(bad))
+    with pytest.raises(ModelError, match="6 labels"):
+        load_contract(copy)
+    copy.with_suffix(".json").write_text("{not json")
+    with pytest.raises(ModelError, match="unreadable model metadata"):
+        load_contract(copy)
+
+
+def test_edgetpu_errors_are_distinct(tmp_path):
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    with pytest.raises(EdgeTpuError, match="not compiled for the Edge TPU"):
+        make_interpreter(model, backend="edgetpu", fallback_to_cpu=False)
+    assert make_interpreter(model, backend="edgetpu", fallback_to_cpu=True) is not None  # falls back to the CPU
+    # A model that claims Edge TPU compilation, and a delegate loader standing in for the USB device (hardware boundary).
+    compiled = tmp_path / "m_edgetpu.tflite"
+    compiled.write_bytes(model.read_bytes() + b"edgetpu-custom-op")
+
+    def no_device(library):
+        raise ValueError("Failed to load delegate from libedgetpu.so.1")
+
+    from edge_runtime.interpreter import interpreter_api
+
+    api = InterpreterApi(interpreter_api().interpreter_class, no_device, "test")
+    with pytest.raises(EdgeTpuError, match="no Edge TPU"):
+        make_interpreter(compiled, backend="edgetpu", fallback_to_cpu=False, api=api)
