@@ -37,6 +37,7 @@ def test_blurred_training_split_is_flagged(sharp_faces):
     _, findings = check_dataset(_dataset_from(images, labels, train_sigma=3.0))
     assert [f.code for f in findings] == ["blurred-training-split"]
     assert "sigma ~" in findings[0].message and "unmodified FER2013" in findings[0].message
+    assert "--inference-blur" in findings[0].message
 
 
 def test_consistent_splits_pass(sharp_faces):

@@ -40,16 +40,20 @@ def fit_command(
     jit: bool = typer.Option(False, "--jit", help="compile with XLA (slower on small CPUs, faster on GPUs)"),
     ignore_data_checks: bool = typer.Option(False, "--ignore-data-checks",
                                             help="train even if the splits look inconsistent (findings are recorded)"),
+    inference_blur: float = typer.Option(0.0, help="Gaussian sigma the model applies to its input at inference only "
+                                         "(for a copy with a blurred Training split; 0 = off)"),
+    init_weights: Optional[str] = typer.Option(None, help="start from the weights of this .keras model (matched by layer name)"),
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest."""
     from train.data import load_fer2013
     from train.fit import FitConfig, fit
     from train.models import build_model
 
-    build_model(model)  # an unknown name fails here, before the dataset is read
+    build_model(model, inference_blur)  # an unknown name or bad sigma fails here, before the dataset is read
     config = FitConfig(model=model, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        balance=balance, seed=seed, patience=patience, jit_compile=jit,
-                       ignore_data_checks=ignore_data_checks)
+                       ignore_data_checks=ignore_data_checks, inference_blur=inference_blur,
+                       init_weights=init_weights or "")
     dataset = load_fer2013(data, skip_bad=skip_bad, limit_per_split=limit, seed=seed)
     state = fit(dataset, out or Path("runs") / model, config, resume=resume)
     log.info("done: %d epochs, best PublicTest accuracy %.4f at epoch %d", state["epochs_done"],

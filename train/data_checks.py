@@ -7,6 +7,9 @@ PublicTest and PrivateTest are sharp; a model trained on it learns blurred
 faces and fails on sharp ones (PublicTest accuracy falls to ~10-20% while
 training accuracy rises). The split-level statistics make that visible in
 seconds; ``fer-train fit`` refuses such data unless told to ignore the checks.
+Blurring the inputs at inference as much as the training images were
+(``--inference-blur``) recovers much of the loss: measured on that copy at
+epoch 9 of Model 3, PublicTest accuracy 6.7% sharp vs 38.4% with sigma 3.
 """
 
 from __future__ import annotations
@@ -77,9 +80,9 @@ def check_dataset(dataset: FerDataset) -> tuple[dict, list[Finding]]:
                 "blurred-training-split",
                 f"Training images are much blurrier than {held_out} (median sharpness {train['median_sharpness']:.1f} vs "
                 f"{other['median_sharpness']:.1f}, ratio {ratio:.2f}); they look like a Gaussian blur of sigma ~{sigma:g} px. "
-                "A model trained on them fails on sharp faces (and blurring the test images to match does not rescue it: "
-                "the blur removed the detail expressions live in). Use an unmodified FER2013 copy: the Kaggle fer2013.csv "
-                "or the original image release."))
+                "A model trained on them fails on sharp faces. Use an unmodified FER2013 copy (the Kaggle fer2013.csv or "
+                f"the original image release); or train with --inference-blur {sigma:g} so the model blurs its input the "
+                "same way at inference, and expect lower accuracy than a sharp copy gives."))
             break
     for name, split_stats in stats.items():
         if split_stats["pixel_std"] < 5:

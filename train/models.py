@@ -13,10 +13,13 @@ The sequences are short (16 and 2 steps), so unrolling costs little.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
+import cv2
 import keras
-from keras import layers
+import numpy as np
+from keras import layers, ops
 
 from edge_runtime.errors import FerError
 from edge_runtime.labels import NUM_CLASSES
@@ -25,15 +28,55 @@ from edge_runtime.preprocessing import INPUT_SIZE
 INPUT_SHAPE = (INPUT_SIZE, INPUT_SIZE, 1)
 
 
+@keras.saving.register_keras_serializable(package="fer_edge")
+class InferenceBlur(layers.Layer):
+    """A Gaussian blur applied at inference only; identity while training. No weights.
+
+    For a dataset copy whose Training images are blurred while the held-out
+    images are sharp (see :mod:`train.data_checks`): the model then sees, at
+    inference, inputs as blurred as the ones it learned from. It is built from
+    two 1-D depthwise convolutions and a constant border correction (dividing
+    by the kernel mass inside the image), all ops an int8 model and the Edge
+    TPU support.
+    """
+
+    def __init__(self, sigma: float, size: int = 48, **kwargs):
+        super().__init__(**kwargs)
+        self.sigma, self.size = float(sigma), int(size)
+        radius = max(1, math.ceil(3 * self.sigma))
+        taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / self.sigma) ** 2)
+        taps = (taps / taps.sum()).astype(np.float32)
+        self._row = taps.reshape(1, -1, 1, 1)
+        self._column = taps.reshape(-1, 1, 1, 1)
+        # Kernel mass inside the image at each pixel (1 in the interior, less near the border, where the
+        # zero padding of the convolution would darken the result): multiply by its inverse to correct.
+        mass = cv2.sepFilter2D(np.ones((self.size, self.size), np.float32), -1, taps, taps,
+                               borderType=cv2.BORDER_CONSTANT)
+        self._inverse_mass = (1.0 / mass).reshape(1, self.size, self.size, 1).astype(np.float32)
+
+    def call(self, inputs, training=None):
+        if training:
+            return inputs
+        blurred = ops.depthwise_conv(inputs, ops.convert_to_tensor(self._row), padding="same")
+        blurred = ops.depthwise_conv(blurred, ops.convert_to_tensor(self._column), padding="same")
+        return blurred * ops.convert_to_tensor(self._inverse_mass)
+
+    def get_config(self):
+        return {**super().get_config(), "sigma": self.sigma, "size": self.size}
+
+
 def _conv_block(x, filters: int, padding: str, name: str):
     x = layers.Conv2D(filters, 3, padding=padding, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def _inputs() -> tuple[keras.KerasTensor, keras.KerasTensor]:
+def _inputs(inference_blur: float = 0.0) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     inputs = keras.Input(shape=INPUT_SHAPE, name="pixels")
-    return inputs, layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    if inference_blur > 0:
+        x = InferenceBlur(inference_blur, name="inference_blur")(x)
+    return inputs, x
 
 
 def _hybrid_trunk(x):
@@ -48,9 +91,9 @@ def _hybrid_trunk(x):
     return layers.MaxPooling2D(name="pool3")(x)
 
 
-def build_cnn() -> keras.Model:
+def build_cnn(inference_blur: float = 0.0) -> keras.Model:
     """Model 1 (Table 2): a small CNN, 117,031 parameters."""
-    inputs, x = _inputs()
+    inputs, x = _inputs(inference_blur)
     x = _conv_block(x, 16, "valid", "c1")
     x = _conv_block(x, 32, "same", "c2")
     x = layers.MaxPooling2D(name="pool1")(x)
@@ -63,8 +106,9 @@ def build_cnn() -> keras.Model:
     return keras.Model(inputs, outputs, name="cnn")
 
 
-def _build_hybrid(name: str, sequence: tuple[int, int], units1: int, regroup: tuple[int, int], units2: int):
-    inputs, x = _inputs()
+def _build_hybrid(name: str, sequence: tuple[int, int], units1: int, regroup: tuple[int, int], units2: int,
+                  inference_blur: float = 0.0):
+    inputs, x = _inputs(inference_blur)
     x = _hybrid_trunk(x)
     x = layers.Reshape(sequence, name="to_sequence")(x)
     x = layers.LSTM(units1, unroll=True, name="lstm1")(x)
@@ -76,17 +120,17 @@ def _build_hybrid(name: str, sequence: tuple[int, int], units1: int, regroup: tu
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_cnn_lstm_small() -> keras.Model:
+def build_cnn_lstm_small(inference_blur: float = 0.0) -> keras.Model:
     """Model 2 (Table 3): conv trunk -> (64,32) -> LSTM 32 -> (1,32) -> LSTM 32, 303,495 parameters."""
-    return _build_hybrid("cnn_lstm_small", (64, 32), 32, (1, 32), 32)
+    return _build_hybrid("cnn_lstm_small", (64, 32), 32, (1, 32), 32, inference_blur)
 
 
-def build_cnn_lstm() -> keras.Model:
+def build_cnn_lstm(inference_blur: float = 0.0) -> keras.Model:
     """Model 3 (Table 4, the default): conv trunk -> (16,128) -> LSTM 128 -> (2,64) -> LSTM 64, 457,863 parameters."""
-    return _build_hybrid("cnn_lstm", (16, 128), 128, (2, 64), 64)
+    return _build_hybrid("cnn_lstm", (16, 128), 128, (2, 64), 64, inference_blur)
 
 
-MODEL_BUILDERS: dict[str, Callable[[], keras.Model]] = {
+MODEL_BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "cnn": build_cnn,
     "cnn_lstm_small": build_cnn_lstm_small,
     "cnn_lstm": build_cnn_lstm,
@@ -96,9 +140,29 @@ PAPER_PARAMETER_COUNTS = {"cnn": 117_031, "cnn_lstm_small": 303_495, "cnn_lstm":
 PAPER_NAMES = {"cnn": "Model 1 (CNN)", "cnn_lstm_small": "Model 2 (CNN+LSTM small)", "cnn_lstm": "Model 3 (CNN+LSTM)"}
 
 
-def build_model(name: str) -> keras.Model:
-    """Build one of the paper's models by name (``cnn``, ``cnn_lstm_small``, ``cnn_lstm``)."""
-    try:
-        return MODEL_BUILDERS[name]()
-    except KeyError:
-        raise FerError(f"unknown model {name!r}; choose one of {', '.join(MODEL_BUILDERS)}") from None
+def build_model(name: str, inference_blur: float = 0.0) -> keras.Model:
+    """Build one of the paper's models by name (``cnn``, ``cnn_lstm_small``, ``cnn_lstm``).
+
+    ``inference_blur`` > 0 adds an :class:`InferenceBlur` of that sigma after the rescaling (no parameters).
+    """
+    if name not in MODEL_BUILDERS:
+        raise FerError(f"unknown model {name!r}; choose one of {', '.join(MODEL_BUILDERS)}")
+    if inference_blur < 0:
+        raise FerError(f"--inference-blur must be 0 (off) or a positive sigma in pixels, got {inference_blur}")
+    return MODEL_BUILDERS[name](inference_blur)
+
+
+def copy_weights(source, target) -> int:
+    """Copy weights layer by layer (matched by name) from ``source`` into ``target``; returns layers copied."""
+    copied = 0
+    for layer in source.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        try:
+            target_layer = target.get_layer(layer.name)
+        except ValueError:
+            raise FerError(f"cannot initialize from {source.name}: layer {layer.name!r} has no counterpart") from None
+        target_layer.set_weights(weights)
+        copied += 1
+    return copied
