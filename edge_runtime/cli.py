@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import signal
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -16,12 +13,6 @@ from edge_runtime.cli_support import run_cli
 log = logging.getLogger("edge-runtime")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Facial expression recognition on the device: frames in, one JSON line per face out.")
-
-
-def stdout_sink(event: dict) -> None:
-    """One JSON line per event on stdout, flushed at once (journald and pipes see it immediately)."""
-    sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
 
 
 @app.command("run")
@@ -40,27 +31,26 @@ def run_command(
     annotate: Optional[str] = typer.Option(None, help="write annotated frames here (video file, or a folder for images)"),
     max_frames: Optional[int] = typer.Option(None, help="stop after this many frames"),
     loop: Optional[bool] = typer.Option(None, "--loop/--no-loop", help="replay a video file endlessly"),
+    http: Optional[str] = typer.Option(None, help="serve /healthz and /metrics on HOST:PORT (e.g. 127.0.0.1:9108)"),
+    jsonl: Optional[str] = typer.Option(None, help="also append events to this size-rotated JSONL file"),
+    mqtt_host: Optional[str] = typer.Option(None, help="also publish events to this MQTT broker"),
+    mqtt_port: Optional[int] = typer.Option(None, help="MQTT broker port"),
+    mqtt_topic: Optional[str] = typer.Option(None, help="MQTT topic"),
+    no_stdout: bool = typer.Option(False, "--no-stdout", help="do not write events to stdout"),
 ) -> None:
     """Run the pipeline and write one JSON line per detected face per processed frame to stdout."""
     from edge_runtime.config import Config, load_config, with_overrides
-    from edge_runtime.pipeline import Runtime
+    from edge_runtime.service import Service
 
     base = load_config(config) if config else Config()
     settings = with_overrides(base, {
         "model.path": model, "model.threads": threads, "model.backend": backend, "source.spec": source,
         "source.max_frames": max_frames, "source.loop": loop, "detector.name": detector, "detector.every_n": every_n,
         "detector.min_face": min_face, "detector.max_faces": max_faces, "smoothing.alpha": alpha,
-        "smoothing.threshold": threshold, "output.annotate": annotate})
-    runtime = Runtime.from_config(settings, sinks=[stdout_sink])
-
-    def request_stop(signum, _frame):
-        log.info("received %s: stopping after the current frame", signal.Signals(signum).name)
-        runtime.stop()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    stats = runtime.run()
-    log.info("processed %d frames, %d with faces, %d events", stats.frames, stats.frames_with_faces, stats.events)
+        "smoothing.threshold": threshold, "output.annotate": annotate, "http.listen": http, "sinks.file": jsonl,
+        "sinks.stdout": False if no_stdout else None, "mqtt.host": mqtt_host, "mqtt.port": mqtt_port,
+        "mqtt.topic": mqtt_topic})
+    raise typer.Exit(Service(settings).run())
 
 
 @app.command("check-config")

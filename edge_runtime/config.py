@@ -69,12 +69,52 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    listen: str = setting("", "serve /healthz and /metrics on HOST:PORT, e.g. 127.0.0.1:9108 (empty = off)")
+    stall_seconds: float = setting(10.0, "/healthz answers 503 when no frame arrived for this long", minimum=0.5)
+    metrics_prefix: str = setting("fer_edge", "prefix of every Prometheus metric name")
+
+
+@dataclass(frozen=True)
+class SinksConfig:
+    stdout: bool = setting(True, "one JSON line per event on stdout (the journal under systemd)")
+    file: str = setting("", "append JSON lines to this file, size-rotated (empty = off)")
+    file_max_bytes: int = setting(10_000_000, "rotate the file when it reaches this size", minimum=1024)
+    file_backups: int = setting(5, "rotated files to keep", minimum=0)
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = setting("", "broker host (empty = MQTT off)")
+    port: int = setting(1883, "broker port", minimum=1, maximum=65535)
+    topic: str = setting("fer/events", "topic events are published to")
+    qos: int = setting(1, "MQTT quality of service", choices=(0, 1, 2))
+    client_id: str = setting("", "fixed client id for a persistent session (empty = a fresh one each start)")
+    username: str = setting("", "user name (empty = anonymous)")
+    password_file: str = setting("", "file holding the password (keep it out of the config)")
+    buffer_size: int = setting(10_000, "events kept while the broker is away; the oldest are dropped (and counted) beyond",
+                               minimum=1)
+    keepalive: int = setting(30, "keep-alive seconds", minimum=5)
+    max_backoff_s: int = setting(30, "longest wait between reconnect attempts", minimum=1)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    notify: bool = setting(True, "talk to systemd (READY/WATCHDOG/STOPPING) when NOTIFY_SOCKET is set")
+    stop_timeout_s: float = setting(5.0, "on SIGTERM, how long to wait for sinks to flush", minimum=0.0)
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    sinks: SinksConfig = field(default_factory=SinksConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
 
 
 def _check_value(path: str, value: Any, expected: type, meta: dict) -> Any:
@@ -154,7 +194,7 @@ def describe_schema(cls=Config, prefix: str = "") -> list[str]:
         meta = item.metadata
         constraint = ""
         if meta.get("choices"):
-            constraint = f" (one of: {', '.join(meta['choices'])})"
+            constraint = f" (one of: {', '.join(map(str, meta['choices']))})"
         elif meta.get("min") is not None or meta.get("max") is not None:
             constraint = f" (range: {meta.get('min', '')}..{meta.get('max') if meta.get('max') is not None else ''})"
         default = item.default

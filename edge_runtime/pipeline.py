@@ -142,6 +142,7 @@ class Runtime:
                                      max_missed=s.max_missed)
         self.annotator = Annotator(config.output.annotate) if config.output.annotate else None
         self._stop = threading.Event()
+        self.last_inference_seconds: list[float] = []
         self.frame_listeners: list[Callable[[Frame, list[dict]], None]] = []
 
     @classmethod
@@ -175,6 +176,7 @@ class Runtime:
             boxes = find_faces(self.detector, frame.image)
             self.timer.add("detect", time.perf_counter() - started)
         kept_boxes, raw = [], []
+        self.last_inference_seconds = []
         for box in boxes:
             started = time.perf_counter()
             crop = crop_face(frame.image, box, self.config.detector.margin)
@@ -185,7 +187,9 @@ class Runtime:
             self.timer.add("preprocess", time.perf_counter() - started)
             started = time.perf_counter()
             raw.append(self.classifier.probabilities(face))
-            self.timer.add("inference", time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.timer.add("inference", elapsed)
+            self.last_inference_seconds.append(elapsed)
             kept_boxes.append(box)
         if frame.still:
             self.smoother.reset()  # photos are independent: nothing carries from one to the next

@@ -1,0 +1,111 @@
+"""Health and metrics over HTTP: ``/healthz`` (200 while frames flow, 503 when stalled) and ``/metrics`` (Prometheus).
+
+Bound to 127.0.0.1 by default: the endpoint says what the camera sees
+(event counts per label), which is nobody else's business unless configured.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from edge_runtime.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class Metrics:
+    """The runtime's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self, prefix: str = "fer_edge"):
+        try:
+            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        except ImportError:
+            raise ConfigError("the metrics endpoint needs prometheus-client: pip install 'fer-edge[service]'") from None
+        self.registry = CollectorRegistry()
+        p = prefix
+        self.frames = Counter(f"{p}_frames", "Frames read from the source", registry=self.registry)
+        self.frames_dropped = Counter(f"{p}_frames_dropped", "Frames or files that could not be processed",
+                                      registry=self.registry)
+        self.faces = Counter(f"{p}_faces", "Faces detected", registry=self.registry)
+        self.events = Counter(f"{p}_events", "Events produced, by smoothed label", ["label"], registry=self.registry)
+        self.inference_seconds = Histogram(f"{p}_inference_seconds", "Model invoke time per face",
+                                           buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+                                           registry=self.registry)
+        self.fps = Gauge(f"{p}_fps", "Frames processed per second over the last 5 seconds", registry=self.registry)
+        self.reconnects = Counter(f"{p}_source_reconnects", "Times the camera or stream was reopened",
+                                  registry=self.registry)
+        self.sink_dropped = Gauge(f"{p}_sink_dropped_events", "Events a sink had to drop (buffer full)", ["sink"],
+                                  registry=self.registry)
+        self.source_connected = Gauge(f"{p}_source_connected", "1 while the source delivers frames",
+                                      registry=self.registry)
+        self._window: list[tuple[float, int]] = []
+
+    def frame_done(self, faces: int, labels: list[str], inference_seconds: list[float], now: float | None = None) -> None:
+        """Record one processed frame."""
+        now = time.monotonic() if now is None else now
+        self.frames.inc()
+        self.faces.inc(faces)
+        for label in labels:
+            self.events.labels(label=label).inc()
+        for seconds in inference_seconds:
+            self.inference_seconds.observe(seconds)
+        self._window.append((now, 1))
+        while self._window and now - self._window[0][0] > 5.0:
+            self._window.pop(0)
+        if len(self._window) > 1:
+            span = self._window[-1][0] - self._window[0][0]
+            self.fps.set((len(self._window) - 1) / span if span > 0 else 0.0)
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+class HealthServer:
+    """A small threaded HTTP server for ``/healthz`` and ``/metrics``."""
+
+    def __init__(self, listen: str, metrics: Metrics, health: Callable[[], tuple[bool, dict]]):
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"http.listen: {listen!r} is not HOST:PORT (for example 127.0.0.1:9108)")
+        metrics_ref, health_ref = metrics, health
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (the stdlib's name)
+                if self.path.split("?")[0] == "/metrics":
+                    body, status, kind = metrics_ref.render(), 200, "text/plain; version=0.0.4; charset=utf-8"
+                elif self.path.split("?")[0] == "/healthz":
+                    healthy, detail = health_ref()
+                    body, status, kind = json.dumps(detail).encode(), 200 if healthy else 503, "application/json"
+                else:
+                    body, status, kind = b"not found: try /healthz or /metrics\n", 404, "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format, *args):  # requests are not worth a journal line each
+                log.debug("http: " + format, *args)
+
+        try:
+            self.server = ThreadingHTTPServer((host, int(port)), Handler)
+        except OSError as error:
+            raise ConfigError(f"http.listen: cannot bind {listen}: {error.strerror}") from None
+        self.server.daemon_threads = True
+        self.address = f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        log.info("health and metrics on http://%s/healthz and /metrics", self.address)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,125 @@
+"""The runtime as a long-running service: sinks, health/metrics, systemd notify, clean shutdown.
+
+``serve`` is what ``edge-runtime run`` executes, under systemd or not:
+READY=1 once the model is loaded and the first frame read; WATCHDOG=1 from the
+processing loop, so a stalled camera or hung inference gets the service
+restarted; on SIGTERM/SIGINT, STOPPING=1, the loop ends after the current
+frame, every sink is flushed (MQTT until acknowledged, up to
+``service.stop_timeout_s``) and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from pathlib import Path
+
+from edge_runtime.config import Config
+from edge_runtime.pipeline import Runtime
+from edge_runtime.sinks import MqttSink, RotatingFileSink, StdoutSink
+from edge_runtime.systemd import Notifier
+
+log = logging.getLogger(__name__)
+
+
+def build_sinks(config: Config) -> list:
+    """The sinks the config asks for, in order: stdout, file, MQTT."""
+    sinks: list = []
+    if config.sinks.stdout:
+        sinks.append(StdoutSink())
+    if config.sinks.file:
+        sinks.append(RotatingFileSink(config.sinks.file, config.sinks.file_max_bytes, config.sinks.file_backups))
+    m = config.mqtt
+    if m.host:
+        password = Path(m.password_file).read_text().strip() if m.password_file else ""
+        sinks.append(MqttSink(m.host, m.port, m.topic, qos=m.qos, client_id=m.client_id, buffer_size=m.buffer_size,
+                              keepalive=m.keepalive, username=m.username, password=password,
+                              max_backoff_s=m.max_backoff_s))
+    return sinks
+
+
+class Service:
+    """One run of the runtime with everything around it."""
+
+    def __init__(self, config: Config, runtime: Runtime | None = None, sinks: list | None = None,
+                 notifier: Notifier | None = None):
+        self.config = config
+        self.sinks = build_sinks(config) if sinks is None else sinks
+        self.runtime = runtime or Runtime.from_config(config, sinks=self.sinks)
+        self.notifier = notifier or (Notifier() if config.service.notify else Notifier(environ={}))
+        self.metrics = None
+        self.http = None
+        self._ready = False
+        self._counted = {"reconnects": 0, "dropped": 0}
+        self.runtime.frame_listeners.append(self._on_frame)
+        if config.http.listen:
+            from edge_runtime.health import HealthServer, Metrics
+
+            self.metrics = Metrics(config.http.metrics_prefix)
+            self.http = HealthServer(config.http.listen, self.metrics, self.health)
+
+    def health(self) -> tuple[bool, dict]:
+        """Healthy while frames arrive within ``http.stall_seconds``."""
+        stats = self.runtime.stats
+        source = self.runtime.source
+        detail = {"frames": stats.frames, "events": stats.events,
+                  "source_connected": getattr(source, "connected", stats.frames > 0),
+                  "source_reconnects": getattr(source, "reconnects", 0)}
+        if stats.last_frame_monotonic is None:
+            return False, {"status": "starting", **detail}
+        since = time.monotonic() - stats.last_frame_monotonic
+        detail["seconds_since_frame"] = round(since, 3)
+        if since > self.config.http.stall_seconds:
+            return False, {"status": "stalled", **detail}
+        return True, {"status": "ok", **detail}
+
+    def _on_frame(self, frame, events) -> None:
+        if not self._ready:
+            self._ready = True
+            self.notifier.ready(f"processing {self.runtime.source.name}")
+            log.info("ready: model loaded, first frame read from %s", self.runtime.source.name)
+        self.notifier.watchdog()
+        if self.metrics is not None:
+            source = self.runtime.source
+            reconnects = getattr(source, "reconnects", 0)
+            dropped = getattr(source, "skipped", 0)
+            self.metrics.reconnects.inc(reconnects - self._counted["reconnects"])
+            self.metrics.frames_dropped.inc(dropped - self._counted["dropped"])
+            self._counted.update(reconnects=reconnects, dropped=dropped)
+            self.metrics.source_connected.set(1 if getattr(source, "connected", True) else 0)
+            self.metrics.frame_done(len(events), [e["label"] for e in events], self.runtime.last_inference_seconds)
+            for sink in self.sinks:
+                self.metrics.sink_dropped.labels(sink=sink.name).set(getattr(sink, "dropped", 0))
+
+    def request_stop(self, signum=None, _frame=None) -> None:
+        """Signal handler: STOPPING=1 and end the loop after the current frame."""
+        if signum is not None:
+            log.info("received %s: stopping", signal.Signals(signum).name)
+        self.notifier.stopping()
+        self.runtime.stop()
+
+    def run(self) -> int:
+        """Run until the source ends or a stop is requested; flush and close everything; return the exit code."""
+        previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if self.http is not None:
+            self.http.start()
+        try:
+            stats = self.runtime.run()
+            log.info("processed %d frames, %d with faces, %d events", stats.frames, stats.frames_with_faces,
+                     stats.events)
+        finally:
+            self.notifier.stopping()
+            deadline = time.monotonic() + self.config.service.stop_timeout_s
+            for sink in self.sinks:
+                try:
+                    sink.flush(max(0.0, deadline - time.monotonic()))
+                    sink.close()
+                except Exception as error:  # closing one sink must not keep the others from flushing
+                    log.error("closing sink %s failed: %s", sink.name, error)
+            if self.http is not None:
+                self.http.close()
+            self.notifier.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0

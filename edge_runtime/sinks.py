@@ -1,0 +1,205 @@
+"""Where events go: stdout JSON lines (the journal), a size-rotated JSONL file, and MQTT.
+
+Every sink is a callable taking an event dict, with ``flush(timeout)`` and
+``close()``. A sink never raises into the processing loop (the pipeline
+guards that too); the MQTT sink buffers in a bounded queue while the broker
+is away and counts, and logs, what it had to drop.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from edge_runtime.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _line(event: dict) -> str:
+    return json.dumps(event, separators=(",", ":")) + "\n"
+
+
+class StdoutSink:
+    """One JSON line per event on stdout, flushed at once (journald and pipes see it immediately)."""
+
+    name = "stdout"
+    dropped = 0
+
+    def __call__(self, event: dict) -> None:
+        sys.stdout.write(_line(event))
+        sys.stdout.flush()
+
+    def flush(self, timeout: float = 0.0) -> bool:
+        sys.stdout.flush()
+        return True
+
+    def close(self) -> None:
+        self.flush()
+
+
+class RotatingFileSink:
+    """JSON lines appended to a file, rotated to ``file.1`` .. ``file.N`` when it passes ``max_bytes``."""
+
+    name = "file"
+    dropped = 0
+
+    def __init__(self, path: str | Path, max_bytes: int = 10_000_000, backups: int = 5):
+        self.path = Path(path)
+        self.max_bytes, self.backups = max_bytes, backups
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "a", encoding="utf-8")
+
+    def __call__(self, event: dict) -> None:
+        self._handle.write(_line(event))
+        if self._handle.tell() >= self.max_bytes:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        self._handle.close()
+        for index in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
+        if self.backups > 0:
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink()
+        self._handle = open(self.path, "a", encoding="utf-8")
+
+    def flush(self, timeout: float = 0.0) -> bool:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        return True
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self.flush()
+            self._handle.close()
+
+
+class MqttSink:
+    """Publishes events with QoS 1 (by default) to a topic; buffers while the broker is away.
+
+    paho-mqtt reconnects in its own thread with a backoff of 1 s doubling up to
+    ``max_backoff_s``. Events wait in a bounded queue until a connection is up;
+    when the queue is full the oldest event is dropped, counted in ``dropped``
+    and logged. ``flush`` waits until everything queued has been acknowledged.
+    """
+
+    name = "mqtt"
+
+    def __init__(self, host: str, port: int = 1883, topic: str = "fer/events", *, qos: int = 1,
+                 client_id: str = "", buffer_size: int = 10_000, keepalive: int = 30, username: str = "",
+                 password: str = "", max_backoff_s: int = 30):
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError:
+            raise ConfigError("the MQTT sink needs paho-mqtt: pip install 'fer-edge[service]'") from None
+        self.topic, self.qos = topic, qos
+        self.queue: collections.deque[str] = collections.deque()
+        self.buffer_size = buffer_size
+        self.dropped = 0
+        self.published = 0
+        self.acknowledged = 0
+        self._pending: set[int] = set()
+        self._lock = threading.Condition()
+        self._connected = False
+        self._closing = False
+        self._mqtt = mqtt
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"fer-edge-{os.getpid()}",
+                                  clean_session=not client_id)
+        if username:
+            self.client.username_pw_set(username, password or None)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=max_backoff_s)
+        self.client.max_queued_messages_set(0)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.connect_async(host, port, keepalive)
+        self.client.loop_start()
+        self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
+        self._sender.start()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        with self._lock:
+            self._connected = not reason_code.is_failure
+            self._lock.notify_all()
+        if reason_code.is_failure:
+            log.warning("MQTT broker refused the connection: %s", reason_code)
+        else:
+            log.info("MQTT connected; %d events queued", len(self.queue))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        with self._lock:
+            self._connected = False
+        if not self._closing:
+            log.warning("MQTT disconnected (%s); buffering up to %d events and reconnecting", reason_code,
+                        self.buffer_size)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        with self._lock:
+            if mid in self._pending:
+                self._pending.discard(mid)
+                self.acknowledged += 1
+            self._lock.notify_all()
+
+    def __call__(self, event: dict) -> None:
+        with self._lock:
+            if len(self.queue) >= self.buffer_size:
+                self.queue.popleft()
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    log.error("MQTT buffer full (%d events): dropped %d events so far", self.buffer_size, self.dropped)
+            self.queue.append(_line(event).rstrip("\n"))
+            self._lock.notify_all()
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closing and (not self._connected or not self.queue):
+                    self._lock.wait(0.5)
+                if self._closing and (not self._connected or not self.queue):
+                    return
+                payload = self.queue[0]
+            info = self.client.publish(self.topic, payload, qos=self.qos)
+            with self._lock:
+                if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
+                    self.queue.popleft()
+                    self.published += 1
+                    if self.qos > 0:
+                        self._pending.add(info.mid)
+                    else:
+                        self.acknowledged += 1
+                else:  # the connection dropped between the check and the publish: keep it, retry after reconnect
+                    self._connected = False
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued event is published and acknowledged, or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self.queue or self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.warning("MQTT flush timed out: %d queued, %d unacknowledged", len(self.queue), len(self._pending))
+                    return False
+                self._lock.wait(min(remaining, 0.2))
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.flush(timeout)
+        self._closing = True
+        with self._lock:
+            self._lock.notify_all()
+        self.client.disconnect()
+        self.client.loop_stop()
