@@ -1,0 +1,158 @@
+"""Soak test of the runtime as a service: looped video, MQTT through a real mosquitto, broker outage mid-run.
+
+Runs `edge-runtime run --loop` for --minutes, samples RSS and /metrics, stops
+the broker for --outage-seconds in the middle, then SIGTERMs the service and
+compares events produced (the JSONL sink) with events the subscriber received.
+
+    python benchmarks/soak.py --model models/fer_cnn_lstm_int8.tflite --minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(ROOT / "models" / "fer_cnn_lstm_int8.tflite"))
+    parser.add_argument("--video", default=str(ROOT.parent / "shared" / "data" / "media" / "test.mp4"))
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--outage-seconds", type=float, default=60.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "soak.json"))
+    args = parser.parse_args()
+
+    import paho.mqtt.client as mqtt
+
+    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    work = Path(tempfile.mkdtemp(prefix="fer-soak-"))
+    broker_port, http_port = free_port(), free_port()
+    (work / "mosquitto.conf").write_text(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                                         f"persistence_location {work}/\nautosave_interval 5\n")
+
+    def start_broker():
+        process = subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        return process
+
+    broker = start_broker()
+    received = 0
+    lock = threading.Lock()
+
+    def on_message(client, userdata, message):
+        nonlocal received
+        with lock:
+            received += 1
+
+    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="soak-subscriber", clean_session=False)
+    subscriber.on_connect = lambda c, u, f, rc, p: c.subscribe("fer/soak", qos=1)
+    subscriber.on_message = on_message
+    subscriber.reconnect_delay_set(1, 2)
+    subscriber.connect("127.0.0.1", broker_port)
+    subscriber.loop_start()
+
+    config = work / "config.toml"
+    config.write_text(f"""
+[model]
+path = "{args.model}"
+threads = {args.threads}
+[source]
+spec = "{args.video}"
+loop = true
+[http]
+listen = "127.0.0.1:{http_port}"
+[sinks]
+stdout = false
+file = "{work}/events.jsonl"
+file_max_bytes = 2000000000
+[mqtt]
+host = "127.0.0.1"
+port = {broker_port}
+topic = "fer/soak"
+client_id = "fer-edge-soak"
+max_backoff_s = 5
+[service]
+stop_timeout_s = 30
+""")
+    service = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--config", str(config)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=open(work / "service.log", "w"),
+                               env={**os.environ, "FER_LOG_LEVEL": "INFO"})
+    started = time.monotonic()
+    samples = []
+    duration = args.minutes * 60
+    outage_start = duration / 2 - args.outage_seconds / 2
+    outage_done = False
+    while time.monotonic() - started < duration:
+        time.sleep(10)
+        elapsed = time.monotonic() - started
+        try:
+            frames = metric(http_port, "fer_edge_frames_total")
+        except OSError:
+            frames = float("nan")
+        samples.append({"t_s": round(elapsed, 1), "rss_mb": round(rss_mb(service.pid), 1), "frames": frames})
+        if not outage_done and elapsed >= outage_start and broker.poll() is None:
+            broker.terminate()
+            broker.wait(10)
+            outage_at = elapsed
+        if not outage_done and broker.poll() is not None and elapsed >= outage_start + args.outage_seconds:
+            broker = start_broker()
+            outage_done = True
+    dropped = metric(http_port, "fer_edge_sink_dropped_events")
+    service.send_signal(signal.SIGTERM)
+    service.wait(60)
+    time.sleep(5)  # let the subscriber drain what the flush pushed out
+    subscriber.loop_stop()
+    broker.terminate()
+    produced = sum(1 for _ in open(work / "events.jsonl"))
+    warm = [s for s in samples if s["t_s"] >= 60]
+    result = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "minutes": args.minutes, "threads": args.threads, "model": Path(args.model).name,
+        "frames_processed": samples[-1]["frames"] if samples else 0,
+        "rss_mb_first_sample": samples[0]["rss_mb"], "rss_mb_after_1_min": warm[0]["rss_mb"] if warm else None,
+        "rss_mb_end": samples[-1]["rss_mb"], "rss_mb_max": max(s["rss_mb"] for s in samples),
+        "broker_outage_seconds": args.outage_seconds, "broker_stopped_at_s": round(outage_at, 1),
+        "events_produced": produced, "events_received_by_subscriber": received,
+        "events_dropped_by_sink": dropped, "events_lost": produced - received,
+        "exit_code": service.returncode, "samples": samples,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
