@@ -135,6 +135,7 @@ def audit_command(
     seed: int = typer.Option(0, help="random seed"),
     out: Path = typer.Option(Path("reports/leakage"), help="report folder (audit.json, audit.md)"),
     limit: Optional[int] = typer.Option(None, help="use at most this many images per split (quick runs)"),
+    inference_blur: float = typer.Option(0.0, help="train both models with this inference-only blur (see fit)"),
 ) -> None:
     """Reproduce the paper's oversample-then-split protocol next to the honest one and count leaked test images."""
     from train.data import load_fer2013
@@ -142,7 +143,7 @@ def audit_command(
     from train.provenance import provenance, write_json
 
     result = audit(load_fer2013(data, limit_per_split=limit, seed=seed), seed=seed, model=model, epochs=epochs,
-                   work_dir=out / "runs")
+                   work_dir=Path("runs") / "audit", inference_blur=inference_blur)
     result["provenance"] = provenance()
     write_json(out / "audit.json", result)
     table = audit_markdown(result)

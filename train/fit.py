@@ -229,7 +229,8 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     validation_data = (to_model_input(validation.images), keras.utils.to_categorical(validation.labels, NUM_CLASSES))
     model.fit(_training_dataset(train, config, first_epoch, steps), epochs=config.epochs, initial_epoch=first_epoch,
               steps_per_epoch=steps, validation_data=validation_data, validation_batch_size=256,
-              class_weight=weights, callbacks=[_Checkpointer(run_dir, config, state)], verbose=verbose)
+              class_weight=weights, callbacks=[_Checkpointer(run_dir, config, state)], verbose=verbose,
+              shuffle=False)  # the dataset is already shuffled per epoch, reproducibly
     state["finished"] = True
     write_json(state_file, state)
     return state
