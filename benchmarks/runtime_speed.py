@@ -25,7 +25,7 @@ FER_CHILD = r"""
 import json, resource, sys, time
 spawned = float(sys.argv[1]); video = sys.argv[2]
 import cv2
-from fer import FER
+from fer.fer import FER
 detector = FER()  # the package's defaults: Haar cascade + its quantized TFLite model
 capture = cv2.VideoCapture(video)
 frames = faces = 0

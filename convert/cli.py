@@ -18,6 +18,11 @@ calibration_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty
 DATA_HELP = "FER2013: fer2013.csv or the image-folder root (default: $FER2013_DIR)"
 
 
+@calibration_app.callback()
+def _calibration_group() -> None:
+    """Keeps `calibration build` a sub-command while the group has a single command."""
+
+
 def convert_main(
     model: Path = typer.Argument(..., help="the trained .keras model"),
     quantize: str = typer.Option("int8", help="none (float32), float16, dynamic or int8 (full integer)"),

@@ -32,10 +32,10 @@ def run_cli(app: typer.Typer) -> None:
         sys.exit(130)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except Exception as error:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(error, click.ClickException):
+    except Exception as error:
+        # Usage errors (unknown option, missing argument) arrive here in non-standalone mode. Typer vendors its
+        # own click, so recognize them by their interface rather than by class.
+        if hasattr(error, "show") and isinstance(getattr(error, "exit_code", None), int):
             error.show()
             sys.exit(error.exit_code)
         raise

@@ -25,3 +25,9 @@ def test_corrupt_keras_file(tmp_path):
     result = run_cli("-m", "train.cli", "evaluate", str(bogus), "--data", str(tmp_path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error:" in result.stderr
+
+
+def test_usage_error_is_short_not_a_traceback(tmp_path):
+    result = run_cli("-m", "train.cli", "fit", "--no-such-option")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no-such-option" in result.stderr
