@@ -75,8 +75,8 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     from convert.calibration import build_calibration, load_calibration
     from convert.edge_graph import edge_friendly_model
     from convert.quantize import IO_TYPES, QUANTIZE_MODES, convert
-    from train.data import load_fer2013, stratified_subset
-    from train.evaluate import load_keras_model, predict_probabilities
+    from train.data import load_fer2013
+    from train.evaluate import load_keras_model
     from train.provenance import file_sha256, provenance
 
     if options.quantize not in QUANTIZE_MODES:
@@ -134,7 +134,7 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     report["models"] = _describe_models(outputs)
 
     if options.verify and dataset is not None:
-        _verify(report, keras_model, dataset, outputs, options, stratified_subset, predict_probabilities)
+        _verify(report, keras_model, dataset, outputs, options)
     if options.quantize == "int8" and options.debug_layers and calibration is not None:
         from convert.verify import quantization_debug
 
@@ -177,8 +177,11 @@ def _describe_models(outputs: dict[str, Path]) -> dict:
     return described
 
 
-def _verify(report, keras_model, dataset, outputs, options, stratified_subset, predict_probabilities) -> None:
+def _verify(report: dict, keras_model, dataset, outputs: dict[str, Path], options: ConvertOptions) -> None:
+    """Score every model on the held-out split, compare with the Keras model, and judge the budget."""
     from convert.verify import compare, latency_ms, tflite_probabilities
+    from train.data import stratified_subset
+    from train.evaluate import predict_probabilities
     from train.metrics import classification_report
 
     split = dataset.split(options.split)
