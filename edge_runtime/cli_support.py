@@ -23,7 +23,10 @@ def run_cli(app: typer.Typer) -> None:
     """Run a typer app; a :class:`FerError` becomes ``error: <message>`` and exit code 2, with no traceback."""
     setup_logging(os.environ.get("FER_LOG_LEVEL", "INFO"))
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the code of a `typer.Exit` instead of exiting with it.
+        exit_code = app(standalone_mode=False)
+        if isinstance(exit_code, int) and exit_code:
+            sys.exit(exit_code)
     except FerError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

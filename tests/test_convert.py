@@ -175,3 +175,12 @@ def test_shipped_int8_agrees_with_keras_on_real_private_test(fer_full):
     sidecar = json.loads(SHIPPED_INT8.with_suffix(".json").read_text())
     # The agreement on this subset must be in line with what the converter verified on the whole split.
     assert agreement >= sidecar["verified"]["top1_agreement_vs_keras"] - 0.05
+
+
+def test_calibration_build_cli(generated_csv, tmp_path):
+    result = run_cli("-m", "convert.cli", "calibration", "build", "--data", str(generated_csv), "--dir", str(tmp_path),
+                     "--per-class", "2", "--reselect")
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert "14 calibration images" in result.stdout
+    assert len((tmp_path / "manifest.csv").read_text().splitlines()) == 15
+    assert len(list((tmp_path / "happy").glob("*.png"))) == 2

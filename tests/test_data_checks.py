@@ -1,5 +1,7 @@
 """The split-consistency check catches a blurred Training split and passes consistent splits."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -58,3 +60,15 @@ def test_fit_refuses_inconsistent_data_unless_told(sharp_faces, tmp_path):
     with pytest.raises(DataError, match="--ignore-data-checks"):
         fit(_dataset_from(images, labels, train_sigma=3.0), tmp_path / "run", FitConfig(model="cnn", epochs=1))
     assert not (tmp_path / "run" / "last.keras").exists()
+
+
+def test_check_data_cli_exit_codes(tmp_path, fer_root):
+    from tests.conftest import run_cli
+
+    flagged = run_cli("-m", "train.cli", "check-data", "--data", str(fer_root))
+    statistics = json.loads(flagged.stdout)["statistics"]
+    # This copy's Training split is blurred: the command must say so with exit 1; a consistent copy exits 0.
+    if statistics["Training"]["median_sharpness"] < 0.6 * statistics["PublicTest"]["median_sharpness"]:
+        assert flagged.returncode == 1 and "blurred-training-split" in flagged.stdout
+    else:
+        assert flagged.returncode == 0

@@ -35,7 +35,9 @@ def load_keras_model(path: str | Path):
 
 def predict_probabilities(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Class probabilities for ``(N, 48, 48)`` uint8 images (raw pixels, as every project model expects)."""
-    return np.asarray(model.predict(images[..., None].astype(np.float32), batch_size=batch_size, verbose=0))
+    from train.fit import to_model_input
+
+    return np.asarray(model.predict(to_model_input(images), batch_size=batch_size, verbose=0))
 
 
 def evaluate(model, dataset: FerDataset, split: str) -> dict:
