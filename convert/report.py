@@ -57,13 +57,17 @@ def to_markdown(report: dict, png_name: str | None = None) -> str:
         results = verification["results"]
         lines += [f"Verified on **{verification['split']}** ({verification['images']} images), through the runtime's "
                   "own preprocessing and interpreter.", "",
-                  "| model | accuracy | macro-F1 | drop vs Keras (pp) | top-1 agreement | mean abs prob diff |",
-                  "|---|---:|---:|---:|---:|---:|"]
+                  "| model | accuracy | macro-F1 | drop vs Keras (pp) | top-1 agreement | agreement, decisive | mean abs prob diff |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
         for kind, result in results.items():
             comparison = verification["comparisons"].get(kind)
             extra = (f"{comparison['accuracy_drop_pp']:+.2f} | {comparison['top1_agreement']:.2%} | "
-                     f"{comparison['mean_abs_probability_difference']:.4f}") if comparison else "- | - | -"
+                     f"{comparison['top1_agreement_decisive']:.2%} | "
+                     f"{comparison['mean_abs_probability_difference']:.4f}") if comparison else "- | - | - | -"
             lines.append(f"| {KIND_TITLES.get(kind, kind)} | {result['accuracy']:.4f} | {result['macro_f1']:.4f} | {extra} |")
+        near_tie = next(iter(verification["comparisons"].values()))["near_tie_share"]
+        lines += ["", f"*Agreement, decisive*: on the images where the Keras model's top-2 probabilities differ by more "
+                  f"than 0.05 ({1 - near_tie:.1%} of them); the other {near_tie:.1%} are near-ties that rounding can flip."]
         kinds = list(results)
         lines += ["", "Per-class F1 (change vs Keras):", "",
                   "| class | " + " | ".join(KIND_TITLES.get(k, k) for k in kinds) + " |", "|---|" + "---:|" * len(kinds)]

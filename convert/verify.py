@@ -48,11 +48,25 @@ def latency_ms(model_path: str | Path, images: np.ndarray, repeats: int = 200) -
     return {"median_ms": float(np.median(timings)), "p90_ms": float(np.percentile(timings, 90)), "runs": repeats}
 
 
+NEAR_TIE_MARGIN = 0.05
+
+
 def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> dict:
-    """Accuracy of both, per-class F1 change, top-1 agreement and mean absolute probability difference."""
+    """Accuracy of both, per-class F1 change, top-1 agreement and mean absolute probability difference.
+
+    Agreement is also given on the reference's *decisive* predictions (top-2
+    probability margin above 0.05), with the share of near-ties: a weak model
+    has many near-ties, which quantization noise flips without either model
+    being more right.
+    """
     reference_report = classification_report(labels, reference.argmax(1))
     candidate_report = classification_report(labels, candidate.argmax(1))
+    ordered = np.sort(reference, axis=1)
+    decisive = (ordered[:, -1] - ordered[:, -2]) > NEAR_TIE_MARGIN
+    agree = reference.argmax(1) == candidate.argmax(1)
     return {
+        "top1_agreement_decisive": float(agree[decisive].mean()) if decisive.any() else float("nan"),
+        "near_tie_share": float(1 - decisive.mean()),
         "accuracy_drop_pp": 100 * (reference_report["accuracy"] - candidate_report["accuracy"]),
         "macro_f1_drop_pp": 100 * (reference_report["macro"]["f1"] - candidate_report["macro"]["f1"]),
         "top1_agreement": float((reference.argmax(1) == candidate.argmax(1)).mean()),
