@@ -8,7 +8,7 @@ import pytest
 
 from convert.calibration import build_calibration, load_calibration, select_manifest
 from convert.inspect_tflite import float_ops, io_types
-from convert.pipeline import BudgetExceeded, ConvertOptions, run_conversion
+from convert.pipeline import ConvertOptions, run_conversion
 from convert.quantize import convert
 from edge_runtime.errors import DataError, FerError, ModelError
 from edge_runtime.labels import LABELS

@@ -5,7 +5,6 @@ import shutil
 import textwrap
 
 import cv2
-import numpy as np
 import pytest
 
 from edge_runtime.config import Config, with_overrides
