@@ -106,6 +106,7 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
             "train_images": state["train_images"],
             "train_class_counts": state["train_class_counts"],
         },
+        "warm_start": _warm_start(state["config"].get("init_weights", "")),
         "PublicTest": {"accuracy": public["accuracy"], "macro_f1": public["macro"]["f1"]},
         "PrivateTest": private,
         "provenance": provenance(),
@@ -115,6 +116,19 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
                  {"model": name, "parameters": summary["parameters"], "epochs_run": state["epochs_done"],
                   "best_epoch": state["best_epoch"]})
     return summary
+
+
+def _warm_start(init_weights: str) -> dict | None:
+    """Provenance of the run a warm-started run began from (its state.json sits next to the weights)."""
+    if not init_weights:
+        return None
+    state_file = Path(init_weights).parent / "state.json"
+    if not state_file.exists():
+        return {"weights": init_weights, "note": "no state.json beside the weights: origin unknown"}
+    state = json.loads(state_file.read_text())
+    return {"weights": init_weights, "epochs_run": state["epochs_done"], "wall_seconds": state["wall_seconds"],
+            "commands": [p["command"] for p in state.get("provenance", [])],
+            "git_commits": [p["git_commit"] for p in state.get("provenance", [])], "config": state["config"]}
 
 
 def comparison_table(metrics_files: list[str | Path]) -> str:
