@@ -172,3 +172,14 @@ def test_edgetpu_errors_are_distinct(tmp_path):
     api = InterpreterApi(interpreter_api().interpreter_class, no_device, "test")
     with pytest.raises(EdgeTpuError, match="no Edge TPU"):
         make_interpreter(compiled, backend="edgetpu", fallback_to_cpu=False, api=api)
+
+
+def test_detector_registry_errors(tmp_path):
+    from edge_runtime.detectors import make_detector
+    from edge_runtime.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown detector 'dlib'; choose one of haar, yunet"):
+        make_detector("dlib", DetectorOptions())
+    with pytest.raises(ConfigError, match="yunet detector needs its ONNX model"):
+        make_detector("yunet", DetectorOptions(model_path=str(tmp_path / "missing.onnx")))
+    assert make_detector("haar", DetectorOptions()).detect(np.zeros((64, 64), np.uint8), 24) == []
