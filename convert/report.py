@@ -18,11 +18,9 @@ KIND_TITLES = {"keras": "Keras float", "float32": "TFLite float32", "float16": "
 
 
 def _confusion_png(results: dict) -> bytes:
-    import matplotlib
+    from train.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     kinds = list(results)
     figure, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 4.8))
     for axis, kind in zip(np.atleast_1d(axes), kinds):

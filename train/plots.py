@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the headless Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and CI
@@ -16,9 +17,19 @@ def _pyplot():
     return plt
 
 
+def _save(figure, path: str | Path) -> Path:
+    """Lay out, write as PNG (creating the folder) and free a figure."""
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    pyplot().close(figure)
+    return path
+
+
 def plot_confusion(report: dict, path: str | Path, title: str) -> Path:
     """Counts and row-normalized confusion matrices side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = report["labels"]
     figure, axes = plt.subplots(1, 2, figsize=(13, 5.5))
     for axis, key, fmt, name in ((axes[0], "confusion_matrix", "d", "counts"),
@@ -36,17 +47,12 @@ def plot_confusion(report: dict, path: str | Path, title: str) -> Path:
             axis.text(col, row, format(value, fmt), ha="center", va="center", fontsize=8,
                       color="white" if value > threshold else "black")
     figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def plot_learning_curves(history: list[dict[str, float]], path: str | Path, title: str) -> Path:
     """Accuracy and loss per epoch, training vs PublicTest."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [row["epoch"] for row in history]
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for axis, metric in ((axes[0], "accuracy"), (axes[1], "loss")):
@@ -57,9 +63,4 @@ def plot_learning_curves(history: list[dict[str, float]], path: str | Path, titl
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
