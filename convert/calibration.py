@@ -10,7 +10,6 @@ PrivateTest are never used: they are what the quantized model is verified on.
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 from edge_runtime.errors import DataError
 from edge_runtime.labels import LABEL_TO_INDEX, LABELS, NUM_CLASSES
 from edge_runtime.preprocessing import INPUT_SIZE
-from train.data import FerDataset
+from train.data import FerDataset, pixel_digest
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +52,6 @@ class CalibrationSet:
     def histogram(self) -> dict[str, int]:
         """Images per class, by label name."""
         return dict(zip(LABELS, np.bincount(self.labels, minlength=NUM_CLASSES).tolist()))
-
-
-def pixel_digest(image: np.ndarray) -> str:
-    """A short digest of an image's exact pixels."""
-    return hashlib.blake2b(image.tobytes(), digest_size=8).hexdigest()
 
 
 def select_manifest(dataset: FerDataset, per_class: int = DEFAULT_PER_CLASS, seed: int = 0) -> list[ManifestRow]:

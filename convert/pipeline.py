@@ -10,6 +10,7 @@ report, so the user can see why).
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     from convert.calibration import build_calibration, load_calibration
     from convert.edge_graph import edge_friendly_model
     from convert.quantize import IO_TYPES, QUANTIZE_MODES, convert
-    from train.data import load_fer2013
+    from train.data import DATA_ENV_VAR, load_fer2013
     from train.evaluate import load_keras_model
     from train.provenance import file_sha256, provenance
 
@@ -90,15 +91,11 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
                        f"fer-convert needs a 48x48x1 -> {len(LABELS)} classes model")
     source_sha256 = file_sha256(model_path)
     dataset = None
-    if data is not None or options.verify:
-        if data is None:
-            import os
-
-            data = os.environ.get("FER2013_DIR")
-        if data is None and options.verify:
-            raise FerError("verification needs the FER2013 data: pass --data (or set FER2013_DIR), "
-                           "or --no-verify to convert without measuring the accuracy drop")
-        dataset = load_fer2013(data) if data is not None else None
+    if data is not None or os.environ.get(DATA_ENV_VAR):
+        dataset = load_fer2013(data)  # --data, else $FER2013_DIR
+    elif options.verify:
+        raise FerError(f"verification needs the FER2013 data: pass --data (or set {DATA_ENV_VAR}), "
+                       "or --no-verify to convert without measuring the accuracy drop")
 
     calibration = None
     if options.quantize == "int8":

@@ -37,6 +37,12 @@ class Box(NamedTuple):
     def area(self) -> int:
         return self.w * self.h
 
+    def intersection(self, other: "Box") -> int:
+        """Area shared with ``other`` (0 when they do not overlap)."""
+        width = min(self.x + self.w, other.x + other.w) - max(self.x, other.x)
+        height = min(self.y + self.h, other.y + other.h) - max(self.y, other.y)
+        return max(0, width) * max(0, height)
+
 
 @dataclass(frozen=True)
 class DetectorOptions:
@@ -141,11 +147,8 @@ def find_faces(detector: FaceDetector, image: np.ndarray) -> list[Box]:
 
 def _overlap_of_smaller(a: Box, b: Box) -> float:
     """Intersection area as a fraction of the smaller box."""
-    width = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
-    height = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
-    if width <= 0 or height <= 0:
-        return 0.0
-    return width * height / min(a.area, b.area)
+    smaller = min(a.area, b.area)
+    return a.intersection(b) / smaller if smaller > 0 else 0.0
 
 
 def crop_face(image: np.ndarray, box: Box, margin: float = 0.1) -> np.ndarray | None:

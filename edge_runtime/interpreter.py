@@ -101,10 +101,7 @@ def _edgetpu_delegate(model_path: Path, api: InterpreterApi):
     if not is_edgetpu_compiled(model_path):
         raise EdgeTpuError(f"model not compiled for the Edge TPU: {model_path.name} has no edgetpu-custom-op; "
                            "compile it with `edgetpu_compiler` (fer-convert --edgetpu does when the compiler is installed)")
-    if ctypes.util.find_library("edgetpu") is None and not Path(f"/usr/lib/{EDGETPU_LIBRARY}").exists():
-        library_missing = True
-    else:
-        library_missing = False
+    library_missing = ctypes.util.find_library("edgetpu") is None and not Path(f"/usr/lib/{EDGETPU_LIBRARY}").exists()
     try:
         return api.load_delegate(EDGETPU_LIBRARY)
     except (ValueError, OSError, RuntimeError) as error:

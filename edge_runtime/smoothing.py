@@ -29,10 +29,8 @@ class Smoothed(NamedTuple):
 
 def iou(a: Box, b: Box) -> float:
     """Intersection over union of two boxes."""
-    x0, y0 = max(a.x, b.x), max(a.y, b.y)
-    x1, y1 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
-    intersection = max(0, x1 - x0) * max(0, y1 - y0)
-    union = a.w * a.h + b.w * b.h - intersection
+    intersection = a.intersection(b)
+    union = a.area + b.area - intersection
     return intersection / union if union > 0 else 0.0
 
 

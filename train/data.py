@@ -14,6 +14,7 @@ Bad input raises :class:`DataError` naming the file or row; with
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -74,6 +75,11 @@ class FerDataset:
         if split is None or len(split) == 0:
             raise DataError(f"split {name} is empty in {self.source}; the dataset must contain {name} images")
         return split
+
+
+def pixel_digest(image: np.ndarray) -> str:
+    """A short digest of an image's exact pixels (finds exact duplicates and the same image in another copy)."""
+    return hashlib.blake2b(image.tobytes(), digest_size=8).hexdigest()
 
 
 def resolve_data_path(path: str | os.PathLike | None) -> Path:

@@ -13,21 +13,20 @@ both, and optionally trains the same model with the same budget under both.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from edge_runtime.labels import NUM_CLASSES
-from train.data import FerDataset, Split
+from train.data import FerDataset, Split, pixel_digest
 
 log = logging.getLogger(__name__)
 
 
-def image_hashes(images: np.ndarray) -> list[bytes]:
+def image_hashes(images: np.ndarray) -> list[str]:
     """A digest per image of its exact pixels."""
-    return [hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in images]
+    return [pixel_digest(image) for image in images]
 
 
 def count_exact_duplicates(test: Split, train: Split) -> dict:
