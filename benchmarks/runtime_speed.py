@@ -55,7 +55,8 @@ def child(args) -> None:
 
     first = []
     settings = with_overrides(Config(), {"model.path": args.model, "source.spec": args.video,
-                                         "model.threads": args.threads, "detector.every_n": args.every_n})
+                                         "model.threads": args.threads, "detector.every_n": args.every_n,
+                                         "detector.name": args.detector})
     runtime = Runtime.from_config(settings, sinks=[lambda e: first.append(time.time()) if not first else None])
     started = time.perf_counter()
     stats = runtime.run()
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--every-n", type=int, default=2, help=argparse.SUPPRESS)
+    parser.add_argument("--detector", default="blazeface", help=argparse.SUPPRESS)
     parser.add_argument("--spawned", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -104,9 +106,15 @@ def main() -> None:
     ours = [sys.executable, str(Path(__file__).resolve()), "--child", "--model", args.model, "--video", args.video]
     results = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "machine": f"{cores} cores",
                "video": Path(args.video).name, "runs": {}}
-    plan = [("edge_runtime, 1 thread, pinned to 1 core, detect every 2nd frame", ours + ["--threads", "1"], True),
-            ("edge_runtime, 1 thread, pinned to 1 core, detect every frame", ours + ["--threads", "1", "--every-n", "1"], True),
-            (f"edge_runtime, {cores} threads, detect every 2nd frame", ours + ["--threads", str(cores)], False)]
+    plan = []
+    for detector in ("blazeface", "haar"):
+        with_detector = ours + ["--detector", detector]
+        plan += [(f"edge_runtime + {detector}, 1 thread, pinned to 1 core, detect every 2nd frame",
+                  with_detector + ["--threads", "1"], True),
+                 (f"edge_runtime + {detector}, 1 thread, pinned to 1 core, detect every frame",
+                  with_detector + ["--threads", "1", "--every-n", "1"], True),
+                 (f"edge_runtime + {detector}, {cores} threads, detect every 2nd frame",
+                  with_detector + ["--threads", str(cores)], False)]
     if args.fer_python:
         plan.append(("fer 25.10.3 (Haar + TFLite defaults), pinned to 1 core",
                      [args.fer_python, "-c", FER_CHILD, "SPAWNED", args.video], True))

@@ -22,7 +22,7 @@ def run_command(
     config: Optional[Path] = typer.Option(None, help="TOML config file (CLI options override it)"),
     threads: Optional[int] = typer.Option(None, help="interpreter and OpenCV threads"),
     backend: Optional[str] = typer.Option(None, help="cpu or edgetpu"),
-    detector: Optional[str] = typer.Option(None, help="haar (default) or yunet"),
+    detector: Optional[str] = typer.Option(None, help="blazeface (default, bundled), haar or yunet"),
     every_n: Optional[int] = typer.Option(None, help="detect every Nth frame, reuse boxes between"),
     min_face: Optional[int] = typer.Option(None, help="smallest face side in pixels"),
     max_faces: Optional[int] = typer.Option(None, help="0 = all faces, 1 = largest only"),

@@ -42,8 +42,10 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    name: str = setting("haar", "face detector", choices=("haar", "yunet"))
-    model_path: str = setting("", "ONNX model for the yunet detector")
+    name: str = setting("blazeface", "face detector: blazeface (bundled MediaPipe model on LiteRT), haar (OpenCV cascade) "
+                        "or yunet (needs model_path)", choices=("blazeface", "haar", "yunet"))
+    model_path: str = setting("", "yunet: its ONNX file; blazeface: another MediaPipe BlazeFace .tflite "
+                              "(empty = the bundled short-range model)")
     min_face: int = setting(32, "smallest face side in pixels", minimum=8)
     max_faces: int = setting(0, "0 = all faces, 1 = largest only, N = the N largest", minimum=0)
     every_n: int = setting(2, "detect on every Nth frame of a video and reuse the boxes in between", minimum=1)
@@ -52,7 +54,7 @@ class DetectorConfig:
     margin: float = setting(0.1, "crop margin around the box, as a fraction of its side", minimum=0.0, maximum=1.0)
     scale_factor: float = setting(1.1, "Haar pyramid step (smaller = slower, finds more sizes)", minimum=1.01, maximum=2.0)
     min_neighbors: int = setting(3, "Haar neighbours needed to accept a face", minimum=0)
-    score_threshold: float = setting(0.7, "yunet confidence threshold", minimum=0.0, maximum=1.0)
+    score_threshold: float = setting(0.7, "yunet and blazeface confidence threshold", minimum=0.0, maximum=1.0)
 
 
 @dataclass(frozen=True)

@@ -37,21 +37,29 @@ def check_schema(event):
     assert 0 <= event["score"] <= 1 and isinstance(event["ts"], float)
 
 
-def test_photo_with_one_face(int8_model):
+DETECTORS = ("haar", "blazeface")
+
+
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_photo_with_one_face(int8_model, detector):
     photo = require(MEDIA / "justin.jpg", "justin.jpg")
-    events, stats, _ = run_events(int8_model, photo)
+    events, stats, _ = run_events(int8_model, photo, **{"detector.name": detector})
     assert len(events) == 1 and stats.frames == 1
     check_schema(events[0])
     assert events[0]["source"] == str(photo)
 
 
-def test_photo_without_faces(int8_model):
-    events, stats, _ = run_events(int8_model, require(MEDIA / "no-faces.jpg", "no-faces.jpg"))
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_photo_without_faces(int8_model, detector):
+    events, stats, _ = run_events(int8_model, require(MEDIA / "no-faces.jpg", "no-faces.jpg"),
+                                  **{"detector.name": detector})
     assert events == [] and stats.frames == 1
 
 
-def test_video_has_a_face_in_most_frames(int8_model):
-    events, stats, runtime = run_events(int8_model, require(MEDIA / "test.mp4", "test.mp4"))
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_video_has_a_face_in_most_frames(int8_model, detector):
+    events, stats, runtime = run_events(int8_model, require(MEDIA / "test.mp4", "test.mp4"),
+                                        **{"detector.name": detector})
     assert stats.frames == 115
     frames_with_face = {e["frame"] for e in events}
     assert len(frames_with_face) >= 0.8 * stats.frames
@@ -95,7 +103,8 @@ def test_video_end_exits_zero_and_writes_json_lines(int8_model):
     assert "processed 30 frames" in result.stderr
 
 
-def test_runtime_never_imports_tensorflow(int8_model, tmp_path):
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_runtime_never_imports_tensorflow(int8_model, tmp_path, detector):
     """Run the real CLI on the video with `import tensorflow` made to fail, then check sys.modules."""
     video = require(MEDIA / "test.mp4", "test.mp4")
     script = tmp_path / "no_tf.py"
@@ -106,7 +115,8 @@ def test_runtime_never_imports_tensorflow(int8_model, tmp_path):
                 if name == "tensorflow" or name.startswith("tensorflow.") or name == "keras":
                     raise ImportError("tensorflow is blocked in this test")
         sys.meta_path.insert(0, BlockTensorFlow())
-        sys.argv = ["edge-runtime", "run", "--model", {str(int8_model)!r}, "--source", {str(video)!r}, "--max-frames", "20"]
+        sys.argv = ["edge-runtime", "run", "--model", {str(int8_model)!r}, "--source", {str(video)!r}, "--max-frames", "20",
+                    "--detector", {detector!r}]
         from edge_runtime.cli import app
         app(standalone_mode=False)
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))

@@ -178,7 +178,7 @@ def test_detector_registry_errors(tmp_path):
     from edge_runtime.detectors import make_detector
     from edge_runtime.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown detector 'dlib'; choose one of haar, yunet"):
+    with pytest.raises(ConfigError, match="unknown detector 'dlib'; choose one of blazeface, haar, yunet"):
         make_detector("dlib", DetectorOptions())
     with pytest.raises(ConfigError, match="yunet detector needs its ONNX model"):
         make_detector("yunet", DetectorOptions(model_path=str(tmp_path / "missing.onnx")))

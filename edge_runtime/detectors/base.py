@@ -1,25 +1,15 @@
-"""Face detectors behind one interface, chosen by name from an explicit registry.
-
-``haar`` (default) works right after ``pip install``: opencv-python-headless
-4.x ships ``CascadeClassifier`` and its cascade files (5.0 dropped both, so the
-dependency is pinned below 5). ``yunet`` uses ``cv2.FaceDetectorYN``, which is
-more accurate on tilted and small faces but needs its ONNX model file
-(face_detection_yunet_2023mar.onnx from opencv_zoo, MIT), which no wheel ships.
-"""
+"""What every face detector shares: the box type, the options, the protocol, and
+the detector-independent steps around it (scaling, size filter, duplicate
+merging, largest-first ordering, clipped crops)."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import cv2
 import numpy as np
 
-from edge_runtime.errors import ConfigError, FerError
-
-log = logging.getLogger(__name__)
 
 DUPLICATE_OVERLAP = 0.5
 
@@ -52,9 +42,10 @@ class DetectorOptions:
     max_faces: int = 0          # 0 = all faces, 1 = largest only, N = the N largest
     scale_factor: float = 1.1   # Haar image-pyramid step
     min_neighbors: int = 3      # Haar: higher = fewer false positives
-    score_threshold: float = 0.7  # YuNet confidence
-    model_path: str = ""        # YuNet ONNX file
+    score_threshold: float = 0.7  # YuNet / BlazeFace confidence
+    model_path: str = ""        # YuNet ONNX file, or a BlazeFace .tflite other than the bundled one
     detect_width: int = 240     # frames wider than this are downscaled for detection (0 = never)
+    threads: int = 1            # interpreter threads of model-based detectors
 
 
 class FaceDetector(Protocol):
@@ -65,60 +56,6 @@ class FaceDetector(Protocol):
     def detect(self, image: np.ndarray, min_size: int) -> list[Box]:
         """Every face at least ``min_size`` pixels wide, in ``image``'s pixels, in no particular order."""
         ...
-
-
-class HaarDetector:
-    """OpenCV's frontal-face Haar cascade (fast on a Pi CPU, no extra files)."""
-
-    def __init__(self, options: DetectorOptions):
-        self.options = options
-        if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
-            raise FerError("this OpenCV build has no CascadeClassifier/haarcascades (opencv-python-headless 5.0 dropped "
-                           "them); install `opencv-python-headless<5` or use --detector yunet")
-        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        self.cascade = cv2.CascadeClassifier(str(path))
-        if self.cascade.empty():
-            raise FerError(f"cannot load the Haar cascade {path}; reinstall opencv-python-headless<5")
-
-    def detect(self, image: np.ndarray, min_size: int) -> list[Box]:
-        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        found = self.cascade.detectMultiScale(gray, scaleFactor=self.options.scale_factor,
-                                              minNeighbors=self.options.min_neighbors, minSize=(min_size, min_size))
-        return [Box(int(x), int(y), int(w), int(h)) for (x, y, w, h) in found]
-
-
-class YuNetDetector:
-    """OpenCV's YuNet CNN detector (``cv2.FaceDetectorYN``) with a user-supplied ONNX model."""
-
-    def __init__(self, options: DetectorOptions):
-        self.options = options
-        if not options.model_path or not Path(options.model_path).is_file():
-            raise ConfigError(f"the yunet detector needs its ONNX model: set detector.model_path (got "
-                              f"{options.model_path!r}); download face_detection_yunet_2023mar.onnx from opencv_zoo")
-        self.detector = cv2.FaceDetectorYN.create(options.model_path, "", (320, 320), options.score_threshold)
-        self.size = (0, 0)
-
-    def detect(self, image: np.ndarray, min_size: int) -> list[Box]:
-        bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
-        height, width = bgr.shape[:2]
-        if (width, height) != self.size:
-            self.detector.setInputSize((width, height))
-            self.size = (width, height)
-        _, faces = self.detector.detect(bgr)
-        boxes = [] if faces is None else [Box(int(f[0]), int(f[1]), int(f[2]), int(f[3]), float(f[-1])) for f in faces]
-        return [b for b in boxes if min(b.w, b.h) >= min_size]
-
-
-DETECTORS: dict[str, Callable[[DetectorOptions], FaceDetector]] = {"haar": HaarDetector, "yunet": YuNetDetector}
-
-
-def make_detector(name: str, options: DetectorOptions) -> FaceDetector:
-    """Build a detector by registry name."""
-    try:
-        factory = DETECTORS[name]
-    except KeyError:
-        raise ConfigError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}") from None
-    return factory(options)
 
 
 def find_faces(detector: FaceDetector, image: np.ndarray) -> list[Box]:

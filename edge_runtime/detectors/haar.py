@@ -1,0 +1,35 @@
+"""OpenCV's frontal-face Haar cascade: the default, because it works right after ``pip install``.
+
+opencv-python-headless 4.x ships ``CascadeClassifier`` and its cascade files;
+5.0 dropped both, so the dependency is pinned below 5.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_runtime.detectors.base import Box, DetectorOptions
+from edge_runtime.errors import FerError
+
+
+class HaarDetector:
+    """Frontal-face Haar cascade (fast on a Pi CPU, no extra files)."""
+
+    def __init__(self, options: DetectorOptions):
+        self.options = options
+        if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+            raise FerError("this OpenCV build has no CascadeClassifier/haarcascades (opencv-python-headless 5.0 dropped "
+                           "them); install `opencv-python-headless<5` or use --detector blazeface")
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise FerError(f"cannot load the Haar cascade {path}; reinstall opencv-python-headless<5")
+
+    def detect(self, image: np.ndarray, min_size: int) -> list[Box]:
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        found = self.cascade.detectMultiScale(gray, scaleFactor=self.options.scale_factor,
+                                              minNeighbors=self.options.min_neighbors, minSize=(min_size, min_size))
+        return [Box(int(x), int(y), int(w), int(h)) for (x, y, w, h) in found]

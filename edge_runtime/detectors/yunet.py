@@ -1,0 +1,38 @@
+"""OpenCV's YuNet CNN detector (``cv2.FaceDetectorYN``).
+
+More accurate than Haar on tilted and small faces, but it needs its ONNX model
+(face_detection_yunet_2023mar.onnx from opencv_zoo, MIT, 232 KB), which no
+wheel ships: the user downloads it and sets ``detector.model_path``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_runtime.detectors.base import Box, DetectorOptions
+from edge_runtime.errors import ConfigError
+
+
+class YuNetDetector:
+    """``cv2.FaceDetectorYN`` with a user-supplied ONNX model."""
+
+    def __init__(self, options: DetectorOptions):
+        self.options = options
+        if not options.model_path or not Path(options.model_path).is_file():
+            raise ConfigError(f"the yunet detector needs its ONNX model: set detector.model_path (got "
+                              f"{options.model_path!r}); download face_detection_yunet_2023mar.onnx from opencv_zoo")
+        self.detector = cv2.FaceDetectorYN.create(options.model_path, "", (320, 320), options.score_threshold)
+        self.size = (0, 0)
+
+    def detect(self, image: np.ndarray, min_size: int) -> list[Box]:
+        bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
+        height, width = bgr.shape[:2]
+        if (width, height) != self.size:
+            self.detector.setInputSize((width, height))
+            self.size = (width, height)
+        _, faces = self.detector.detect(bgr)
+        boxes = [] if faces is None else [Box(int(f[0]), int(f[1]), int(f[2]), int(f[3]), float(f[-1])) for f in faces]
+        return [b for b in boxes if min(b.w, b.h) >= min_size]
