@@ -71,6 +71,21 @@ def _explicit_lstm(lstm, sequence, prefix: str):
     return hidden
 
 
+def batch_one_input():
+    """The converted models' input: one raw-pixel face per invoke, a static shape the Edge TPU needs."""
+    import keras
+
+    return keras.Input(batch_shape=(1, INPUT_SIZE, INPUT_SIZE, 1), name="pixels")
+
+
+def batch_one_model(model):
+    """``model`` re-wrapped with :func:`batch_one_input`, graph unchanged (for ``--no-edge-graph``)."""
+    import keras
+
+    inputs = batch_one_input()
+    return keras.Model(inputs, model(inputs), name=model.name)
+
+
 def edge_friendly_model(model, *, check_samples: int = 16, seed: int = 0):
     """A batch-1 model computing what ``model`` computes, with every LSTM rebuilt as explicit int8-friendly ops.
 
@@ -80,7 +95,7 @@ def edge_friendly_model(model, *, check_samples: int = 16, seed: int = 0):
     """
     import keras
 
-    inputs = keras.Input(batch_shape=(1, INPUT_SIZE, INPUT_SIZE, 1), name="pixels")
+    inputs = batch_one_input()
     x = inputs
     rebuilt = 0
     for layer in model.layers:

@@ -19,7 +19,7 @@ import numpy as np
 from edge_runtime.contract import ModelContract, TensorSpec, write_contract
 from edge_runtime.errors import FerError
 from edge_runtime.labels import LABELS
-from edge_runtime.preprocessing import PREPROCESSING_VERSION
+from edge_runtime.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def write_tflite(content: bytes, path: Path, mode: str, source: Path, source_sha
 def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | None) -> dict:
     """Convert ``model_path`` as ``options`` say; returns the report dict. Raises :class:`BudgetExceeded`."""
     from convert.calibration import build_calibration, load_calibration
-    from convert.edge_graph import edge_friendly_model
+    from convert.edge_graph import batch_one_model, edge_friendly_model
     from convert.quantize import IO_TYPES, QUANTIZE_MODES, convert
     from train.data import DATA_ENV_VAR, load_fer2013
     from train.evaluate import load_keras_model
@@ -86,9 +86,9 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
         raise FerError(f"unknown --io {options.io_type!r}; choose one of {', '.join(IO_TYPES)}")
     model_path = Path(model_path)
     keras_model = load_keras_model(model_path)
-    if tuple(keras_model.input_shape[1:]) != (48, 48, 1) or keras_model.output_shape[-1] != len(LABELS):
+    if tuple(keras_model.input_shape[1:]) != (INPUT_SIZE, INPUT_SIZE, 1) or keras_model.output_shape[-1] != len(LABELS):
         raise FerError(f"{model_path}: input {keras_model.input_shape}, output {keras_model.output_shape}; "
-                       f"fer-convert needs a 48x48x1 -> {len(LABELS)} classes model")
+                       f"fer-convert needs a {INPUT_SIZE}x{INPUT_SIZE}x1 -> {len(LABELS)} classes model")
     source_sha256 = file_sha256(model_path)
     dataset = None
     if data is not None or os.environ.get(DATA_ENV_VAR):
@@ -105,7 +105,7 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
             calibration = load_calibration(options.calibration_dir)
         log.info("calibration set: %d Training images %s", len(calibration.labels), calibration.histogram())
 
-    graph = edge_friendly_model(keras_model) if options.edge_graph else _batch_one(keras_model)
+    graph = edge_friendly_model(keras_model) if options.edge_graph else batch_one_model(keras_model)
     stem = model_path.stem
     outputs = {"float32": options.out_dir / f"{stem}_float32.tflite"}
     if options.quantize != "none":
@@ -153,13 +153,6 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     if budget and not budget["passed"]:
         raise BudgetExceeded("; ".join(budget["failures"]) + f" (report: {report['report_files']['markdown']})")
     return report
-
-
-def _batch_one(keras_model):
-    import keras
-
-    inputs = keras.Input(batch_shape=(1, 48, 48, 1), name="pixels")
-    return keras.Model(inputs, keras_model(inputs), name=keras_model.name)
 
 
 def _describe_models(outputs: dict[str, Path]) -> dict:

@@ -184,3 +184,18 @@ def test_calibration_build_cli(generated_csv, tmp_path):
     assert "14 calibration images" in result.stdout
     assert len((tmp_path / "manifest.csv").read_text().splitlines()) == 15
     assert len(list((tmp_path / "happy").glob("*.png"))) == 2
+
+
+def test_without_the_edge_graph_the_keras_lstm_is_converted_as_is(tiny_keras, tmp_path):
+    """--no-edge-graph keeps Keras' unrolled LSTM (UNPACK + per-step SPLIT), the graph the rebuild exists to avoid."""
+    from convert.inspect_tflite import op_histogram
+
+    def ops(edge_graph):
+        out = tmp_path / ("edge" if edge_graph else "plain")
+        options = ConvertOptions(quantize="none", out_dir=out, report_dir=out, verify=False, edge_graph=edge_graph)
+        run_conversion(tiny_keras, options, None)
+        return op_histogram(out / "tiny_float32.tflite")
+
+    plain, rebuilt = ops(False), ops(True)
+    assert "UNPACK" in plain and "SPLIT" in plain
+    assert "UNPACK" not in rebuilt and "SPLIT" not in rebuilt and "STRIDED_SLICE" in rebuilt
