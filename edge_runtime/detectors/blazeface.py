@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from edge_runtime.detectors.base import Box, DetectorOptions
-from edge_runtime.errors import ModelError
+from edge_runtime.errors import ConfigError, ModelError
 from edge_runtime.interpreter import make_interpreter
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,9 @@ class BlazeFaceDetector:
     def __init__(self, options: DetectorOptions):
         self.options = options
         path = Path(options.model_path) if options.model_path else BUNDLED_MODEL
+        if not path.is_file():
+            raise ConfigError(f"detector.model_path {str(path)!r} does not exist; leave it empty to use the bundled "
+                              "short-range BlazeFace model")
         self.interpreter = make_interpreter(path, threads=options.threads)
         (input_detail,) = self.interpreter.get_input_details()
         _, height, width, channels = input_detail["shape"]
