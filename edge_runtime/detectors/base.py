@@ -10,7 +10,7 @@ from typing import NamedTuple, Protocol
 import cv2
 import numpy as np
 
-
+# Two boxes whose intersection covers this much of the smaller one are the same face.
 DUPLICATE_OVERLAP = 0.5
 
 
