@@ -16,7 +16,6 @@ letterbox), so it is tested without a model.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,8 +25,6 @@ import numpy as np
 from edge_runtime.detectors.base import Box, DetectorOptions
 from edge_runtime.errors import ConfigError, ModelError
 from edge_runtime.interpreter import make_interpreter
-
-log = logging.getLogger(__name__)
 
 BUNDLED_MODEL = Path(__file__).with_name("blazeface_short_range.tflite")
 # Boxes that overlap this much are one face: MediaPipe blends them rather than dropping all but one.
@@ -123,8 +120,9 @@ def weighted_nms(detections: list[Detection], iou_threshold: float = NMS_IOU) ->
     merged = []
     while remaining:
         best = remaining[0]
-        cluster = [d for d in remaining if _iou(best, d) > iou_threshold]
-        remaining = [d for d in remaining if _iou(best, d) <= iou_threshold]
+        overlaps = [_iou(best, d) for d in remaining]
+        cluster = [d for d, overlap in zip(remaining, overlaps) if overlap > iou_threshold]
+        remaining = [d for d, overlap in zip(remaining, overlaps) if overlap <= iou_threshold]
         weights = np.array([d.score for d in cluster])
         coords = np.array([d[1:] for d in cluster]) * weights[:, None]
         merged.append(Detection(best.score, *(coords.sum(axis=0) / weights.sum()).tolist()))
