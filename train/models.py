@@ -28,38 +28,67 @@ from edge_runtime.preprocessing import INPUT_SIZE
 INPUT_SHAPE = (INPUT_SIZE, INPUT_SIZE, 1)
 
 
+def blur_taps(sigma: float) -> np.ndarray:
+    """1-D Gaussian taps of ``sigma`` that an int8 converter stores exactly.
+
+    Each tap is an integer count over the counts' sum, the largest count
+    being 127: per-channel int8 weight quantization (scale = largest tap / 127)
+    then represents every tap without rounding, and the taps sum to 1, so the
+    quantized blur keeps the image's brightness. A Gaussian rounded to 8 bits
+    the ordinary way loses its small tail taps and gains a brightness bias,
+    which the converted model amplified into disagreement with the float one.
+    """
+    radius = max(1, math.ceil(3 * sigma))
+    gaussian = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    counts = np.round(127 * gaussian / gaussian.max())
+    nonzero = np.flatnonzero(counts)
+    counts = counts[nonzero[0]:nonzero[-1] + 1]  # tails that round to 0 shrink the kernel symmetrically
+    return (counts / counts.sum()).astype(np.float32)
+
+
+def reflect_indices(size: int, radius: int) -> np.ndarray:
+    """Indices that pad ``size`` samples by ``radius`` on each side, mirrored without repeating the edge.
+
+    The same border rule as OpenCV's default (BORDER_REFLECT_101), which a
+    blurred dataset copy was most likely made with.
+    """
+    positions = np.arange(-radius, size + radius)
+    positions = np.abs(positions)
+    return np.where(positions >= size, 2 * (size - 1) - positions, positions).astype(np.int32)
+
+
 @keras.saving.register_keras_serializable(package="fer_edge")
 class InferenceBlur(layers.Layer):
     """A Gaussian blur applied at inference only; identity while training. No weights.
 
     For a dataset copy whose Training images are blurred while the held-out
     images are sharp (see :mod:`train.data_checks`): the model then sees, at
-    inference, inputs as blurred as the ones it learned from. It is built from
-    two 1-D depthwise convolutions and a constant border correction (dividing
-    by the kernel mass inside the image), all ops an int8 model and the Edge
-    TPU support.
+    inference, inputs as blurred as the ones it learned from. The borders are
+    mirrored with a gather, then two 1-D depthwise convolutions without padding
+    blur rows and columns. Every step is exact in an int8 model (the gather
+    moves values, the taps come from :func:`blur_taps`) except the rounding of
+    each pass's output, and all are ops the Edge TPU supports.
     """
 
     def __init__(self, sigma: float, size: int = 48, **kwargs):
         super().__init__(**kwargs)
         self.sigma, self.size = float(sigma), int(size)
-        radius = max(1, math.ceil(3 * self.sigma))
-        taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / self.sigma) ** 2)
-        taps = (taps / taps.sum()).astype(np.float32)
+        taps = blur_taps(self.sigma)
+        radius = len(taps) // 2
+        if radius >= self.size:
+            raise FerError(f"an inference blur of sigma {self.sigma} needs a {len(taps)}-pixel kernel, wider than twice "
+                           f"the {self.size}-pixel image; use a sigma below {self.size / 3:.0f}")
         self._row = taps.reshape(1, -1, 1, 1)
         self._column = taps.reshape(-1, 1, 1, 1)
-        # Kernel mass inside the image at each pixel (1 in the interior, less near the border, where the
-        # zero padding of the convolution would darken the result): multiply by its inverse to correct.
-        mass = cv2.sepFilter2D(np.ones((self.size, self.size), np.float32), -1, taps, taps,
-                               borderType=cv2.BORDER_CONSTANT)
-        self._inverse_mass = (1.0 / mass).reshape(1, self.size, self.size, 1).astype(np.float32)
+        self._padded = reflect_indices(self.size, radius)
 
     def call(self, inputs, training=None):
         if training:
             return inputs
-        blurred = ops.depthwise_conv(inputs, ops.convert_to_tensor(self._row), padding="same")
-        blurred = ops.depthwise_conv(blurred, ops.convert_to_tensor(self._column), padding="same")
-        return blurred * ops.convert_to_tensor(self._inverse_mass)
+        padded = ops.take(inputs, ops.convert_to_tensor(self._padded), axis=2)
+        blurred = ops.depthwise_conv(padded, ops.convert_to_tensor(self._row), padding="valid")
+        padded = ops.take(blurred, ops.convert_to_tensor(self._padded), axis=1)
+        return ops.depthwise_conv(padded, ops.convert_to_tensor(self._column), padding="valid")
 
     def get_config(self):
         return {**super().get_config(), "sigma": self.sigma, "size": self.size}
