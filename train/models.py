@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import cv2
 import keras
 import numpy as np
 from keras import layers, ops
@@ -49,8 +48,8 @@ def blur_taps(sigma: float) -> np.ndarray:
 def reflect_indices(size: int, radius: int) -> np.ndarray:
     """Indices that pad ``size`` samples by ``radius`` on each side, mirrored without repeating the edge.
 
-    The same border rule as OpenCV's default (BORDER_REFLECT_101), which a
-    blurred dataset copy was most likely made with.
+    OpenCV's default border rule (BORDER_REFLECT_101), the one ``cv2.GaussianBlur``
+    uses, so the blur matches the one :mod:`train.data_checks` estimates sigma with.
     """
     positions = np.arange(-radius, size + radius)
     positions = np.abs(positions)
@@ -76,8 +75,8 @@ class InferenceBlur(layers.Layer):
         taps = blur_taps(self.sigma)
         radius = len(taps) // 2
         if radius >= self.size:
-            raise FerError(f"an inference blur of sigma {self.sigma} needs a {len(taps)}-pixel kernel, wider than twice "
-                           f"the {self.size}-pixel image; use a sigma below {self.size / 3:.0f}")
+            raise FerError(f"an inference blur of sigma {self.sigma} reaches {radius} pixels, more than a "
+                           f"{self.size}-pixel image can mirror; use a sigma below {self.size / 3:.0f}")
         self._row = taps.reshape(1, -1, 1, 1)
         self._column = taps.reshape(-1, 1, 1, 1)
         self._padded = reflect_indices(self.size, radius)
