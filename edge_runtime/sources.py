@@ -49,6 +49,17 @@ class FrameSource(Protocol):
         ...
 
 
+def _read_still(path: Path, level: int) -> np.ndarray | None:
+    """The image at ``path`` (BGR), or None after logging at ``level`` that it was skipped.
+
+    One bad file must not stop a run, so it is never an exception.
+    """
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        log.log(level, "%s: unreadable or corrupt image, skipped", path)
+    return image
+
+
 class ImageFileSource:
     """One still image."""
 
@@ -57,9 +68,8 @@ class ImageFileSource:
         self.name = str(self.path)
 
     def frames(self) -> Iterator[Frame]:
-        image = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
+        image = _read_still(self.path, logging.ERROR)  # the one image the user asked for: an error, not a warning
         if image is None:
-            log.error("%s: unreadable or corrupt image, skipped", self.path)
             return
         yield Frame(image, str(self.path), 0, time.time(), still=True)
 
@@ -86,9 +96,8 @@ class FolderSource:
                     log.warning("%s: not an image file, skipped", file)
                     self.skipped += 1
                     continue
-                image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+                image = _read_still(file, logging.WARNING)
                 if image is None:
-                    log.warning("%s: unreadable or corrupt image, skipped", file)
                     self.skipped += 1
                     continue
                 produced = True

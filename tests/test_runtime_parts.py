@@ -183,3 +183,13 @@ def test_detector_registry_errors(tmp_path):
     with pytest.raises(ConfigError, match="yunet detector needs its ONNX model"):
         make_detector("yunet", DetectorOptions(model_path=str(tmp_path / "missing.onnx")))
     assert make_detector("haar", DetectorOptions()).detect(np.zeros((64, 64), np.uint8), 24) == []
+
+
+def test_a_corrupt_single_image_yields_no_frame_and_logs_an_error(tmp_path, caplog):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    source = open_source(str(broken))
+    with caplog.at_level("WARNING", logger="edge_runtime.sources"):
+        assert list(source.frames()) == []
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", f"{broken}: unreadable or corrupt image, skipped")]
