@@ -3,7 +3,7 @@
 import pytest
 
 from edge_runtime.errors import FerError
-from train.models import MODEL_BUILDERS, PAPER_PARAMETER_COUNTS, blur_taps, build_model
+from train.models import MODEL_BUILDERS, PAPER_PARAMETER_COUNTS, blur_taps, build_model, reflect_indices
 
 
 @pytest.mark.parametrize("name, expected", [("cnn", 117_031), ("cnn_lstm_small", 303_495), ("cnn_lstm", 457_863)])
@@ -75,8 +75,6 @@ def test_blur_taps_are_exact_in_int8_and_keep_brightness():
 
 
 def test_reflect_indices_mirror_without_repeating_the_edge():
-    from train.models import reflect_indices
-
     assert reflect_indices(5, 2).tolist() == [2, 1, 0, 1, 2, 3, 4, 3, 2]
 
 

@@ -51,8 +51,7 @@ def reflect_indices(size: int, radius: int) -> np.ndarray:
     OpenCV's default border rule (BORDER_REFLECT_101), the one ``cv2.GaussianBlur``
     uses, so the blur matches the one :mod:`train.data_checks` estimates sigma with.
     """
-    positions = np.arange(-radius, size + radius)
-    positions = np.abs(positions)
+    positions = np.abs(np.arange(-radius, size + radius))
     return np.where(positions >= size, 2 * (size - 1) - positions, positions).astype(np.int32)
 
 
