@@ -29,16 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge_runtime.detectors import DETECTORS, DetectorOptions, find_faces, make_detector  # noqa: E402
 from edge_runtime.errors import FerError  # noqa: E402
-
-
-def read_frames(video: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return frames
-        frames.append(frame)
+from edge_runtime.sources import VideoFileSource  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     media = Path(args.media)
     cv2.setNumThreads(1)
-    frames = read_frames(media / "test.mp4")
+    frames = [frame.image for frame in VideoFileSource(media / "test.mp4").frames()]
     photos = {name: cv2.imread(str(media / name)) for name in ("justin.jpg", "no-faces.jpg")}
     results = {"command": " ".join(["detectors.py", *sys.argv[1:]]), "video": "test.mp4", "frames": len(frames),
                "detectors": {}}

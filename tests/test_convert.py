@@ -224,11 +224,11 @@ def test_inference_blur_is_exact_in_int8_up_to_output_rounding():
     interpreter = interpreter_api().interpreter_class(
         model_content=convert(model, "int8", io_type="uint8", calibration=images))
     interpreter.allocate_tensors()
-    output = interpreter.get_output_details()[0]
+    input_index, output = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]
     scale, zero_point = output["quantization"]  # about 0.6 grey levels: the blur narrows the range
     errors = []
     for image in images:  # the calibration images: no value falls outside the calibrated ranges
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image.reshape(1, 48, 48, 1))
+        interpreter.set_tensor(input_index, image.reshape(1, 48, 48, 1))
         interpreter.invoke()
         quantized = (interpreter.get_tensor(output["index"]).astype(np.float32) - zero_point) * scale
         expected = np.asarray(model(image.reshape(1, 48, 48, 1).astype(np.float32)))
@@ -238,4 +238,3 @@ def test_inference_blur_is_exact_in_int8_up_to_output_rounding():
     assert np.abs(errors).max() <= 1.0  # half an output step (~0.3 grey levels) plus the row pass's rounding
     assert abs(errors.mean()) < 0.05  # no brightness bias
     assert np.abs(errors).mean() < 0.3
-

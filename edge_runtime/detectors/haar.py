@@ -1,4 +1,4 @@
-"""OpenCV's frontal-face Haar cascade: the default, because it works right after ``pip install``.
+"""OpenCV's frontal-face Haar cascade: no model file at all, the fallback when BlazeFace is not wanted.
 
 opencv-python-headless 4.x ships ``CascadeClassifier`` and its cascade files;
 5.0 dropped both, so the dependency is pinned below 5.
