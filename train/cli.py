@@ -88,14 +88,14 @@ def evaluate_command(
 ) -> None:
     """Accuracy, per-class precision/recall/F1, confusion matrices and learning curves, as JSON, Markdown and PNG."""
     from train.data import load_fer2013
-    from train.evaluate import evaluate, load_keras_model, write_report
+    from train.evaluate import evaluate, load_keras_model, run_epochs, write_report
     from train.fit import read_history
 
     keras_model = load_keras_model(model)
     report = evaluate(keras_model, load_fer2013(data, skip_bad=skip_bad), split)
     curves = read_history(history.parent) if history else None
     write_report(report, out or Path("reports") / model.stem, f"{keras_model.name} ({model.name})", curves,
-                 {"model": keras_model.name, "parameters": int(keras_model.count_params())})
+                 {"model": keras_model.name, "parameters": int(keras_model.count_params()), **run_epochs(model)})
 
 
 @app.command("export")

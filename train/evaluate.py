@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.errors import ModelError
+from edge_runtime.errors import FerError, ModelError
 from train.data import FerDataset
 from train.metrics import classification_report, confusion_table, per_class_table
 from train.models import PAPER_NAMES, PAPER_PARAMETER_COUNTS
@@ -131,15 +131,35 @@ def _warm_start(init_weights: str) -> dict | None:
             "git_commits": [p["git_commit"] for p in state.get("provenance", [])], "config": state["config"]}
 
 
+def run_epochs(model_path: str | Path) -> dict:
+    """``epochs_run`` and ``best_epoch`` of the run a checkpoint sits in (its ``state.json``), or ``{}`` if none."""
+    state_file = Path(model_path).parent / "state.json"
+    if not state_file.is_file():
+        return {}
+    state = json.loads(state_file.read_text())
+    return {"epochs_run": state["epochs_done"], "best_epoch": state["best_epoch"]}
+
+
 def comparison_table(metrics_files: list[str | Path]) -> str:
-    """A Markdown table in the layout of the paper's Table 8, one row per model, honest PrivateTest numbers."""
+    """A Markdown table in the layout of the paper's Table 8, one row per model, honest PrivateTest numbers.
+
+    Takes ``models/*.metrics.json`` (from ``fer-train export``) and ``reports/*/metrics.json`` (from
+    ``fer-train evaluate``); refuses results of another split, which the table would pass off as PrivateTest.
+    """
     lines = ["| Model | Parameters | Epochs (best) | Accuracy | Precision | Recall | F1-score | Weighted F1 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for path in metrics_files:
         payload = json.loads(Path(path).read_text())
         results = payload.get("PrivateTest") or payload.get("results")
-        name = payload.get("paper_name") or payload.get("model") or payload.get("title")
+        if not results or "macro" not in results:
+            raise FerError(f"{path} holds no evaluation results; pass a metrics JSON written by `fer-train export` "
+                           "or `fer-train evaluate`")
+        split = results.get("split", "PrivateTest")
+        if split != "PrivateTest":
+            raise FerError(f"{path} holds {split} results, but the table compares PrivateTest; re-run "
+                           "`fer-train evaluate MODEL --split PrivateTest`")
         model_name = payload.get("model", "")
+        name = payload.get("paper_name") or PAPER_NAMES.get(model_name) or payload.get("title")
         parameters = payload.get("parameters", PAPER_PARAMETER_COUNTS.get(model_name, 0))
         training = payload.get("training", {})
         epochs = f"{training.get('epochs_run', payload.get('epochs_run', '?'))} ({training.get('best_epoch', payload.get('best_epoch', '?'))})"
