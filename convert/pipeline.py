@@ -220,6 +220,10 @@ def _update_sidecars(report: dict, contracts: dict, outputs: dict) -> None:
                         "accuracy": result["accuracy"], "macro_f1": result["macro_f1"],
                         "accuracy_drop_pp_vs_keras": verification["comparisons"][kind]["accuracy_drop_pp"],
                         "top1_agreement_vs_keras": verification["comparisons"][kind]["top1_agreement"]}
+            budget = report.get("budget")
+            if budget and budget["candidate"] == kind:
+                # The runtime logs this at start-up, so a model that failed its check says so on the device too.
+                verified["budget"] = {key: budget[key] for key in ("max_drop_pp", "min_agreement", "passed", "failures")}
         updated = replace(contract, verified=verified)
         write_contract(outputs[kind], updated)
         report["contracts"][kind] = updated.to_json()

@@ -6,14 +6,17 @@ dequantization live in one helper each, results are immutable values.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from edge_runtime.contract import ModelContract, TensorSpec, load_contract
+from edge_runtime.contract import ModelContract, TensorSpec, load_contract, verification_summary
 from edge_runtime.errors import ModelError
 from edge_runtime.interpreter import make_interpreter
+
+log = logging.getLogger(__name__)
 
 
 class Prediction(NamedTuple):
@@ -69,6 +72,7 @@ class EmotionClassifier:
                   fallback_to_cpu: bool = True) -> "EmotionClassifier":
         """Load a converted model and its contract."""
         contract = load_contract(model_path)
+        log.log(*verification_summary(contract, Path(model_path).name))
         interpreter = make_interpreter(model_path, threads=threads, backend=backend, fallback_to_cpu=fallback_to_cpu)
         return cls(interpreter, contract)
 

@@ -8,6 +8,7 @@ preprocessing version, or no sidecar at all) before the first frame.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -104,3 +105,23 @@ def validate_contract(contract: ModelContract, where: str | Path) -> None:
     for name, spec in (("input", contract.input), ("output", contract.output)):
         if spec.dtype not in ("uint8", "int8", "float32"):
             raise ModelError(f"{where}: unsupported {name} dtype {spec.dtype!r}; expected uint8, int8 or float32")
+
+
+def verification_summary(contract: ModelContract, name: str) -> tuple[int, str]:
+    """A log level and one line saying how model ``name`` was verified by fer-convert, for the runtime's start-up.
+
+    WARNING when the model was never verified or failed its accuracy budget
+    (``fer-convert`` still writes such a model, with the failing report beside it).
+    """
+    verified = contract.verified
+    if not verified:
+        return logging.WARNING, (f"model {name}: no verified accuracy in its metadata (converted with --no-verify?); "
+                                 "its accuracy on held-out faces is unmeasured")
+    line = (f"model {name} ({contract.quantization}): verified on {verified.get('split', '?')} "
+            f"({verified.get('images', '?')} images): accuracy {verified.get('accuracy', float('nan')):.1%}")
+    if "top1_agreement_vs_keras" in verified:
+        line += f", top-1 agreement with its Keras model {verified['top1_agreement_vs_keras']:.1%}"
+    budget = verified.get("budget")
+    if budget and not budget.get("passed", True):
+        return logging.WARNING, f"{line}; it FAILED its conversion budget: {'; '.join(budget.get('failures', []))}"
+    return logging.INFO, line

@@ -94,6 +94,7 @@ def test_pipeline_writes_models_sidecars_and_reports(tiny_keras, generated_csv, 
     sidecar = json.loads((tmp_path / "models" / "tiny_int8.json").read_text())
     assert sidecar["labels"] == list(LABELS) and sidecar["input"]["dtype"] == "uint8"
     assert sidecar["verified"]["split"] == "PrivateTest" and sidecar["verified"]["images"] == 28
+    assert sidecar["verified"]["budget"] == {"max_drop_pp": 100, "min_agreement": 0.0, "passed": True, "failures": []}
     assert report["calibration"]["histogram"] == {label: 5 for label in LABELS}
     assert any("fewer than 100" in w for w in report["calibration"]["warnings"])
     assert report["edgetpu"]["static_check"]["compatible"] is True
@@ -118,6 +119,10 @@ def test_forced_failing_budget_exits_nonzero_with_report(tiny_keras, generated_c
     assert last_line.startswith("error: int8 accuracy drop") and "exceeds --max-drop -100 pp" in last_line
     assert "Traceback" not in result.stderr
     assert "Budget FAILED" in (tmp_path / "r" / "tiny_int8.md").read_text()
+    # The model is still written, and its sidecar carries the failure to the device, where the runtime logs it.
+    budget = json.loads((tmp_path / "m" / "tiny_int8.json").read_text())["verified"]["budget"]
+    assert budget["passed"] is False and budget["failures"][0].startswith("int8 accuracy drop")
+    assert "budget" not in json.loads((tmp_path / "m" / "tiny_float32.json").read_text())["verified"]
 
 
 def test_input_errors(tiny_keras, tmp_path):

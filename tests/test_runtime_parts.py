@@ -1,12 +1,13 @@
 """Runtime parts on synthetic inputs: smoothing and abstention, crops, camera retry, model contract, Edge TPU errors."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
 
 from edge_runtime.classifier import dequantize, quantize_input
-from edge_runtime.contract import TensorSpec, load_contract
+from edge_runtime.contract import TensorSpec, load_contract, verification_summary
 from edge_runtime.detectors import Box, DetectorOptions, crop_face, find_faces
 from edge_runtime.errors import FerError, ModelError
 from edge_runtime.interpreter import EdgeTpuError, InterpreterApi, make_interpreter
@@ -153,6 +154,31 @@ def test_model_contract_refusals(tmp_path):
     copy.with_suffix(".json").write_text("{not json")
     with pytest.raises(ModelError, match="unreadable model metadata"):
         load_contract(copy)
+
+
+def test_start_up_says_how_the_model_was_verified(tmp_path, caplog):
+    from dataclasses import replace
+
+    from edge_runtime.classifier import EmotionClassifier
+
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    contract = load_contract(model)
+    verified = {"split": "PrivateTest", "images": 3589, "accuracy": 0.5, "top1_agreement_vs_keras": 0.9365}
+    passed = replace(contract, verified={**verified, "budget": {"passed": True, "failures": []}})
+    level, line = verification_summary(passed, "m.tflite")
+    assert level == logging.INFO and "accuracy 50.0%" in line and "agreement with its Keras model 93.7%" in line
+    failing = {**verified, "budget": {"passed": False, "failures": ["int8 top-1 agreement 93.65% is below 97%"]}}
+    level, line = verification_summary(replace(contract, verified=failing), "m.tflite")
+    assert level == logging.WARNING and line.endswith("FAILED its conversion budget: int8 top-1 agreement 93.65% is below 97%")
+    assert verification_summary(replace(contract, verified={}), "m.tflite")[0] == logging.WARNING
+    # The classifier logs it when it loads a model.
+    copy = tmp_path / "m.tflite"
+    copy.write_bytes(model.read_bytes())
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    copy.with_suffix(".json").write_text(json.dumps({**sidecar, "verified": failing}))
+    with caplog.at_level(logging.INFO, logger="edge_runtime.classifier"):
+        EmotionClassifier.from_file(copy)
+    assert any(r.levelno == logging.WARNING and "FAILED its conversion budget" in r.getMessage() for r in caplog.records)
 
 
 def test_edgetpu_errors_are_distinct(tmp_path):
