@@ -43,7 +43,23 @@ class Metrics:
                                   registry=self.registry)
         self.source_connected = Gauge(f"{p}_source_connected", "1 while the source delivers frames",
                                       registry=self.registry)
+        self.model_info = Gauge(f"{p}_model_info", "The loaded model (always 1); its labels say which one and whether "
+                                "it passed its conversion budget", ["file", "quantization", "source_sha256", "budget"],
+                                registry=self.registry)
+        self.model_verified_accuracy = Gauge(f"{p}_model_verified_accuracy", "Accuracy fer-convert verified for "
+                                             "the loaded model on held-out faces", ["split"], registry=self.registry)
         self._window: list[tuple[float, int]] = []
+
+    def describe_model(self, file: str, contract) -> None:
+        """Publish which model runs and what its conversion verified (a fleet dashboard's first question)."""
+        verified = contract.verified
+        budget = verified.get("budget")
+        budget_state = "unverified" if not verified else ("unknown" if not budget else
+                                                          ("passed" if budget.get("passed") else "failed"))
+        self.model_info.labels(file=file, quantization=contract.quantization,
+                               source_sha256=contract.source_sha256[:12], budget=budget_state).set(1)
+        if "accuracy" in verified:
+            self.model_verified_accuracy.labels(split=verified.get("split", "")).set(verified["accuracy"])
 
     def frame_done(self, faces: int, labels: list[str], inference_seconds: list[float], now: float | None = None) -> None:
         """Record one processed frame."""

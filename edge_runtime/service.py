@@ -57,6 +57,7 @@ class Service:
             from edge_runtime.health import HealthServer, Metrics
 
             self.metrics = Metrics(config.http.metrics_prefix)
+            self.metrics.describe_model(Path(config.model.path).name, self.runtime.classifier.contract)
             self.http = HealthServer(config.http.listen, self.metrics, self.health)
 
     def health(self) -> tuple[bool, dict]:
