@@ -107,21 +107,34 @@ def validate_contract(contract: ModelContract, where: str | Path) -> None:
             raise ModelError(f"{where}: unsupported {name} dtype {spec.dtype!r}; expected uint8, int8 or float32")
 
 
+def budget_state(contract: ModelContract) -> str:
+    """fer-convert's verdict on the model: ``passed``, ``failed``, ``unverified`` or ``unknown``.
+
+    ``unverified``: converted without verification; ``unknown``: verified by a
+    fer-convert that did not yet record the budget in the sidecar.
+    """
+    if not contract.verified:
+        return "unverified"
+    budget = contract.verified.get("budget")
+    if not budget:
+        return "unknown"
+    return "passed" if budget.get("passed") else "failed"
+
+
 def verification_summary(contract: ModelContract, name: str) -> tuple[int, str]:
     """A log level and one line saying how model ``name`` was verified by fer-convert, for the runtime's start-up.
 
     WARNING when the model was never verified or failed its accuracy budget
     (``fer-convert`` still writes such a model, with the failing report beside it).
     """
-    verified = contract.verified
-    if not verified:
+    verified, state = contract.verified, budget_state(contract)
+    if state == "unverified":
         return logging.WARNING, (f"model {name}: no verified accuracy in its metadata (converted with --no-verify?); "
                                  "its accuracy on held-out faces is unmeasured")
     line = (f"model {name} ({contract.quantization}): verified on {verified.get('split', '?')} "
             f"({verified.get('images', '?')} images): accuracy {verified.get('accuracy', float('nan')):.1%}")
     if "top1_agreement_vs_keras" in verified:
         line += f", top-1 agreement with its Keras model {verified['top1_agreement_vs_keras']:.1%}"
-    budget = verified.get("budget")
-    if budget and not budget.get("passed", True):
-        return logging.WARNING, f"{line}; it FAILED its conversion budget: {'; '.join(budget.get('failures', []))}"
+    if state == "failed":
+        return logging.WARNING, f"{line}; it FAILED its conversion budget: {'; '.join(verified['budget'].get('failures', []))}"
     return logging.INFO, line

@@ -13,6 +13,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
+from edge_runtime.contract import ModelContract, budget_state
 from edge_runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -50,16 +51,12 @@ class Metrics:
                                              "the loaded model on held-out faces", ["split"], registry=self.registry)
         self._window: list[tuple[float, int]] = []
 
-    def describe_model(self, file: str, contract) -> None:
+    def describe_model(self, file: str, contract: ModelContract) -> None:
         """Publish which model runs and what its conversion verified (a fleet dashboard's first question)."""
-        verified = contract.verified
-        budget = verified.get("budget")
-        budget_state = "unverified" if not verified else ("unknown" if not budget else
-                                                          ("passed" if budget.get("passed") else "failed"))
         self.model_info.labels(file=file, quantization=contract.quantization,
-                               source_sha256=contract.source_sha256[:12], budget=budget_state).set(1)
-        if "accuracy" in verified:
-            self.model_verified_accuracy.labels(split=verified.get("split", "")).set(verified["accuracy"])
+                               source_sha256=contract.source_sha256[:12], budget=budget_state(contract)).set(1)
+        if "accuracy" in contract.verified:
+            self.model_verified_accuracy.labels(split=contract.verified.get("split", "")).set(contract.verified["accuracy"])
 
     def frame_done(self, faces: int, labels: list[str], inference_seconds: list[float], now: float | None = None) -> None:
         """Record one processed frame."""

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.classifier import dequantize, quantize_input
-from edge_runtime.contract import TensorSpec, load_contract, verification_summary
+from edge_runtime.contract import TensorSpec, budget_state, load_contract, verification_summary
 from edge_runtime.detectors import Box, DetectorOptions, crop_face, find_faces
 from edge_runtime.errors import FerError, ModelError
 from edge_runtime.interpreter import EdgeTpuError, InterpreterApi, make_interpreter
@@ -171,6 +171,7 @@ def test_start_up_says_how_the_model_was_verified(tmp_path, caplog):
     level, line = verification_summary(replace(contract, verified=failing), "m.tflite")
     assert level == logging.WARNING and line.endswith("FAILED its conversion budget: int8 top-1 agreement 93.65% is below 97%")
     assert verification_summary(replace(contract, verified={}), "m.tflite")[0] == logging.WARNING
+    assert [budget_state(replace(contract, verified=v)) for v in ({}, verified, failing)] == ["unverified", "unknown", "failed"]
     # The classifier logs it when it loads a model.
     copy = tmp_path / "m.tflite"
     copy.write_bytes(model.read_bytes())
