@@ -97,9 +97,9 @@ def to_markdown(report: dict, png_name: str | None = None) -> str:
     debug = report.get("quantization_debugger")
     if debug:
         lines += ["", "Per-layer quantization error, worst first (RMSE / scale; ~0.29 is ideal rounding):", "",
-                  "| tensor | RMSE/scale | RMSE | max abs error |", "|---|---:|---:|---:|"]
+                  "| layer / tensor | RMSE/scale | RMSE | max abs error |", "|---|---:|---:|---:|"]
         for row in debug:
-            lines.append(f"| `{row['tensor'][:90]}` | {row['rmse_over_scale']:.3f} | {row['rmse']:.4g} | {row['max_abs_error']:.4g} |")
+            lines.append(f"| `{row.get('layer', row['tensor'])[:90]}` | {row['rmse_over_scale']:.3f} | {row['rmse']:.4g} | {row['max_abs_error']:.4g} |")
     edgetpu = report.get("edgetpu")
     if edgetpu:
         check = edgetpu["static_check"]

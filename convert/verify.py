@@ -76,6 +76,18 @@ def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) ->
     }
 
 
+def readable_tensor_name(name: str) -> str:
+    """``NumericVerify/cnn_lstm_edge_1/lstm1_t10_input_1/BiasAdd1:1303`` -> ``lstm1_t10_input_1/BiasAdd1``.
+
+    Drops the debugger's prefix, the graph's model scope and the tensor-index
+    suffix, keeping the Keras layer name a user can find in the model summary.
+    """
+    name = name.removeprefix("NumericVerify/").split(";")[0]
+    name = name.rsplit(":", 1)[0] if name.rsplit(":", 1)[-1].isdigit() else name
+    parts = name.split("/")
+    return "/".join(parts[1:]) if len(parts) > 2 else name
+
+
 def quantization_debug(keras_model, calibration: np.ndarray, debug_images: np.ndarray, worst: int = 10) -> list[dict]:
     """Per-layer int8 error from ``tf.lite.experimental.QuantizationDebugger``, worst layers first.
 
@@ -101,7 +113,7 @@ def quantization_debug(keras_model, calibration: np.ndarray, debug_images: np.nd
                 break
         scale_value = float(scale[0]) if scale is not None and len(scale) else 0.0
         rmse = float(np.sqrt(stats["mean_squared_error"]))
-        rows.append({"tensor": name[:160], "rmse": rmse, "scale": scale_value,
+        rows.append({"tensor": name[:160], "layer": readable_tensor_name(name), "rmse": rmse, "scale": scale_value,
                      "rmse_over_scale": rmse / scale_value if scale_value else float("nan"),
                      "mean_error": float(stats["mean_error"]), "max_abs_error": float(stats["max_abs_error"])})
     rows.sort(key=lambda row: -(row["rmse_over_scale"] if row["rmse_over_scale"] == row["rmse_over_scale"] else -1))

@@ -243,3 +243,12 @@ def test_inference_blur_is_exact_in_int8_up_to_output_rounding():
     assert np.abs(errors).max() <= 1.0  # half an output step (~0.3 grey levels) plus the row pass's rounding
     assert abs(errors.mean()) < 0.05  # no brightness bias
     assert np.abs(errors).mean() < 0.3
+
+
+def test_debugger_tensor_names_are_shortened_to_layer_names():
+    from convert.verify import readable_tensor_name
+
+    assert readable_tensor_name("NumericVerify/cnn_lstm_edge_1/lstm1_t10_input_1/BiasAdd1:1303") == "lstm1_t10_input_1/BiasAdd1"
+    fused = "NumericVerify/cnn_lstm_edge_1/c1_relu_1/Relu;cnn_lstm_edge_1/c1_bn_1/batchnorm/add_1:88"
+    assert readable_tensor_name(fused) == "c1_relu_1/Relu"
+    assert readable_tensor_name("pixels") == "pixels"
