@@ -83,7 +83,8 @@ def readable_tensor_name(name: str) -> str:
     suffix, keeping the Keras layer name a user can find in the model summary.
     """
     name = name.removeprefix("NumericVerify/").split(";")[0]
-    name = name.rsplit(":", 1)[0] if name.rsplit(":", 1)[-1].isdigit() else name
+    base, _, index = name.rpartition(":")
+    name = base if index.isdigit() else name
     parts = name.split("/")
     return "/".join(parts[1:]) if len(parts) > 2 else name
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from edge_runtime.config import Config, config_from_dict, describe_schema, load_config
+from edge_runtime.contract import budget_state, load_contract
 from edge_runtime.errors import ConfigError
 from edge_runtime.sinks import MqttSink, RotatingFileSink
 from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, require, run_cli
@@ -112,12 +113,11 @@ def test_notify_watchdog_sigterm_flush_and_http(tmp_path):
         assert frames > 0
         assert "fer_edge_events_total{label=" in metrics and "fer_edge_inference_seconds_bucket" in metrics
         assert "fer_edge_source_reconnects_total" in metrics and "fer_edge_frames_dropped_total" in metrics
-        verified = json.loads(model.with_suffix(".json").read_text())["verified"]
-        budget = {True: "passed", False: "failed"}.get(verified.get("budget", {}).get("passed"), "unknown")
+        contract = load_contract(model)
         info = next(line for line in metrics.splitlines() if line.startswith("fer_edge_model_info{"))
-        assert f'file="{model.name}"' in info and f'budget="{budget}"' in info and info.endswith(" 1.0")
+        assert f'file="{model.name}"' in info and f'budget="{budget_state(contract)}"' in info and info.endswith(" 1.0")
         accuracy = next(line for line in metrics.splitlines() if line.startswith("fer_edge_model_verified_accuracy{"))
-        assert abs(float(accuracy.split()[-1]) - verified["accuracy"]) < 1e-9
+        assert abs(float(accuracy.split()[-1]) - contract.verified["accuracy"]) < 1e-9
         with pytest.raises(urllib.error.HTTPError) as not_found:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)
         assert not_found.value.code == 404

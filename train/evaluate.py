@@ -98,8 +98,7 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
         "training": {
             "commands": [p["command"] for p in state.get("provenance", [])],
             "git_commits": [p["git_commit"] for p in state.get("provenance", [])],
-            "epochs_run": state["epochs_done"],
-            "best_epoch": state["best_epoch"],
+            **_epoch_summary(state),
             "stopped_early": bool(state.get("stopped_early")),
             "wall_seconds": state["wall_seconds"],
             "config": state["config"],
@@ -113,8 +112,7 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
     }
     write_json(destination.with_suffix(".metrics.json"), summary)
     write_report(private, report_dir, f"{summary['paper_name']} ({destination.name})", read_history(run_dir),
-                 {"model": name, "parameters": summary["parameters"], "epochs_run": state["epochs_done"],
-                  "best_epoch": state["best_epoch"]})
+                 {"model": name, "parameters": summary["parameters"], **_epoch_summary(state)})
     return summary
 
 
@@ -136,7 +134,11 @@ def run_epochs(model_path: str | Path) -> dict:
     state_file = Path(model_path).parent / "state.json"
     if not state_file.is_file():
         return {}
-    state = json.loads(state_file.read_text())
+    return _epoch_summary(json.loads(state_file.read_text()))
+
+
+def _epoch_summary(state: dict) -> dict:
+    """The epoch counts of a run's ``state.json``, under the keys metrics files and the Table 8 layout use."""
     return {"epochs_run": state["epochs_done"], "best_epoch": state["best_epoch"]}
 
 
