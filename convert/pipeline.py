@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +104,8 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
         else:
             calibration = load_calibration(options.calibration_dir)
         log.info("calibration set: %d Training images %s", len(calibration.labels), calibration.histogram())
+        if dataset is not None:
+            calibration = _with_sharpness_check(calibration, keras_model, dataset, options.split)
 
     graph = edge_friendly_model(keras_model) if options.edge_graph else batch_one_model(keras_model)
     stem = model_path.stem
@@ -153,6 +155,19 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     if budget and not budget["passed"]:
         raise BudgetExceeded("; ".join(budget["failures"]) + f" (report: {report['report_files']['markdown']})")
     return report
+
+
+def _with_sharpness_check(calibration, keras_model, dataset, split: str):
+    """``calibration`` with a warning added when it is much blurrier than the split the model is verified on."""
+    from convert.calibration import sharpness_mismatch
+    from train.models import blurs_input
+
+    mismatch = sharpness_mismatch(calibration.images, dataset.split(split).images, split,
+                                  model_blurs_input=blurs_input(keras_model))
+    if mismatch is None:
+        return calibration
+    log.warning("%s", mismatch)
+    return replace(calibration, warnings=calibration.warnings + (mismatch,))
 
 
 def _describe_models(outputs: dict[str, Path]) -> dict:
@@ -209,8 +224,6 @@ def _verify(report: dict, keras_model, dataset, outputs: dict[str, Path], option
 
 def _update_sidecars(report: dict, contracts: dict, outputs: dict) -> None:
     """Record the verified accuracy in each model's sidecar."""
-    from dataclasses import replace
-
     verification = report.get("verification")
     for kind, contract in contracts.items():
         verified = {}

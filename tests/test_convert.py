@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from convert.calibration import build_calibration, load_calibration, select_manifest
+from convert.calibration import build_calibration, load_calibration, select_manifest, sharpness_mismatch
 from convert.inspect_tflite import float_ops, io_types
 from convert.pipeline import ConvertOptions, run_conversion
 from convert.quantize import convert
@@ -124,6 +124,29 @@ def test_forced_failing_budget_exits_nonzero_with_report(tiny_keras, generated_c
     assert budget["passed"] is False and budget["failures"][0].startswith("int8 accuracy drop")
     assert "budget" not in json.loads((tmp_path / "m" / "tiny_float32.json").read_text())["verified"]
 
+
+def test_calibration_blurrier_than_the_held_out_split_is_warned_about(fer_small):
+    import cv2
+
+    held_out = fer_small.split("PrivateTest").images  # the development copy's test splits are sharp
+    sharp = fer_small.split("PublicTest").images
+    blurred = np.stack([cv2.GaussianBlur(image, (0, 0), 3.0) for image in sharp])
+    assert sharpness_mismatch(sharp, held_out, "PrivateTest", model_blurs_input=False) is None
+    warning = sharpness_mismatch(blurred, held_out, "PrivateTest", model_blurs_input=False)
+    assert warning is not None and "much blurrier than PrivateTest" in warning and "--reselect" in warning
+    # A model with an inference blur sees blurred faces whatever it is given: its ranges fit either way.
+    assert sharpness_mismatch(blurred, held_out, "PrivateTest", model_blurs_input=True) is None
+
+
+def test_pipeline_reports_the_blurred_training_split_as_a_calibration_warning(tiny_keras, fer_root, tmp_path):
+    """The development copy's Training split is blurred; a model without an inference blur gets the warning."""
+    options = ConvertOptions(out_dir=tmp_path / "models", report_dir=tmp_path / "reports", debug_layers=False,
+                             calibration_dir=tmp_path / "calibration", calibration_per_class=20, limit=140,
+                             max_drop_pp=100, min_agreement=0.0)
+    report = run_conversion(tiny_keras, options, str(fer_root))
+    warnings = [w for w in report["calibration"]["warnings"] if "much blurrier than PrivateTest" in w]
+    assert len(warnings) == 1
+    assert warnings[0] in (tmp_path / "reports" / "tiny_int8.md").read_text()
 
 def test_input_errors(tiny_keras, tmp_path):
     options = ConvertOptions(out_dir=tmp_path, report_dir=tmp_path, calibration_dir=tmp_path / "none", verify=False)

@@ -3,7 +3,8 @@
 import pytest
 
 from edge_runtime.errors import FerError
-from train.models import MODEL_BUILDERS, PAPER_PARAMETER_COUNTS, blur_taps, build_model, reflect_indices
+from train.models import (MODEL_BUILDERS, PAPER_PARAMETER_COUNTS, blur_taps, blurs_input, build_model,
+                          reflect_indices)
 
 
 @pytest.mark.parametrize("name, expected", [("cnn", 117_031), ("cnn_lstm_small", 303_495), ("cnn_lstm", 457_863)])
@@ -86,3 +87,12 @@ def test_blur_wider_than_the_image_is_refused():
 def test_negative_blur_is_refused():
     with pytest.raises(FerError, match="inference-blur"):
         build_model("cnn", inference_blur=-1)
+
+
+def test_blurs_input_finds_the_inference_blur_also_in_a_nested_model():
+    import keras
+
+    blurring = build_model("cnn", inference_blur=3.0)
+    assert blurs_input(blurring) and not blurs_input(build_model("cnn"))
+    inputs = keras.Input((48, 48, 1))
+    assert blurs_input(keras.Model(inputs, blurring(inputs)))

@@ -92,6 +92,12 @@ class InferenceBlur(layers.Layer):
         return {**super().get_config(), "sigma": self.sigma, "size": self.size}
 
 
+def blurs_input(model) -> bool:
+    """Whether ``model`` (or a model nested in it) applies an :class:`InferenceBlur` to its input."""
+    return any(isinstance(layer, InferenceBlur) or (hasattr(layer, "layers") and blurs_input(layer))
+               for layer in model.layers)
+
+
 def _conv_block(x, filters: int, padding: str, name: str):
     x = layers.Conv2D(filters, 3, padding=padding, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
