@@ -55,20 +55,26 @@ class CalibrationSet:
         return dict(zip(LABELS, np.bincount(self.labels, minlength=NUM_CLASSES).tolist()))
 
 
-def select_manifest(dataset: FerDataset, per_class: int = DEFAULT_PER_CLASS, seed: int = 0) -> list[ManifestRow]:
-    """Choose ``per_class`` Training images of every class (all of a class if it has fewer), seeded."""
+def select_indices(dataset: FerDataset, per_class: int = DEFAULT_PER_CLASS, seed: int = 0) -> np.ndarray:
+    """Indices into the Training split of ``per_class`` images of every class (all of a class if it has fewer), seeded."""
     if per_class < 1:
         raise DataError(f"calibration images per class must be at least 1, got {per_class}")
     train = dataset.split("Training")
     rng = np.random.default_rng(seed)
-    rows = []
+    chosen = []
     for label in range(NUM_CLASSES):
         members = np.flatnonzero(train.labels == label)
         if len(members) == 0:
             raise DataError(f"the Training split has no {LABELS[label]} images; calibration needs every class")
-        for index in np.sort(rng.choice(members, size=min(per_class, len(members)), replace=False)):
-            rows.append(ManifestRow(train.ids[index], label, pixel_digest(train.images[index])))
-    return rows
+        chosen.append(np.sort(rng.choice(members, size=min(per_class, len(members)), replace=False)))
+    return np.concatenate(chosen)
+
+
+def select_manifest(dataset: FerDataset, per_class: int = DEFAULT_PER_CLASS, seed: int = 0) -> list[ManifestRow]:
+    """The manifest rows of :func:`select_indices`' images."""
+    train = dataset.split("Training")
+    return [ManifestRow(train.ids[index], int(train.labels[index]), pixel_digest(train.images[index]))
+            for index in select_indices(dataset, per_class, seed)]
 
 
 def write_manifest(rows: list[ManifestRow], path: str | Path) -> Path:

@@ -22,17 +22,17 @@ class OpInfo(NamedTuple):
     outputs: tuple[tuple[str, str, tuple[int, ...]], ...]
 
 
-def _plain_interpreter(model_path: str | Path):
+def _plain_interpreter(model: str | Path | bytes):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interpreter = Interpreter(model_path=str(model_path),
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
+    interpreter = Interpreter(**source, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
     return interpreter
 
 
-def list_ops(model_path: str | Path) -> list[OpInfo]:
-    """Every operator of the model's main graph, in execution order."""
+def list_ops(model_path: str | Path | bytes) -> list[OpInfo]:
+    """Every operator of the model's main graph (a file or its content), in execution order."""
     interpreter = _plain_interpreter(model_path)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
 
@@ -62,7 +62,7 @@ def io_types(model_path: str | Path) -> dict[str, str]:
             "output": np.dtype(interpreter.get_output_details()[0]["dtype"]).name}
 
 
-def float_ops(model_path: str | Path) -> list[OpInfo]:
+def float_ops(model_path: str | Path | bytes) -> list[OpInfo]:
     """Ops computing in floating point (any float input or output tensor)."""
     return [op for op in list_ops(model_path)
             if any(dtype.startswith("float") for _, dtype, _ in op.inputs + op.outputs)]

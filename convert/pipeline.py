@@ -48,6 +48,7 @@ class ConvertOptions:
     debug_layers: bool = True
     edge_graph: bool = True
     limit: int | None = None
+    reference_model: Path | None = None  # also compare with this Keras model (default for QAT: its float parent)
 
 
 def _tensor_spec(detail: dict) -> TensorSpec:
@@ -79,6 +80,7 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     from train.data import DATA_ENV_VAR, load_fer2013
     from train.evaluate import load_keras_model
     from train.provenance import file_sha256, provenance
+    from train.quantization import is_quantization_aware
 
     if options.quantize not in QUANTIZE_MODES:
         raise FerError(f"unknown --quantize {options.quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}")
@@ -90,6 +92,8 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
         raise FerError(f"{model_path}: input {keras_model.input_shape}, output {keras_model.output_shape}; "
                        f"fer-convert needs a {INPUT_SIZE}x{INPUT_SIZE}x1 -> {len(LABELS)} classes model")
     source_sha256 = file_sha256(model_path)
+    quantization_aware = is_quantization_aware(keras_model)
+    reference_path = options.reference_model or (float_parent(model_path) if quantization_aware else None)
     dataset = None
     if data is not None or os.environ.get(DATA_ENV_VAR):
         dataset = load_fer2013(data)  # --data, else $FER2013_DIR
@@ -98,7 +102,7 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
                        "or --no-verify to convert without measuring the accuracy drop")
 
     calibration = None
-    if options.quantize == "int8":
+    if options.quantize == "int8" and not quantization_aware:  # a QAT model carries its ranges
         if dataset is not None:
             calibration = build_calibration(dataset, options.calibration_dir, per_class=options.calibration_per_class)
         else:
@@ -107,7 +111,9 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
         if dataset is not None:
             calibration = _with_sharpness_check(calibration, keras_model, dataset, options.split)
 
-    graph = edge_friendly_model(keras_model) if options.edge_graph else batch_one_model(keras_model)
+    # A quantization-aware model already has explicit LSTM gates (train.quantization builds them).
+    graph = (edge_friendly_model(keras_model) if options.edge_graph and not quantization_aware
+             else batch_one_model(keras_model))
     stem = model_path.stem
     outputs = {"float32": options.out_dir / f"{stem}_float32.tflite"}
     if options.quantize != "none":
@@ -116,13 +122,14 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     for kind, path in outputs.items():
         mode = "none" if kind == "float32" else options.quantize
         log.info("converting %s -> %s", model_path.name, path)
-        content = convert(graph, mode, io_type=options.io_type,
+        content = convert(graph, mode, io_type=options.io_type, quantization_aware=quantization_aware,
                           calibration=calibration.images if calibration is not None else None)
         contracts[kind] = write_tflite(content, path, mode, model_path, source_sha256)
 
     report = {"source_model": {"file": str(model_path), "sha256": source_sha256,
                                "parameters": int(keras_model.count_params())},
               "quantization": options.quantize, "io_type": options.io_type, "edge_graph": options.edge_graph,
+              "quantization_aware": quantization_aware,
               "outputs": {kind: str(path) for kind, path in outputs.items()},
               "contracts": {kind: contract.to_json() for kind, contract in contracts.items()},
               "provenance": provenance()}
@@ -133,7 +140,7 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     report["models"] = _describe_models(outputs)
 
     if options.verify and dataset is not None:
-        _verify(report, keras_model, dataset, outputs, options)
+        _verify(report, keras_model, dataset, outputs, options, reference_path)
     if options.quantize == "int8" and options.debug_layers and calibration is not None:
         from convert.verify import quantization_debug
 
@@ -182,8 +189,28 @@ def _describe_models(outputs: dict[str, Path]) -> dict:
     return described
 
 
-def _verify(report: dict, keras_model, dataset, outputs: dict[str, Path], options: ConvertOptions) -> None:
-    """Score every model on the held-out split, compare with the Keras model, and judge the budget."""
+def float_parent(model_path: Path) -> Path | None:
+    """The float model a quantization-aware model was fine-tuned from, as its ``.metrics.json`` records it."""
+    import json
+
+    metrics = model_path.with_suffix(".metrics.json")
+    if not metrics.is_file():
+        return None
+    parent = (json.loads(metrics.read_text()).get("quantization_aware_from") or {}).get("file")
+    if parent and Path(parent).is_file():
+        return Path(parent)
+    log.warning("%s names float model %s, which is not there: no comparison with it", metrics, parent)
+    return None
+
+
+def _verify(report: dict, keras_model, dataset, outputs: dict[str, Path], options: ConvertOptions,
+            reference_path: Path | None) -> None:
+    """Score every model on the held-out split, compare with the Keras model, and judge the budget.
+
+    With ``reference_path`` every model is also compared with that Keras model
+    (for a quantization-aware model: the float model it came from); that
+    comparison is reported, not judged.
+    """
     from convert.verify import compare, latency_ms, tflite_probabilities
     from train.data import stratified_subset
     from train.evaluate import predict_probabilities
@@ -205,6 +232,16 @@ def _verify(report: dict, keras_model, dataset, outputs: dict[str, Path], option
     report["verification"] = {"split": options.split, "images": int(len(split)), "results": results,
                               "comparisons": {kind: compare(probabilities["keras"], probabilities[kind], split.labels)
                                               for kind in outputs}}
+    if reference_path is not None:
+        from train.evaluate import load_keras_model
+        from train.provenance import file_sha256
+
+        reference = predict_probabilities(load_keras_model(reference_path), split.images)
+        full = classification_report(split.labels, reference.argmax(1))
+        report["verification"]["reference"] = {
+            "file": str(reference_path), "sha256": file_sha256(reference_path), "accuracy": full["accuracy"],
+            "macro_f1": full["macro"]["f1"],
+            "comparisons": {kind: compare(reference, probabilities[kind], split.labels) for kind in ("keras", *outputs)}}
     for kind, path in outputs.items():
         report["models"][kind]["latency_1_thread"] = latency_ms(path, split.images)
     candidate = next(kind for kind in ("int8", "dynamic", "float16", "float32") if kind in outputs)
@@ -237,6 +274,10 @@ def _update_sidecars(report: dict, contracts: dict, outputs: dict) -> None:
             if budget and budget["candidate"] == kind:
                 # The runtime logs this at start-up, so a model that failed its check says so on the device too.
                 verified["budget"] = {key: budget[key] for key in ("max_drop_pp", "min_agreement", "passed", "failures")}
+            reference = verification.get("reference")
+            if reference:  # what the int8 model does against the float model a QAT model was fine-tuned from
+                verified["float_reference"] = {"file": Path(reference["file"]).name, "accuracy": reference["accuracy"],
+                                               "top1_agreement": reference["comparisons"][kind]["top1_agreement"]}
         updated = replace(contract, verified=verified)
         write_contract(outputs[kind], updated)
         report["contracts"][kind] = updated.to_json()

@@ -51,10 +51,32 @@ def int8_converter(model, calibration: np.ndarray | None, io_type: str):
     return converter
 
 
-def convert(model, mode: str, *, io_type: str = "uint8", calibration: np.ndarray | None = None) -> bytes:
+def quantization_aware_int8_converter(model, io_type: str):
+    """A converter that takes every quantization parameter from a quantization-aware model's FakeQuant ops.
+
+    No representative dataset: the ranges are part of the model (see
+    :mod:`train.quantization`). ``supported_ops`` is left at its default
+    because TensorFlow's converter rejects INT8-only ops without a
+    representative dataset even for such models; :func:`convert` checks the
+    result for float ops instead.
+    """
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = True  # as the model rounds them
+    if io_type != "float32":
+        converter.inference_input_type = getattr(tf, io_type)
+        converter.inference_output_type = getattr(tf, io_type)
+    return converter
+
+
+def convert(model, mode: str, *, io_type: str = "uint8", calibration: np.ndarray | None = None,
+            quantization_aware: bool = False) -> bytes:
     """Convert a Keras model (already batch-1, see :func:`convert.edge_graph.edge_friendly_model`).
 
-    ``calibration`` (``(N, 48, 48)`` uint8) is required for ``int8``; ``io_type``
+    ``calibration`` (``(N, 48, 48)`` uint8) is required for ``int8`` unless the
+    model is ``quantization_aware`` (its ranges are in the model); ``io_type``
     only applies to ``int8``: the other modes keep float32 input and output.
     """
     import tensorflow as tf
@@ -63,7 +85,12 @@ def convert(model, mode: str, *, io_type: str = "uint8", calibration: np.ndarray
         raise FerError(f"unknown quantization {mode!r}; choose one of {', '.join(QUANTIZE_MODES)}")
     if io_type not in IO_TYPES:
         raise FerError(f"unknown --io type {io_type!r}; choose one of {', '.join(IO_TYPES)}")
-    if mode == "int8":
+    if quantization_aware and mode in ("float16", "dynamic"):
+        raise FerError(f"a quantization-aware model converts to int8 (or none, its float reference), not {mode}; "
+                       "convert the float model it was fine-tuned from instead")
+    if mode == "int8" and quantization_aware:
+        converter = quantization_aware_int8_converter(model, io_type)
+    elif mode == "int8":
         converter = int8_converter(model, calibration, io_type)
     else:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -73,6 +100,16 @@ def convert(model, mode: str, *, io_type: str = "uint8", calibration: np.ndarray
     elif mode == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     try:
-        return converter.convert()
+        content = converter.convert()
     except Exception as error:  # the converter raises ConverterError and plain exceptions alike
         raise FerError(f"TFLite conversion ({mode}) failed: {str(error).splitlines()[0][:300]}") from None
+    if mode == "int8" and quantization_aware:
+        from convert.inspect_tflite import float_ops
+
+        # QUANTIZE/DEQUANTIZE only convert float32 I/O (--io float32); any other float op is an unquantized tensor.
+        left_in_float = [op.name for op in float_ops(content) if op.name not in ("QUANTIZE", "DEQUANTIZE")]
+        if left_in_float:
+            raise FerError(f"the quantization-aware model left {len(left_in_float)} op(s) in float (first: "
+                           f"{left_in_float[0]}); every tensor needs a FakeQuant: rebuild it with "
+                           "`fer-train fit --quantization-aware FLOAT.keras`")
+    return content

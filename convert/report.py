@@ -17,7 +17,12 @@ KIND_TITLES = {"keras": "Keras float", "float32": "TFLite float32", "float16": "
                "dynamic": "TFLite dynamic-range", "int8": "TFLite int8"}
 
 
-def _confusion_png(results: dict) -> bytes:
+def _titles(report: dict) -> dict[str, str]:
+    """Row titles; a quantization-aware Keras model is not a float model and is not called one."""
+    return {**KIND_TITLES, "keras": "Keras quantization-aware" if report.get("quantization_aware") else "Keras float"}
+
+
+def _confusion_png(results: dict, titles: dict[str, str]) -> bytes:
     from train.plots import pyplot
 
     plt = pyplot()
@@ -32,7 +37,7 @@ def _confusion_png(results: dict) -> bytes:
         for (row, col), value in np.ndenumerate(matrix):
             axis.text(col, row, int(value), ha="center", va="center", fontsize=7,
                       color="white" if normalized[row, col] > 0.5 else "black")
-        axis.set_title(f"{KIND_TITLES.get(kind, kind)}: acc {results[kind]['accuracy']:.4f}")
+        axis.set_title(f"{titles.get(kind, kind)}: acc {results[kind]['accuracy']:.4f}")
         axis.set_xlabel("predicted")
         axis.set_ylabel("true")
     figure.tight_layout()
@@ -44,7 +49,13 @@ def _confusion_png(results: dict) -> bytes:
 
 def to_markdown(report: dict, png_name: str | None = None) -> str:
     """The report as Markdown."""
+    titles = _titles(report)
     lines = [f"# Conversion report: {Path(report['source_model']['file']).name} -> {report['quantization']}", ""]
+    if report.get("quantization_aware"):
+        lines += ["The source is a **quantization-aware** model (`fer-train fit --quantization-aware`): it computes in "
+                  "int8 steps itself, and its FakeQuant ranges (calibrated on Training when fine-tuning began) become "
+                  "the int8 model's quantization parameters. No representative dataset or per-layer debugger is used.",
+                  ""]
     budget = report.get("budget")
     if budget:
         verdict = "PASSED" if budget["passed"] else "FAILED: " + "; ".join(budget["failures"])
@@ -62,13 +73,21 @@ def to_markdown(report: dict, png_name: str | None = None) -> str:
             extra = (f"{comparison['accuracy_drop_pp']:+.2f} | {comparison['top1_agreement']:.2%} | "
                      f"{comparison['top1_agreement_decisive']:.2%} | "
                      f"{comparison['mean_abs_probability_difference']:.4f}") if comparison else "- | - | - | -"
-            lines.append(f"| {KIND_TITLES.get(kind, kind)} | {result['accuracy']:.4f} | {result['macro_f1']:.4f} | {extra} |")
+            lines.append(f"| {titles.get(kind, kind)} | {result['accuracy']:.4f} | {result['macro_f1']:.4f} | {extra} |")
         near_tie = next(iter(verification["comparisons"].values()))["near_tie_share"]
         lines += ["", f"*Agreement, decisive*: on the images where the Keras model's top-2 probabilities differ by more "
                   f"than 0.05 ({1 - near_tie:.1%} of them); the other {near_tie:.1%} are near-ties that rounding can flip."]
+        reference = verification.get("reference")
+        if reference:
+            lines += ["", f"Against the float model `{Path(reference['file']).name}` (accuracy {reference['accuracy']:.4f}, "
+                      f"macro-F1 {reference['macro_f1']:.4f}; reported, not judged):", "",
+                      "| model | drop vs float (pp) | top-1 agreement | agreement, decisive |", "|---|---:|---:|---:|"]
+            for kind, comparison in reference["comparisons"].items():
+                lines.append(f"| {titles.get(kind, kind)} | {comparison['accuracy_drop_pp']:+.2f} | "
+                             f"{comparison['top1_agreement']:.2%} | {comparison['top1_agreement_decisive']:.2%} |")
         kinds = list(results)
         lines += ["", "Per-class F1 (change vs Keras):", "",
-                  "| class | " + " | ".join(KIND_TITLES.get(k, k) for k in kinds) + " |", "|---|" + "---:|" * len(kinds)]
+                  "| class | " + " | ".join(titles.get(k, k) for k in kinds) + " |", "|---|" + "---:|" * len(kinds)]
         for label in LABELS:
             cells = []
             for kind in kinds:
@@ -123,7 +142,7 @@ def write_reports(report: dict, directory: str | Path, name: str) -> dict:
              "html": str(directory / f"{name}.html")}
     png = None
     if report.get("verification"):
-        png = _confusion_png(report["verification"]["results"])
+        png = _confusion_png(report["verification"]["results"], _titles(report))
         (directory / f"{name}_confusion.png").write_bytes(png)
         files["confusion_png"] = str(directory / f"{name}_confusion.png")
     markdown = to_markdown(report, f"{name}_confusion.png" if png else None)

@@ -43,6 +43,9 @@ def fit_command(
     inference_blur: float = typer.Option(0.0, help="Gaussian sigma the model applies to its input at inference only "
                                          "(for a copy with a blurred Training split; 0 = off)"),
     init_weights: Optional[str] = typer.Option(None, help="start from the weights of this .keras model (matched by layer name)"),
+    quantization_aware: Optional[str] = typer.Option(
+        None, help="fine-tune the int8-simulating copy of this trained float .keras model (quantization-aware "
+        "training; --model and --inference-blur come from that model); use a small --learning-rate such as 1e-4"),
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest."""
     from train.data import load_fer2013
@@ -53,9 +56,10 @@ def fit_command(
     config = FitConfig(model=model, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        balance=balance, seed=seed, patience=patience, jit_compile=jit,
                        ignore_data_checks=ignore_data_checks, inference_blur=inference_blur,
-                       init_weights=init_weights or "")
+                       init_weights=init_weights or "", quantization_aware=quantization_aware or "")
     dataset = load_fer2013(data, skip_bad=skip_bad, limit_per_split=limit, seed=seed)
-    state = fit(dataset, out or Path("runs") / model, config, resume=resume)
+    default_out = Path("runs") / (f"{Path(quantization_aware).stem}_qat" if quantization_aware else model)
+    state = fit(dataset, out or default_out, config, resume=resume)
     log.info("done: %d epochs, best PublicTest accuracy %.4f at epoch %d", state["epochs_done"],
              state["best_val_accuracy"], state["best_epoch"])
 

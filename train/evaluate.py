@@ -27,6 +27,8 @@ def load_keras_model(path: str | Path):
         raise ModelError(f"model file {path} does not exist; train one with `fer-train fit` or pass the right path")
     if path.suffix != ".keras":
         raise ModelError(f"{path} is not a .keras model file; pass the .keras file written by `fer-train fit`")
+    import train.quantization as _qat_layers  # noqa: F401  (registers the quantization-aware layers for loading)
+
     try:
         return keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for corrupt archives
@@ -89,9 +91,10 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
     private = evaluate(model, dataset, "PrivateTest")
     public = evaluate(model, dataset, "PublicTest")
     name = state["config"]["model"]
+    float_parent = state["config"].get("quantization_aware", "")
     summary = {
         "model": name,
-        "paper_name": PAPER_NAMES.get(name, name),
+        "paper_name": PAPER_NAMES.get(name, name) + (", quantization-aware" if float_parent else ""),
         "parameters": int(model.count_params()),
         "file": destination.name,
         "sha256": file_sha256(destination),
@@ -106,6 +109,9 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
             "train_class_counts": state["train_class_counts"],
         },
         "warm_start": _warm_start(state["config"].get("init_weights", "")),
+        # The float model a quantization-aware run fine-tuned; fer-convert compares the int8 model with it too.
+        "quantization_aware_from": ({"file": float_parent, "sha256": file_sha256(float_parent)}
+                                    if float_parent and Path(float_parent).is_file() else None),
         "PublicTest": {"accuracy": public["accuracy"], "macro_f1": public["macro"]["f1"]},
         "PrivateTest": private,
         "provenance": provenance(),

@@ -18,7 +18,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,7 @@ class FitConfig:
     ignore_data_checks: bool = False
     inference_blur: float = 0.0
     init_weights: str = ""
+    quantization_aware: str = ""  # a trained float .keras: fine-tune its int8-simulating copy (train.quantization)
     jit_compile: bool = False  # measured: XLA is ~25% slower per step on a 2-core CPU
 
 
@@ -194,9 +195,13 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     keras.utils.set_random_seed(config.seed)
     if resume and state_file.exists() and last.exists():
         state = json.loads(state_file.read_text())
+        if config.quantization_aware:
+            config = replace(config, model=state.get("config", {}).get("model", config.model))
         if state.get("config", {}).get("model") != config.model:
             raise FerError(f"{run_dir} holds a {state.get('config', {}).get('model')!r} run, not {config.model!r}; "
                            "use another --out or the same --model")
+        import train.quantization as _qat_layers  # noqa: F401  (registers the quantization-aware layers for loading)
+
         model = keras.models.load_model(last)
         _truncate_history(run_dir / "history.csv", state["epochs_done"])
         log.info("resuming %s after epoch %d (best PublicTest accuracy %.4f)", run_dir, state["epochs_done"],
@@ -206,7 +211,11 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
             raise FerError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "history.csv").unlink(missing_ok=True)
-        model = build_model(config.model, config.inference_blur)
+        if config.quantization_aware:
+            model = _quantization_aware_start(config.quantization_aware, dataset)
+            config = replace(config, model=model.name.removesuffix("_qat"))
+        else:
+            model = build_model(config.model, config.inference_blur)
         if config.init_weights:
             from train.evaluate import load_keras_model
             from train.models import copy_weights
@@ -227,6 +236,13 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     steps = max(1, len(train) // config.batch_size)
     weights = class_weights(train.labels) if config.balance == "class-weight" else None
     validation_data = (to_model_input(validation.images), keras.utils.to_categorical(validation.labels, NUM_CLASSES))
+    if config.quantization_aware and first_epoch == 0 and "start_val_accuracy" not in state:
+        # The int8-simulating copy before any fine-tuning competes for "best" too: fine-tuning must earn its place.
+        _, start_accuracy = model.evaluate(*validation_data, batch_size=256, verbose=0)
+        state.update(start_val_accuracy=float(start_accuracy), best_val_accuracy=float(start_accuracy), best_epoch=0)
+        model.save(run_dir / "best.keras")
+        write_json(state_file, state)
+        log.info("quantization-aware copy before fine-tuning: PublicTest accuracy %.4f", start_accuracy)
     model.fit(_training_dataset(train, config, first_epoch, steps), epochs=config.epochs, initial_epoch=first_epoch,
               steps_per_epoch=steps, validation_data=validation_data, validation_batch_size=256,
               class_weight=weights, callbacks=[_Checkpointer(run_dir, config, state)], verbose=verbose,
@@ -234,6 +250,18 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     state["finished"] = True
     write_json(state_file, state)
     return state
+
+
+def _quantization_aware_start(float_model_path: str, dataset: FerDataset):
+    """The int8-simulating copy of a trained float model, calibrated on fer-convert's Training subset."""
+    from convert.calibration import select_indices
+    from train.evaluate import load_keras_model
+    from train.quantization import quantization_aware_model
+
+    calibration = dataset.split("Training").images[select_indices(dataset)]
+    model = quantization_aware_model(load_keras_model(float_model_path), calibration)
+    log.info("quantization-aware fine-tuning of %s (ranges from %d Training images)", float_model_path, len(calibration))
+    return model
 
 
 def _truncate_history(path: Path, epochs_done: int) -> None:
