@@ -39,6 +39,8 @@ def convert_main(
     no_debug_layers: bool = typer.Option(False, "--no-debug-layers", help="skip the per-layer quantization error"),
     no_edge_graph: bool = typer.Option(False, "--no-edge-graph", help="convert the Keras graph as is (LSTM via UNPACK/SPLIT)"),
     limit: Optional[int] = typer.Option(None, help="verify on at most this many images (stratified)"),
+    name: Optional[str] = typer.Option(None, help="stem of the written files (<name>_int8.tflite, ...; default: "
+                                       "the model file's stem)"),
     reference_model: Optional[Path] = typer.Option(
         None, help="also compare every model with this Keras model, reported but not judged (default for a "
         "quantization-aware model: the float model it was fine-tuned from, as its .metrics.json records)"),
@@ -49,7 +51,8 @@ def convert_main(
     options = ConvertOptions(quantize=quantize, io_type=io, max_drop_pp=max_drop, min_agreement=min_agreement / 100,
                              split=split, out_dir=out, report_dir=report_dir, calibration_dir=calibration_dir,
                              edgetpu=edgetpu, verify=not no_verify, debug_layers=not no_debug_layers,
-                             edge_graph=not no_edge_graph, limit=limit, reference_model=reference_model)
+                             edge_graph=not no_edge_graph, limit=limit, reference_model=reference_model,
+                             name=name)
     report = run_conversion(model, options, data)
     log.info("wrote %s; report %s", ", ".join(report["outputs"].values()), report["report_files"]["markdown"])
 

@@ -86,6 +86,20 @@ def batch_one_model(model):
     return keras.Model(inputs, model(inputs), name=model.name)
 
 
+def batch_one_clone(model):
+    """``model`` rebuilt flat on :func:`batch_one_input`, same layers and weights (for quantization-aware models).
+
+    Unlike :func:`batch_one_model` this does not nest ``model`` inside a wrapper,
+    whose name would prefix every tensor name the TFLite file stores (measured:
+    9 KB of Model 3's 574 KB int8 file).
+    """
+    import keras
+
+    clone = keras.models.clone_model(model, input_tensors=batch_one_input())
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def edge_friendly_model(model, *, check_samples: int = 16, seed: int = 0):
     """A batch-1 model computing what ``model`` computes, with every LSTM rebuilt as explicit int8-friendly ops.
 

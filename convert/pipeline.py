@@ -49,6 +49,7 @@ class ConvertOptions:
     edge_graph: bool = True
     limit: int | None = None
     reference_model: Path | None = None  # also compare with this Keras model (default for QAT: its float parent)
+    name: str | None = None  # output file stem; default: the model file's stem
 
 
 def _tensor_spec(detail: dict) -> TensorSpec:
@@ -75,7 +76,7 @@ def write_tflite(content: bytes, path: Path, mode: str, source: Path, source_sha
 def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | None) -> dict:
     """Convert ``model_path`` as ``options`` say; returns the report dict. Raises :class:`BudgetExceeded`."""
     from convert.calibration import build_calibration, load_calibration
-    from convert.edge_graph import batch_one_model, edge_friendly_model
+    from convert.edge_graph import batch_one_clone, batch_one_model, edge_friendly_model
     from convert.quantize import IO_TYPES, QUANTIZE_MODES, convert
     from train.data import DATA_ENV_VAR, load_fer2013
     from train.evaluate import load_keras_model
@@ -112,9 +113,11 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
             calibration = _with_sharpness_check(calibration, keras_model, dataset, options.split)
 
     # A quantization-aware model already has explicit LSTM gates (train.quantization builds them).
-    graph = (edge_friendly_model(keras_model) if options.edge_graph and not quantization_aware
-             else batch_one_model(keras_model))
-    stem = model_path.stem
+    if quantization_aware:
+        graph = batch_one_clone(keras_model)
+    else:
+        graph = edge_friendly_model(keras_model) if options.edge_graph else batch_one_model(keras_model)
+    stem = options.name or model_path.stem
     outputs = {"float32": options.out_dir / f"{stem}_float32.tflite"}
     if options.quantize != "none":
         outputs[SUFFIX[options.quantize]] = options.out_dir / f"{stem}_{SUFFIX[options.quantize]}.tflite"
@@ -255,7 +258,7 @@ def _verify(report: dict, keras_model, dataset, outputs: dict[str, Path], option
                         f"--min-agreement {options.min_agreement:.0%}")
     report["budget"] = {"candidate": candidate, "max_drop_pp": options.max_drop_pp,
                         "min_agreement": options.min_agreement, "passed": not failures, "failures": failures}
-    log.info("%s vs Keras float: accuracy drop %.2f pp, agreement %.2f%%", candidate, comparison["accuracy_drop_pp"],
+    log.info("%s vs the Keras model: accuracy drop %.2f pp, agreement %.2f%%", candidate, comparison["accuracy_drop_pp"],
              100 * comparison["top1_agreement"])
 
 

@@ -17,7 +17,7 @@ SHARED_DATA = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "d
 FER_ARCHIVE = SHARED_DATA / "fer2013" / "fer2013-images.tar.gz"
 FER_HEAD_CSV = SHARED_DATA / "fer2013" / "fer2013-head.csv"
 MEDIA = SHARED_DATA / "media"
-SHIPPED_KERAS = ROOT / "models" / "fer_cnn_lstm.keras"
+SHIPPED_KERAS = ROOT / "models" / "fer_cnn_lstm_qat.keras"  # the quantization-aware model the shipped int8 file is made from
 SHIPPED_INT8 = ROOT / "models" / "fer_cnn_lstm_int8.tflite"
 
 

@@ -97,6 +97,9 @@ def test_the_quantization_aware_model_is_the_float_model_plus_rounding(quantizat
     # cell to act on yet); at each of the 11 later steps all 4 gates, 4 recurrent products, 4 sums, i*g, f*c, c,
     # tanh(c), h; then fc, logits, softmax. (The blur rounds inside its own layer.)
     assert len(fake_quants) == 3 + 4 + 6 + 11 * 17 + 3
+    # The same weights: batch normalization folded away (4 statistics per channel), the LSTM's weights shared by all
+    # its steps as in the LSTM itself (one recurrent layer per gate, not one per step).
+    assert model.count_params() == float_model.count_params() - 4 * 4
     names = {layer.name for layer in fake_quants}
     assert {"fq_input", "fq_c1_relu", "fq_lstm1_t0_i", "fq_lstm1_t11_h", "fq_probs_logits", "fq_probs"} <= names
     assert model.get_layer("fq_input").scale == 1.0 and model.get_layer("fq_probs").scale == pytest.approx(1 / 256)
@@ -158,7 +161,7 @@ def test_fer_convert_on_a_quantization_aware_model(quantization_aware, fer_root,
     _, _, folder = quantization_aware
     options = ConvertOptions(out_dir=tmp_path / "models", report_dir=tmp_path / "reports", limit=140,
                              calibration_dir=tmp_path / "calibration", max_drop_pp=100, min_agreement=0.0,
-                             edgetpu=True, reference_model=folder / "small.keras")
+                             edgetpu=True, reference_model=folder / "small.keras", name="shipped")
     report = run_conversion(folder / "small_qat.keras", options, str(fer_root))
     assert report["quantization_aware"] is True
     assert "calibration" not in report and "quantization_debugger" not in report  # the ranges are in the model
@@ -168,10 +171,11 @@ def test_fer_convert_on_a_quantization_aware_model(quantization_aware, fer_root,
     reference = report["verification"]["reference"]
     assert comparison["top1_agreement"] > reference["comparisons"]["int8"]["top1_agreement"] - 0.02
     assert set(reference["comparisons"]) == {"keras", "float32", "int8"}
-    markdown = (tmp_path / "reports" / "small_qat_int8.md").read_text()
+    markdown = (tmp_path / "reports" / "shipped_int8.md").read_text()  # --name sets the files' stem
     assert "quantization-aware" in markdown and "Against the float model `small.keras`" in markdown
-    sidecar = json.loads((tmp_path / "models" / "small_qat_int8.json").read_text())
+    sidecar = json.loads((tmp_path / "models" / "shipped_int8.json").read_text())
     assert sidecar["verified"]["float_reference"]["file"] == "small.keras"
+    assert sidecar["source_model"] == "small_qat.keras"
     with pytest.raises(FerError, match="converts to int8"):
         run_conversion(folder / "small_qat.keras", ConvertOptions(quantize="dynamic", verify=False,
                                                                  out_dir=tmp_path / "m2"), None)

@@ -240,6 +240,7 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
         # The int8-simulating copy before any fine-tuning competes for "best" too: fine-tuning must earn its place.
         _, start_accuracy = model.evaluate(*validation_data, batch_size=256, verbose=0)
         state.update(start_val_accuracy=float(start_accuracy), best_val_accuracy=float(start_accuracy), best_epoch=0)
+        model.optimizer.build(model.trainable_variables)  # saved like every other checkpoint, optimizer included
         model.save(run_dir / "best.keras")
         write_json(state_file, state)
         log.info("quantization-aware copy before fine-tuning: PublicTest accuracy %.4f", start_accuracy)
