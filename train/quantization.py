@@ -35,6 +35,7 @@ import numpy as np
 from keras import layers, ops
 
 from edge_runtime.errors import FerError
+from train.models import InferenceBlur
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,11 @@ INPUT_RANGE = (0.0, 255.0)  # uint8 pixels, scale 1
 LOGISTIC_RANGE = (0.0, 255 / 256)  # TFLite's int8 LOGISTIC and SOFTMAX output: scale 1/256, zero point -128
 TANH_RANGE = (-1.0, 127 / 128)  # TFLite's int8 TANH output: scale 1/128, zero point 0
 GATES = ("input", "forget", "cell", "output")  # Keras' order of the LSTM gate blocks
+
+
+def int8_step(low: float, high: float) -> float:
+    """The step of the 256-level grid spanning ``low..high`` widened to include 0, as FakeQuant and TFLite use it."""
+    return (max(high, 0.0) - min(low, 0.0)) / 255
 
 
 def _fake_quant(x, low: float, high: float):
@@ -62,7 +68,7 @@ class FakeQuant(layers.Layer):
     @property
     def scale(self) -> float:
         """The int8 step of this range."""
-        return (self.high - self.low) / 255
+        return int8_step(self.low, self.high)
 
     def call(self, inputs):
         return _fake_quant(inputs, self.low, self.high)
@@ -127,34 +133,27 @@ class QuantizedConv2D(layers.Conv2D):
         return {**super().get_config(), "input_scale": self.input_scale}
 
 
-def _blur_class():
-    from train.models import InferenceBlur
+@keras.saving.register_keras_serializable(package="fer_edge")
+class QuantizedInferenceBlur(InferenceBlur):
+    """:class:`train.models.InferenceBlur` with each pass's output rounded to its int8 grid (still identity in training)."""
 
-    @keras.saving.register_keras_serializable(package="fer_edge")
-    class QuantizedInferenceBlur(InferenceBlur):
-        """:class:`train.models.InferenceBlur` with each pass's output rounded to its int8 grid (still identity in training)."""
+    def __init__(self, sigma: float, size: int = 48, rows_range=(0.0, 1.0), output_range=(0.0, 1.0), **kwargs):
+        super().__init__(sigma, size, **kwargs)
+        self.rows_range, self.output_range = tuple(map(float, rows_range)), tuple(map(float, output_range))
 
-        def __init__(self, sigma: float, size: int = 48, rows_range=(0.0, 1.0), output_range=(0.0, 1.0), **kwargs):
-            super().__init__(sigma, size, **kwargs)
-            self.rows_range, self.output_range = tuple(map(float, rows_range)), tuple(map(float, output_range))
+    def call(self, inputs, training=None):
+        if training:
+            return inputs
+        padded = ops.take(inputs, ops.convert_to_tensor(self._padded), axis=2)
+        rows = _fake_quant(ops.depthwise_conv(padded, ops.convert_to_tensor(self._row), padding="valid"),
+                           *self.rows_range)
+        padded = ops.take(rows, ops.convert_to_tensor(self._padded), axis=1)
+        return _fake_quant(ops.depthwise_conv(padded, ops.convert_to_tensor(self._column), padding="valid"),
+                           *self.output_range)
 
-        def call(self, inputs, training=None):
-            if training:
-                return inputs
-            padded = ops.take(inputs, ops.convert_to_tensor(self._padded), axis=2)
-            rows = _fake_quant(ops.depthwise_conv(padded, ops.convert_to_tensor(self._row), padding="valid"),
-                               *self.rows_range)
-            padded = ops.take(rows, ops.convert_to_tensor(self._padded), axis=1)
-            return _fake_quant(ops.depthwise_conv(padded, ops.convert_to_tensor(self._column), padding="valid"),
-                               *self.output_range)
+    def get_config(self):
+        return {**super().get_config(), "rows_range": list(self.rows_range), "output_range": list(self.output_range)}
 
-        def get_config(self):
-            return {**super().get_config(), "rows_range": list(self.rows_range), "output_range": list(self.output_range)}
-
-    return QuantizedInferenceBlur
-
-
-QuantizedInferenceBlur = _blur_class()
 
 class _Builder:
     """Builds the int8-simulating graph of a float model; one pass measures ranges, the next fake-quantizes."""
@@ -231,8 +230,6 @@ class _Builder:
         return hidden
 
     def build(self, model) -> keras.Model:
-        from train.models import InferenceBlur
-
         inputs = keras.Input((48, 48, 1), name="pixels")
         x = self.quantize(inputs, "input", INPUT_RANGE)
         model_layers = [layer for layer in model.layers if not isinstance(layer, layers.InputLayer)]
@@ -248,7 +245,7 @@ class _Builder:
                     blur = QuantizedInferenceBlur(layer.sigma, layer.size, rows_range=self.ranges[f"{layer.name}_rows"],
                                                   output_range=self.ranges[layer.name], name=layer.name)
                     x = blur(x)
-                    self.scale = (blur.output_range[1] - min(blur.output_range[0], 0.0)) / 255
+                    self.scale = int8_step(*blur.output_range)
             elif isinstance(layer, layers.Conv2D) and isinstance(following, layers.BatchNormalization):
                 x = self.conv_bn(layer, following, x)  # the ReLU that follows quantizes the fused output
                 skip.add(index + 1)
@@ -281,8 +278,6 @@ def _copy(layer):
 
 def measure_ranges(model, calibration: np.ndarray) -> dict[str, tuple[float, float]]:
     """Min/max of every tensor the int8 graph stores, over ``calibration`` (``(N, 48, 48)`` uint8 Training images)."""
-    from train.models import InferenceBlur
-
     builder = _Builder(None)
     probed = builder.build(model)
     names = list(builder.probes)
