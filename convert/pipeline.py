@@ -94,6 +94,9 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
                        f"fer-convert needs a {INPUT_SIZE}x{INPUT_SIZE}x1 -> {len(LABELS)} classes model")
     source_sha256 = file_sha256(model_path)
     quantization_aware = is_quantization_aware(keras_model)
+    if quantization_aware and options.quantize in ("float16", "dynamic"):
+        raise FerError(f"{model_path.name} is quantization-aware: it converts to int8 (or none, its float reference), "
+                       f"not {options.quantize}; convert the float model it was fine-tuned from instead")
     reference_path = options.reference_model or (float_parent(model_path) if quantization_aware else None)
     dataset = None
     if data is not None or os.environ.get(DATA_ENV_VAR):

@@ -148,6 +148,7 @@ def test_pipeline_reports_the_blurred_training_split_as_a_calibration_warning(ti
     assert len(warnings) == 1
     assert warnings[0] in (tmp_path / "reports" / "tiny_int8.md").read_text()
 
+
 def test_input_errors(tiny_keras, tmp_path):
     options = ConvertOptions(out_dir=tmp_path, report_dir=tmp_path, calibration_dir=tmp_path / "none", verify=False)
     with pytest.raises(ModelError, match="does not exist"):

@@ -45,7 +45,8 @@ def fit_command(
     init_weights: Optional[str] = typer.Option(None, help="start from the weights of this .keras model (matched by layer name)"),
     quantization_aware: Optional[str] = typer.Option(
         None, help="fine-tune the int8-simulating copy of this trained float .keras model (quantization-aware "
-        "training; --model and --inference-blur come from that model); use a small --learning-rate such as 1e-4"),
+        "training; --model and --inference-blur come from that model); use a small --learning-rate (2e-5 for the "
+        "shipped model)"),
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest."""
     from train.data import load_fer2013
