@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 INPUT_RANGE = (0.0, 255.0)  # uint8 pixels, scale 1
 LOGISTIC_RANGE = (0.0, 255 / 256)  # TFLite's int8 LOGISTIC and SOFTMAX output: scale 1/256, zero point -128
 TANH_RANGE = (-1.0, 127 / 128)  # TFLite's int8 TANH output: scale 1/128, zero point 0
-GATES = ("input", "forget", "cell", "output")  # Keras' order of the LSTM gate blocks
 
 
 def int8_step(low: float, high: float) -> float:
@@ -195,39 +194,15 @@ class _Builder:
         return layer(x)
 
     def lstm(self, lstm, sequence):
-        if lstm.return_sequences or lstm.go_backwards or lstm.stateful:
-            raise FerError(f"layer {lstm.name}: only forward, last-state LSTMs can be trained quantization-aware")
-        kernel, recurrent, bias = [np.asarray(w) for w in lstm.get_weights()]
-        units, prefix, input_scale = lstm.units, lstm.name, self.scale
-        projected, recurrent_layers = [], []
-        for g, gate in enumerate(GATES):
-            block = slice(g * units, (g + 1) * units)
-            self.scale = input_scale
-            projected.append(self.quantize(self.dense(sequence, units, [kernel[:, block], bias[block]],
-                                                      f"{prefix}_{gate}_x"), f"{prefix}_{gate}_x"))
-            # One layer per gate, shared by every step as in the LSTM (no bias, so no input scale is needed).
-            recurrent_layers.append(self.dense_layer(units, [recurrent[:, block]], f"{prefix}_{gate}_h"))
-        hidden = cell = None
-        for t in range(sequence.shape[1]):
-            z = [gate_sequence[:, t, :] for gate_sequence in projected]
-            if hidden is not None:
-                summed = []
-                for gate, z_gate, layer in zip(GATES, z, recurrent_layers):
-                    from_hidden = self.quantize(layer(hidden), f"{prefix}_t{t}_{gate}_h")
-                    summed.append(self.quantize(layers.Add(name=f"{prefix}_t{t}_{gate}")([z_gate, from_hidden]),
-                                                f"{prefix}_t{t}_{gate}"))
-                z = summed
-            i = self.quantize(ops.sigmoid(z[0]), f"{prefix}_t{t}_i", LOGISTIC_RANGE)
-            f = self.quantize(ops.sigmoid(z[1]), f"{prefix}_t{t}_f", LOGISTIC_RANGE)
-            g = self.quantize(ops.tanh(z[2]), f"{prefix}_t{t}_g", TANH_RANGE)
-            o = self.quantize(ops.sigmoid(z[3]), f"{prefix}_t{t}_o", LOGISTIC_RANGE)
-            input_part = self.quantize(i * g, f"{prefix}_t{t}_ig")
-            if cell is None:
-                cell = input_part
-            else:
-                cell = self.quantize(self.quantize(f * cell, f"{prefix}_t{t}_fc") + input_part, f"{prefix}_t{t}_c")
-            hidden = self.quantize(o * self.quantize(ops.tanh(cell), f"{prefix}_t{t}_tc", TANH_RANGE), f"{prefix}_t{t}_h")
-        return hidden
+        """The LSTM as the converter's explicit gates and steps, every stored tensor rounded."""
+        from convert.edge_graph import explicit_lstm
+
+        fixed = {"sigmoid": LOGISTIC_RANGE, "tanh": TANH_RANGE}
+        for role, activation in (("gate", lstm.recurrent_activation), ("cell", lstm.activation)):
+            if activation.__name__ not in fixed:
+                raise FerError(f"layer {lstm.name}: {role} activation {activation.__name__} has no int8 simulation")
+        return explicit_lstm(lstm, sequence, dense=self.dense_layer,
+                             quantize=lambda x, name, output=None: self.quantize(x, name, fixed.get(output)))
 
     def build(self, model) -> keras.Model:
         inputs = keras.Input((48, 48, 1), name="pixels")
