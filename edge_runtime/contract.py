@@ -135,6 +135,10 @@ def verification_summary(contract: ModelContract, name: str) -> tuple[int, str]:
             f"({verified.get('images', '?')} images): accuracy {verified.get('accuracy', float('nan')):.1%}")
     if "top1_agreement_vs_keras" in verified:
         line += f", top-1 agreement with its Keras model {verified['top1_agreement_vs_keras']:.1%}"
+    reference = verified.get("float_reference")
+    if reference:  # a quantization-aware model's int8 file, also compared with the float model it came from
+        line += (f" ({reference.get('top1_agreement', float('nan')):.1%} with the float model "
+                 f"{reference.get('file', '?')}, accuracy {reference.get('accuracy', float('nan')):.1%})")
     if state == "failed":
         return logging.WARNING, f"{line}; it FAILED its conversion budget: {'; '.join(verified['budget'].get('failures', []))}"
     return logging.INFO, line

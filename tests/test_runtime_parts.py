@@ -167,6 +167,10 @@ def test_start_up_says_how_the_model_was_verified(tmp_path, caplog):
     passed = replace(contract, verified={**verified, "budget": {"passed": True, "failures": []}})
     level, line = verification_summary(passed, "m.tflite")
     assert level == logging.INFO and "accuracy 50.0%" in line and "agreement with its Keras model 93.7%" in line
+    # A quantization-aware model's file also says how it compares with the float model it came from.
+    reference = {"file": "float.keras", "accuracy": 0.49, "top1_agreement": 0.944}
+    line = verification_summary(replace(passed, verified={**passed.verified, "float_reference": reference}), "m.tflite")[1]
+    assert line.endswith("(94.4% with the float model float.keras, accuracy 49.0%)")
     failing = {**verified, "budget": {"passed": False, "failures": ["int8 top-1 agreement 93.65% is below 97%"]}}
     level, line = verification_summary(replace(contract, verified=failing), "m.tflite")
     assert level == logging.WARNING and line.endswith("FAILED its conversion budget: int8 top-1 agreement 93.65% is below 97%")
