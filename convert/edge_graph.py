@@ -94,19 +94,11 @@ def batch_one_input():
 
 
 def batch_one_model(model):
-    """``model`` re-wrapped with :func:`batch_one_input`, graph unchanged (for ``--no-edge-graph``)."""
-    import keras
+    """``model`` rebuilt flat on :func:`batch_one_input`, graph and weights unchanged.
 
-    inputs = batch_one_input()
-    return keras.Model(inputs, model(inputs), name=model.name)
-
-
-def batch_one_clone(model):
-    """``model`` rebuilt flat on :func:`batch_one_input`, same layers and weights (for quantization-aware models).
-
-    Unlike :func:`batch_one_model` this does not nest ``model`` inside a wrapper,
-    whose name would prefix every tensor name the TFLite file stores (measured:
-    9 KB of Model 3's 574 KB int8 file).
+    For ``--no-edge-graph`` and quantization-aware models. A clone rather than
+    a wrapper: a nested model's name would prefix every tensor name the TFLite
+    file stores (measured: 9 KB of Model 3's 574 KB int8 file).
     """
     import keras
 

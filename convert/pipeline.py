@@ -76,7 +76,7 @@ def write_tflite(content: bytes, path: Path, mode: str, source: Path, source_sha
 def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | None) -> dict:
     """Convert ``model_path`` as ``options`` say; returns the report dict. Raises :class:`BudgetExceeded`."""
     from convert.calibration import build_calibration, load_calibration
-    from convert.edge_graph import batch_one_clone, batch_one_model, edge_friendly_model
+    from convert.edge_graph import batch_one_model, edge_friendly_model
     from convert.quantize import IO_TYPES, QUANTIZE_MODES, convert
     from train.data import DATA_ENV_VAR, load_fer2013
     from train.evaluate import load_keras_model
@@ -116,10 +116,8 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
             calibration = _with_sharpness_check(calibration, keras_model, dataset, options.split)
 
     # A quantization-aware model already has explicit LSTM gates (train.quantization builds them).
-    if quantization_aware:
-        graph = batch_one_clone(keras_model)
-    else:
-        graph = edge_friendly_model(keras_model) if options.edge_graph else batch_one_model(keras_model)
+    rebuild = options.edge_graph and not quantization_aware
+    graph = edge_friendly_model(keras_model) if rebuild else batch_one_model(keras_model)
     stem = options.name or model_path.stem
     outputs = {"float32": options.out_dir / f"{stem}_float32.tflite"}
     if options.quantize != "none":

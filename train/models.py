@@ -80,13 +80,20 @@ class InferenceBlur(layers.Layer):
         self._column = taps.reshape(-1, 1, 1, 1)
         self._padded = reflect_indices(self.size, radius)
 
+    def rows_pass(self, inputs):
+        """The first pass: mirror the left and right borders, then blur along each row."""
+        padded = ops.take(inputs, ops.convert_to_tensor(self._padded), axis=2)
+        return ops.depthwise_conv(padded, ops.convert_to_tensor(self._row), padding="valid")
+
+    def columns_pass(self, inputs):
+        """The second pass: mirror the top and bottom borders, then blur along each column."""
+        padded = ops.take(inputs, ops.convert_to_tensor(self._padded), axis=1)
+        return ops.depthwise_conv(padded, ops.convert_to_tensor(self._column), padding="valid")
+
     def call(self, inputs, training=None):
         if training:
             return inputs
-        padded = ops.take(inputs, ops.convert_to_tensor(self._padded), axis=2)
-        blurred = ops.depthwise_conv(padded, ops.convert_to_tensor(self._row), padding="valid")
-        padded = ops.take(blurred, ops.convert_to_tensor(self._padded), axis=1)
-        return ops.depthwise_conv(padded, ops.convert_to_tensor(self._column), padding="valid")
+        return self.columns_pass(self.rows_pass(inputs))
 
     def get_config(self):
         return {**super().get_config(), "sigma": self.sigma, "size": self.size}

@@ -88,6 +88,20 @@ def _weight_step(kernel, per_channel: bool):
     return ops.stop_gradient(ops.where(step > 0, step, ops.ones_like(step)))
 
 
+def _with_rounded_weights(layer, inputs, apply_kernel, per_channel: bool):
+    """``layer``'s output (kernel, bias, activation) with kernel and bias rounded as the int8 converter rounds them.
+
+    The bias goes to the int32 grid ``layer.input_scale * weight_step``; an
+    ``input_scale`` of 0 leaves it in float.
+    """
+    step = _weight_step(layer.kernel, per_channel=per_channel)
+    outputs = apply_kernel(inputs, _round_to_grid(layer.kernel, step))
+    if layer.use_bias:
+        bias = _round_to_grid(layer.bias, layer.input_scale * step) if layer.input_scale else layer.bias
+        outputs = outputs + bias
+    return layer.activation(outputs)
+
+
 @keras.saving.register_keras_serializable(package="fer_edge")
 class QuantizedDense(layers.Dense):
     """A Dense layer whose weights and bias are rounded as the int8 converter rounds them.
@@ -101,12 +115,7 @@ class QuantizedDense(layers.Dense):
         self.input_scale = float(input_scale)
 
     def call(self, inputs):
-        step = _weight_step(self.kernel, per_channel=False)
-        outputs = ops.matmul(inputs, _round_to_grid(self.kernel, step))
-        if self.use_bias:
-            bias = _round_to_grid(self.bias, self.input_scale * step) if self.input_scale else self.bias
-            outputs = outputs + bias
-        return self.activation(outputs)
+        return _with_rounded_weights(self, inputs, ops.matmul, per_channel=False)
 
     def get_config(self):
         return {**super().get_config(), "input_scale": self.input_scale}
@@ -121,12 +130,7 @@ class QuantizedConv2D(layers.Conv2D):
         self.input_scale = float(input_scale)
 
     def call(self, inputs):
-        step = _weight_step(self.kernel, per_channel=True)
-        outputs = self.convolution_op(inputs, _round_to_grid(self.kernel, step))
-        if self.use_bias:
-            bias = _round_to_grid(self.bias, self.input_scale * step) if self.input_scale else self.bias
-            outputs = outputs + bias
-        return self.activation(outputs)
+        return _with_rounded_weights(self, inputs, self.convolution_op, per_channel=True)
 
     def get_config(self):
         return {**super().get_config(), "input_scale": self.input_scale}
@@ -143,12 +147,8 @@ class QuantizedInferenceBlur(InferenceBlur):
     def call(self, inputs, training=None):
         if training:
             return inputs
-        padded = ops.take(inputs, ops.convert_to_tensor(self._padded), axis=2)
-        rows = _fake_quant(ops.depthwise_conv(padded, ops.convert_to_tensor(self._row), padding="valid"),
-                           *self.rows_range)
-        padded = ops.take(rows, ops.convert_to_tensor(self._padded), axis=1)
-        return _fake_quant(ops.depthwise_conv(padded, ops.convert_to_tensor(self._column), padding="valid"),
-                           *self.output_range)
+        rows = _fake_quant(self.rows_pass(inputs), *self.rows_range)
+        return _fake_quant(self.columns_pass(rows), *self.output_range)
 
     def get_config(self):
         return {**super().get_config(), "rows_range": list(self.rows_range), "output_range": list(self.output_range)}
@@ -265,8 +265,7 @@ def measure_ranges(model, calibration: np.ndarray) -> dict[str, tuple[float, flo
     ranges = {name: (float(np.min(v)), float(np.max(v))) for name, v in zip(names, values)}
     for blur in blurs:
         blur_input = values[names.index(_name_before(names, blur.name))]
-        padded = ops.take(ops.convert_to_tensor(blur_input), ops.convert_to_tensor(blur._padded), axis=2)
-        rows = ops.convert_to_numpy(ops.depthwise_conv(padded, ops.convert_to_tensor(blur._row), padding="valid"))
+        rows = ops.convert_to_numpy(blur.rows_pass(ops.convert_to_tensor(blur_input)))
         ranges[f"{blur.name}_rows"] = (float(rows.min()), float(rows.max()))
     return ranges
 
