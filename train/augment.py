@@ -1,8 +1,8 @@
-"""On-the-fly augmentation: horizontal flip, small rotation, zoom and shift.
+"""On-the-fly augmentation: photometric jitter, flip, rotation, zoom, shift and random erasing.
 
 The random draws are *stateless*, keyed by ``(seed, global batch number)``, so a
 run resumed from a checkpoint sees exactly the batches an uninterrupted run
-would have seen.
+would have seen. Images are raw 0..255 grayscale pixels, as the models take them.
 """
 
 from __future__ import annotations
@@ -15,12 +15,55 @@ import tensorflow as tf
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Augmentation strengths; ``rotation_deg`` and ``shift`` are maxima, ``zoom`` a +- fraction."""
+    """Augmentation strengths.
+
+    ``rotation_deg`` and ``shift`` (a fraction of the side) are maxima, ``zoom``
+    a +- fraction. ``brightness`` (a fraction of 255) and ``contrast`` (a +-
+    fraction about the image mean) are maxima of a uniform draw. Random erasing
+    replaces, with probability ``erase_probability``, one rectangle covering
+    ``erase_area`` (min, max fraction of the image) with uniform noise.
+    """
 
     flip: bool = True
     rotation_deg: float = 10.0
     zoom: float = 0.1
     shift: float = 0.1
+    brightness: float = 0.0
+    contrast: float = 0.0
+    erase_probability: float = 0.0
+    erase_area: tuple[float, float] = (0.02, 0.2)
+
+
+def _photometric(images: tf.Tensor, seeds: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
+    batch = tf.shape(images)[0]
+    if config.contrast > 0:
+        factor = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[0], 1.0 - config.contrast, 1.0 + config.contrast)
+        mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+        images = (images - mean) * factor + mean
+    if config.brightness > 0:
+        offset = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[1], -config.brightness, config.brightness)
+        images = images + 255.0 * offset
+    return tf.clip_by_value(images, 0.0, 255.0)
+
+
+def _random_erase(images: tf.Tensor, seeds: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
+    """Random erasing (Zhong et al. 2020): one noise-filled rectangle per chosen image."""
+    shape = tf.shape(images)
+    batch, height, width = shape[0], tf.cast(shape[1], tf.float32), shape[2]
+    low, high = config.erase_area
+    area = tf.random.stateless_uniform([batch], seeds[0], low, high) * height * tf.cast(width, tf.float32)
+    log_ratio = tf.random.stateless_uniform([batch], seeds[1], math.log(0.3), math.log(1 / 0.3))
+    box_h = tf.minimum(tf.sqrt(area * tf.exp(log_ratio)), height)
+    box_w = tf.minimum(tf.sqrt(area / tf.exp(log_ratio)), tf.cast(width, tf.float32))
+    top = tf.random.stateless_uniform([batch], seeds[2]) * (height - box_h)
+    left = tf.random.stateless_uniform([batch], seeds[3]) * (tf.cast(width, tf.float32) - box_w)
+    chosen = tf.random.stateless_uniform([batch], seeds[4]) < config.erase_probability
+    rows = tf.range(height)[None, :, None]
+    columns = tf.cast(tf.range(width), tf.float32)[None, None, :]
+    inside = ((rows >= top[:, None, None]) & (rows < (top + box_h)[:, None, None]) &
+              (columns >= left[:, None, None]) & (columns < (left + box_w)[:, None, None]) & chosen[:, None, None])
+    noise = tf.random.stateless_uniform(shape, seeds[5], 0.0, 255.0)
+    return tf.where(inside[..., None], noise, images)
 
 
 def augment_batch(images: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
@@ -28,10 +71,12 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> 
     batch = tf.shape(images)[0]
     height = tf.cast(tf.shape(images)[1], tf.float32)
     width = tf.cast(tf.shape(images)[2], tf.float32)
-    seeds = tf.random.experimental.stateless_split(seed, 5)
+    seeds = tf.random.experimental.stateless_split(seed, 7)
     if config.flip:
-        flip = tf.random.stateless_uniform([batch], seeds[0]) < 0.5
+        flip = tf.random.stateless_uniform([batch], seeds[0], dtype=tf.float32) < 0.5
         images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+    if config.brightness > 0 or config.contrast > 0:
+        images = _photometric(images, tf.random.experimental.stateless_split(seeds[5], 2), config)
     max_angle = math.radians(config.rotation_deg)
     angle = tf.random.stateless_uniform([batch], seeds[1], -max_angle, max_angle)
     zoom = tf.random.stateless_uniform([batch], seeds[2], 1.0 - config.zoom, 1.0 + config.zoom)
@@ -47,6 +92,9 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> 
     b2 = cy - b0 * cx - b1 * cy + shift_y
     zeros = tf.zeros_like(angle)
     transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(
+    images = tf.raw_ops.ImageProjectiveTransformV3(
         images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
         fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
+    if config.erase_probability > 0:
+        images = _random_erase(images, tf.random.experimental.stateless_split(seeds[6], 6), config)
+    return images

@@ -31,8 +31,20 @@ def fit_command(
     epochs: int = typer.Option(100, help="maximum number of epochs"),
     batch_size: int = typer.Option(64, help="batch size"),
     learning_rate: float = typer.Option(1e-3, help="Adam learning rate"),
-    balance: str = typer.Option("oversample", help="oversample (RandomOverSampler on Training only), class-weight or none"),
+    balance: str = typer.Option("oversample", help="oversample (RandomOverSampler on Training only, to equal classes), "
+                                "soft-oversample (each class to sqrt(count x largest)), class-weight or none"),
     patience: int = typer.Option(15, help="early stop after this many epochs without PublicTest improvement"),
+    schedule: str = typer.Option("plateau", help="plateau (halve the rate after 5 flat epochs) or cosine "
+                                 "(warm-up, then cosine decay to 1e-5 at --epochs)"),
+    warmup_epochs: int = typer.Option(0, help="epochs of linear warm-up from a tenth of the rate (cosine only)"),
+    weight_decay: float = typer.Option(0.0, help="AdamW decoupled weight decay (0 = plain Adam)"),
+    label_smoothing: float = typer.Option(0.0, help="label smoothing of the cross-entropy loss"),
+    rotation: float = typer.Option(10.0, help="augmentation: maximum rotation in degrees"),
+    zoom: float = typer.Option(0.1, help="augmentation: maximum zoom, +- fraction"),
+    shift: float = typer.Option(0.1, help="augmentation: maximum shift, fraction of the side"),
+    brightness: float = typer.Option(0.0, help="augmentation: maximum brightness offset, fraction of 255"),
+    contrast: float = typer.Option(0.0, help="augmentation: maximum contrast change, +- fraction"),
+    erase: float = typer.Option(0.0, help="augmentation: probability of random erasing (one noise rectangle)"),
     seed: int = typer.Option(0, help="random seed (data order, augmentation, weights)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
     limit: Optional[int] = typer.Option(None, help="use at most this many images per split (quick runs)"),
@@ -49,13 +61,17 @@ def fit_command(
         "shipped model)"),
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest."""
+    from train.augment import AugmentConfig
     from train.data import load_fer2013
     from train.fit import FitConfig, fit
     from train.models import build_model
 
     build_model(model, inference_blur)  # an unknown name or bad sigma fails here, before the dataset is read
     config = FitConfig(model=model, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                       balance=balance, seed=seed, patience=patience, jit_compile=jit,
+                       balance=balance, seed=seed, patience=patience, jit_compile=jit, schedule=schedule,
+                       warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing,
+                       augment=AugmentConfig(rotation_deg=rotation, zoom=zoom, shift=shift, brightness=brightness,
+                                             contrast=contrast, erase_probability=erase),
                        ignore_data_checks=ignore_data_checks, inference_blur=inference_blur,
                        init_weights=init_weights or "", quantization_aware=quantization_aware or "")
     dataset = load_fer2013(data, skip_bad=skip_bad, limit_per_split=limit, seed=seed)

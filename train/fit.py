@@ -32,8 +32,10 @@ from train.provenance import provenance, write_json
 
 log = logging.getLogger(__name__)
 
-BALANCE_MODES = ("oversample", "class-weight", "none")
-HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
+BALANCE_MODES = ("oversample", "soft-oversample", "class-weight", "none")
+SCHEDULES = ("plateau", "cosine")
+HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_flip_accuracy",
+                  "learning_rate", "epoch_seconds")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,10 @@ class FitConfig:
     lr_patience: int = 5
     lr_factor: float = 0.5
     min_learning_rate: float = 1e-5
+    schedule: str = "plateau"  # "cosine": warm-up, then cosine decay to min_learning_rate at the last epoch
+    warmup_epochs: int = 0
+    weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay instead of Adam
+    label_smoothing: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     ignore_data_checks: bool = False
     inference_blur: float = 0.0
@@ -63,13 +69,16 @@ def epoch_indices(labels: np.ndarray, epoch: int, steps: int, batch_size: int, b
 
     With ``balance="oversample"`` the indices come from a RandomOverSampler
     resampling of the Training labels (seeded per epoch), shuffled and cut to
-    the fixed epoch length; otherwise from a shuffle of all Training images.
+    the fixed epoch length; ``"soft-oversample"`` resamples each class only up
+    to the geometric mean of its count and the largest class's (disgust x4
+    instead of x16), a milder mix; otherwise from a shuffle of all Training images.
     """
     rng = np.random.default_rng([seed, epoch])
-    if balance == "oversample":
+    if balance in ("oversample", "soft-oversample"):
         from imblearn.over_sampling import RandomOverSampler
 
-        sampler = RandomOverSampler(random_state=int(rng.integers(2**31 - 1)))
+        strategy = soft_oversampling_targets(labels) if balance == "soft-oversample" else "auto"
+        sampler = RandomOverSampler(sampling_strategy=strategy, random_state=int(rng.integers(2**31 - 1)))
         resampled, _ = sampler.fit_resample(np.arange(len(labels)).reshape(-1, 1), labels)
         pool = resampled[:, 0]
     else:
@@ -79,6 +88,42 @@ def epoch_indices(labels: np.ndarray, epoch: int, steps: int, batch_size: int, b
     while len(order) < needed:  # tiny datasets: cycle until one epoch is full
         order = np.concatenate([order, rng.permutation(pool)])
     return order[:needed].reshape(steps, batch_size)
+
+
+def soft_oversampling_targets(labels: np.ndarray) -> dict[int, int]:
+    """Per-class sample counts for ``soft-oversample``: sqrt(count * largest count), never fewer than count."""
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    largest = counts.max()
+    return {c: int(max(counts[c], round(np.sqrt(counts[c] * largest)))) for c in range(NUM_CLASSES) if counts[c]}
+
+
+def learning_rate_schedule(config: FitConfig, steps_per_epoch: int):
+    """The optimizer's learning rate: a constant (lowered on plateaus by the checkpointer) or warm-up + cosine.
+
+    The cosine schedule is a function of the optimizer's step count, which is
+    saved with every checkpoint, so a resumed run continues on the same curve.
+    """
+    if config.schedule == "plateau":
+        return config.learning_rate
+    import keras
+
+    warmup_steps = config.warmup_epochs * steps_per_epoch
+    decay_steps = max(1, (config.epochs - config.warmup_epochs) * steps_per_epoch)
+    floor = config.min_learning_rate / config.learning_rate
+    if warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate / 10, decay_steps, alpha=floor,
+                                                      warmup_target=config.learning_rate, warmup_steps=warmup_steps)
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps, alpha=floor)
+
+
+def make_optimizer(config: FitConfig, steps_per_epoch: int):
+    """Adam, or AdamW when ``weight_decay`` > 0, on the configured learning-rate schedule."""
+    import keras
+
+    rate = learning_rate_schedule(config, steps_per_epoch)
+    if config.weight_decay > 0:
+        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(rate)
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -121,10 +166,22 @@ class _Checkpointer:
         import keras
 
         class Checkpointer(keras.callbacks.Callback):
-            def __init__(self, run_dir: Path, config: FitConfig, state: dict):
+            def __init__(self, run_dir: Path, config: FitConfig, state: dict, validation: Split):
                 super().__init__()
                 self.run_dir, self.config, self.state = run_dir, config, state
+                self.validation = validation
                 self.started = 0.0
+
+            def _validation_extras(self) -> dict[str, float]:
+                """PublicTest macro-F1 and flip test-time-augmented accuracy (for choosing recipes and TTA)."""
+                from train.metrics import classification_report
+
+                images = to_model_input(self.validation.images)
+                plain = self.model.predict(images, batch_size=256, verbose=0)
+                flipped = self.model.predict(images[:, :, ::-1], batch_size=256, verbose=0)
+                report = classification_report(self.validation.labels, plain.argmax(1))
+                flip_accuracy = float(np.mean((plain + flipped).argmax(1) == self.validation.labels))
+                return {"val_macro_f1": float(report["macro"]["f1"]), "val_flip_accuracy": flip_accuracy}
 
             def on_epoch_begin(self, epoch, logs=None):
                 self.started = time.monotonic()
@@ -135,6 +192,7 @@ class _Checkpointer:
                 learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
                 row = {"epoch": epoch + 1, "learning_rate": learning_rate, "epoch_seconds": round(seconds, 2)}
                 row.update({k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs})
+                row.update(self._validation_extras())
                 history = self.run_dir / "history.csv"
                 new_file = not history.exists()
                 with open(history, "a", newline="") as handle:
@@ -151,7 +209,7 @@ class _Checkpointer:
                     self.model.save(self.run_dir / "best.keras")
                 else:
                     state["wait"] = state.get("wait", 0) + 1
-                    if state["wait"] % self.config.lr_patience == 0:
+                    if self.config.schedule == "plateau" and state["wait"] % self.config.lr_patience == 0:
                         lowered = max(learning_rate * self.config.lr_factor, self.config.min_learning_rate)
                         self.model.optimizer.learning_rate.assign(lowered)
                         log.info("PublicTest accuracy flat for %d epochs: learning rate %.2g -> %.2g",
@@ -162,7 +220,8 @@ class _Checkpointer:
                         log.info("early stop: no PublicTest improvement for %d epochs", state["wait"])
                 self.model.save(self.run_dir / "last.keras")
                 write_json(self.run_dir / "state.json", state)
-                log.info("epoch %d: val_accuracy %.4f (best %.4f at epoch %d), %.0f s", epoch + 1, val_accuracy,
+                log.info("epoch %d: val_accuracy %.4f (flip TTA %.4f, macro-F1 %.4f; best %.4f at epoch %d), %.0f s",
+                         epoch + 1, val_accuracy, row["val_flip_accuracy"], row["val_macro_f1"],
                          state["best_val_accuracy"], state["best_epoch"], seconds)
 
         return Checkpointer(*args, **kwargs)
@@ -181,6 +240,8 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
 
     if config.balance not in BALANCE_MODES:
         raise FerError(f"unknown balance mode {config.balance!r}; choose one of {', '.join(BALANCE_MODES)}")
+    if config.schedule not in SCHEDULES:
+        raise FerError(f"unknown schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     if config.batch_size < 1 or config.epochs < 1:
         raise FerError(f"batch size and epochs must be positive, got {config.batch_size} and {config.epochs}")
     run_dir = Path(run_dir)
@@ -222,7 +283,8 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
 
             copied = copy_weights(load_keras_model(config.init_weights), model)
             log.info("initialized %d layers from %s", copied, config.init_weights)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="categorical_crossentropy",
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        model.compile(optimizer=make_optimizer(config, max(1, len(train) // config.batch_size)), loss=loss,
                       metrics=["accuracy"], jit_compile=config.jit_compile)
         state = {"config": asdict(config), "epochs_done": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "wait": 0,
                  "wall_seconds": 0.0, "train_class_counts": train.class_counts(),
@@ -246,7 +308,7 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
         log.info("quantization-aware copy before fine-tuning: PublicTest accuracy %.4f", start_accuracy)
     model.fit(_training_dataset(train, config, first_epoch, steps), epochs=config.epochs, initial_epoch=first_epoch,
               steps_per_epoch=steps, validation_data=validation_data, validation_batch_size=256,
-              class_weight=weights, callbacks=[_Checkpointer(run_dir, config, state)], verbose=verbose,
+              class_weight=weights, callbacks=[_Checkpointer(run_dir, config, state, validation)], verbose=verbose,
               shuffle=False)  # the dataset is already shuffled per epoch, reproducibly
     state["finished"] = True
     write_json(state_file, state)
