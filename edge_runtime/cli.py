@@ -22,6 +22,8 @@ def run_command(
     config: Optional[Path] = typer.Option(None, help="TOML config file (CLI options override it)"),
     threads: Optional[int] = typer.Option(None, help="interpreter and OpenCV threads"),
     backend: Optional[str] = typer.Option(None, help="cpu or edgetpu"),
+    tta: Optional[str] = typer.Option(None, help="test-time augmentation: none or flip (classify the mirrored face "
+                                      "too and average; two invokes per face)"),
     detector: Optional[str] = typer.Option(None, help="blazeface (default, bundled), haar or yunet"),
     every_n: Optional[int] = typer.Option(None, help="detect every Nth frame, reuse boxes between"),
     min_face: Optional[int] = typer.Option(None, help="smallest face side in pixels"),
@@ -44,7 +46,8 @@ def run_command(
 
     base = load_config(config) if config else Config()
     settings = with_overrides(base, {
-        "model.path": model, "model.threads": threads, "model.backend": backend, "source.spec": source,
+        "model.path": model, "model.threads": threads, "model.backend": backend, "model.tta": tta,
+        "source.spec": source,
         "source.max_frames": max_frames, "source.loop": loop, "detector.name": detector, "detector.every_n": every_n,
         "detector.min_face": min_face, "detector.max_faces": max_faces, "smoothing.alpha": alpha,
         "smoothing.threshold": threshold, "output.annotate": annotate, "http.listen": http, "sinks.file": jsonl,

@@ -24,12 +24,17 @@ def setting(default, doc: str, *, choices: tuple | None = None, minimum: float |
     return field(default=default, metadata={"doc": doc, "choices": choices, "min": minimum, "max": maximum})
 
 
+TTA_MODES = ("none", "flip")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     path: str = setting("models/fer_cnn_lstm_int8.tflite", "converted .tflite model (its .json sidecar must sit next to it)")
     backend: str = setting("cpu", "inference backend", choices=("cpu", "edgetpu"))
     fallback_to_cpu: bool = setting(True, "run on the CPU when the Edge TPU is missing or the model is not compiled for it")
     threads: int = setting(1, "interpreter and OpenCV threads", minimum=1, maximum=64)
+    tta: str = setting("none", "test-time augmentation: flip also classifies the mirrored face and averages the "
+                       "two (two invokes per face)", choices=TTA_MODES)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,10 @@ class ModelContract:
     source_sha256: str = ""
     verified: dict = field(default_factory=dict)
     format: str = CONTRACT_FORMAT
+    # Written by edgetpu_compiler (fer-convert --edgetpu): the Edge TPU runs it; the CPU runs ``cpu_model`` instead,
+    # the int8 file it was compiled from (same graph, same verification), which sits next to it.
+    edgetpu_compiled: bool = False
+    cpu_model: str = ""
 
     def to_json(self) -> str:
         """The sidecar's JSON text."""
@@ -71,6 +75,9 @@ def _tensor(raw: dict, where: str) -> TensorSpec:
 def load_contract(model_path: str | Path) -> ModelContract:
     """Read and validate the sidecar of ``model_path``; raise :class:`ModelError` saying what does not fit."""
     path = sidecar_path(model_path)
+    if not Path(model_path).is_file():
+        raise ModelError(f"model file not found: {model_path}; pass --model (or model.path) with a .tflite written "
+                         "by fer-convert")
     if not path.is_file():
         raise ModelError(f"{model_path} has no metadata sidecar {path.name}; convert the model with fer-convert, "
                          "which writes the labels, input size and quantization the runtime needs")
@@ -81,7 +88,8 @@ def load_contract(model_path: str | Path) -> ModelContract:
             output=_tensor(raw["output"], f"{path} output"), preprocessing=raw["preprocessing"],
             quantization=raw["quantization"], source_model=raw.get("source_model", ""),
             source_sha256=raw.get("source_sha256", ""), verified=raw.get("verified", {}),
-            format=raw.get("format", ""))
+            format=raw.get("format", ""), edgetpu_compiled=bool(raw.get("edgetpu_compiled", False)),
+            cpu_model=str(raw.get("cpu_model", "")))
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ModelError(f"{path}: unreadable model metadata ({error.__class__.__name__}: {error}); re-run fer-convert") from None
     validate_contract(contract, path)

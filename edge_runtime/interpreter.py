@@ -101,12 +101,12 @@ def _edgetpu_delegate(model_path: Path, api: InterpreterApi):
     if not is_edgetpu_compiled(model_path):
         raise EdgeTpuError(f"model not compiled for the Edge TPU: {model_path.name} has no edgetpu-custom-op; "
                            "compile it with `edgetpu_compiler` (fer-convert --edgetpu does when the compiler is installed)")
-    library_missing = ctypes.util.find_library("edgetpu") is None and not Path(f"/usr/lib/{EDGETPU_LIBRARY}").exists()
+    if ctypes.util.find_library("edgetpu") is None and not Path(f"/usr/lib/{EDGETPU_LIBRARY}").exists():
+        # Checked before load_delegate, which on a missing library also prints a spurious traceback when collected.
+        raise EdgeTpuError(f"no Edge TPU runtime: {EDGETPU_LIBRARY} not found; install libedgetpu1-std from "
+                           "Coral's apt repository")
     try:
         return api.load_delegate(EDGETPU_LIBRARY)
     except (ValueError, OSError, RuntimeError) as error:
-        if library_missing:
-            raise EdgeTpuError(f"no Edge TPU runtime: {EDGETPU_LIBRARY} not found; install libedgetpu1-std from "
-                               "Coral's apt repository") from None
         raise EdgeTpuError(f"no Edge TPU found ({str(error).splitlines()[0] if str(error) else 'delegate failed'}); "
-                           "check the USB/PCIe connection and that your user is in the plugdev/apex group") from None
+                           "check the USB/PCIe connection and that your user is in the plugdev/apex group") from error

@@ -151,7 +151,8 @@ class Runtime:
         cv2.setNumThreads(config.model.threads)
         classifier = EmotionClassifier.from_file(config.model.path, threads=config.model.threads,
                                                  backend=config.model.backend,
-                                                 fallback_to_cpu=config.model.fallback_to_cpu)
+                                                 fallback_to_cpu=config.model.fallback_to_cpu,
+                                                 tta=config.model.tta)
         d = config.detector
         detector = make_detector(d.name, DetectorOptions(min_face=d.min_face, max_faces=d.max_faces,
                                                          scale_factor=d.scale_factor, min_neighbors=d.min_neighbors,

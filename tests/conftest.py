@@ -14,7 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FER_SHARED_DATA", ROOT.parent / "shared" / "data"))
-FER_ARCHIVE = SHARED_DATA / "fer2013" / "fer2013-images.tar.gz"
+FER_ARCHIVE = SHARED_DATA / "fer2013" / "fer2013-images.tar.gz"  # sharp in every split
+# The copy that circulates in many mirrors: its Training split is Gaussian-blurred. Real bad data for the data checks.
+FER_BLURRED_ARCHIVE = SHARED_DATA / "fer2013" / "fer2013-images-blurred-train.tar.gz"
 FER_HEAD_CSV = SHARED_DATA / "fer2013" / "fer2013-head.csv"
 MEDIA = SHARED_DATA / "media"
 SHIPPED_KERAS = ROOT / "models" / "fer_cnn_lstm_qat.keras"  # the quantization-aware model the shipped int8 file is made from
@@ -28,14 +30,23 @@ def require(path: Path, what: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def fer_root(tmp_path_factory) -> Path:
-    """The real FER2013 image-folder release, unpacked once per test session (about 2 s)."""
-    archive = require(FER_ARCHIVE, "FER2013 image archive")
+def _unpack(archive: Path, what: str, tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("fer2013")
-    with tarfile.open(archive) as tar:
+    with tarfile.open(require(archive, what)) as tar:
         tar.extractall(target, filter="data")
     return target
+
+
+@pytest.fixture(scope="session")
+def fer_root(tmp_path_factory) -> Path:
+    """The real FER2013 image-folder release (sharp), unpacked once per test session (about 2 s)."""
+    return _unpack(FER_ARCHIVE, "FER2013 image archive", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def fer_blurred_root(tmp_path_factory) -> Path:
+    """The circulating FER2013 copy whose Training split is blurred, unpacked once per test session."""
+    return _unpack(FER_BLURRED_ARCHIVE, "FER2013 archive with the blurred Training split", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

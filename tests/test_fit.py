@@ -6,7 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from train.fit import FitConfig, epoch_indices, fit, read_history
+from edge_runtime.errors import FerError
+from train.augment import AugmentConfig
+from train.fit import FitConfig, epoch_indices, fit, read_history, soft_oversampling_targets
 from train.leakage import audit, count_exact_duplicates, image_hashes
 
 
@@ -30,21 +32,43 @@ def test_oversampling_draws_only_training_images_and_balances(fer_full):
     assert np.array_equal(indices, again) and not np.array_equal(indices, other)
 
 
+def test_soft_oversampling_lifts_small_classes_part_of_the_way(fer_full):
+    train = fer_full.split("Training")
+    counts = np.bincount(train.labels, minlength=7)
+    targets = soft_oversampling_targets(train.labels)
+    # disgust: sqrt(436 * 7215) = 1774 (x4), happy stays 7215; never fewer than the class has.
+    assert targets[1] == 1774 and targets[3] == 7215
+    assert all(targets[c] >= counts[c] for c in range(7))
+    steps = len(train) // 64
+    indices = epoch_indices(train.labels, epoch=0, steps=steps, batch_size=64, balance="soft-oversample", seed=0)
+    drawn = np.bincount(train.labels[indices.ravel()], minlength=7)
+    expected = np.array([targets[c] for c in range(7)]) / sum(targets.values()) * indices.size
+    np.testing.assert_allclose(drawn, expected, rtol=0.1)
+
+
 @pytest.mark.slow
 def test_one_epoch_fit_resume_and_export(fer_small, tmp_path):
     from train.evaluate import export_run
 
     run = tmp_path / "run"
-    # The development copy's Training split is blurred (see test_data_checks); the run records that finding.
-    config = FitConfig(model="cnn", epochs=1, batch_size=32, seed=1, ignore_data_checks=True)
-    state = fit(fer_small, run, config, verbose=0)
-    assert state["epochs_done"] == 1 and (run / "best.keras").exists() and (run / "last.keras").exists()
-    with pytest.raises(Exception, match="--resume"):
+    # The shipped recipe's parts: cosine schedule with warm-up, AdamW, label smoothing, soft oversampling, erasing.
+    recipe = dict(model="cnn", batch_size=32, seed=1, schedule="cosine", warmup_epochs=1, learning_rate=1e-3,
+                  weight_decay=0.01, label_smoothing=0.1, balance="soft-oversample",
+                  augment=AugmentConfig(brightness=0.2, contrast=0.3, erase_probability=0.5))
+    config = FitConfig(epochs=3, **recipe)
+    first = fit(fer_small, run, FitConfig(epochs=1, **recipe), verbose=0)
+    assert first["epochs_done"] == 1 and (run / "best.keras").exists() and (run / "last.keras").exists()
+    assert first["data_checks"]["findings"] == []  # the sharp copy passes its checks
+    with pytest.raises(FerError, match="--resume"):
         fit(fer_small, run, config, verbose=0)
-    state = fit(fer_small, run, FitConfig(model="cnn", epochs=2, batch_size=32, seed=1, ignore_data_checks=True),
-                resume=True, verbose=0)
+    state = fit(fer_small, run, config, resume=True, verbose=0)
     history = read_history(run)
-    assert state["epochs_done"] == 2 and [row["epoch"] for row in history] == [1.0, 2.0]
+    assert state["epochs_done"] == 3 and [row["epoch"] for row in history] == [1.0, 2.0, 3.0]
+    for row in history:
+        assert 0 <= row["val_macro_f1"] <= 1 and 0 <= row["val_flip_accuracy"] <= 1
+    # The resumed run stays on the cosine curve: warm-up ends at the peak, then decay towards the floor.
+    rates = [row["learning_rate"] for row in history]
+    assert rates[0] == pytest.approx(1e-3, rel=0.05) and rates[0] > rates[1] > rates[2]
 
     summary = export_run(run, tmp_path / "models" / "m.keras", fer_small, tmp_path / "report")
     private = summary["PrivateTest"]
@@ -54,11 +78,11 @@ def test_one_epoch_fit_resume_and_export(fer_small, tmp_path):
     assert private["accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
     on_disk = json.loads((tmp_path / "models" / "m.metrics.json").read_text())
     assert on_disk["PrivateTest"]["accuracy"] == private["accuracy"]
-    assert on_disk["training"]["epochs_run"] == 2 and on_disk["parameters"] == 117_031
+    assert on_disk["training"]["epochs_run"] == 3 and on_disk["parameters"] == 117_031
     for name in ("metrics.json", "confusion.png", "learning_curves.png", "report.md"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     with open(run / "history.csv") as handle:
-        assert len(list(csv.DictReader(handle))) == 2
+        assert len(list(csv.DictReader(handle))) == 3
 
 
 def test_leakage_audit_counts_duplicates(fer_full):

@@ -9,20 +9,17 @@ from convert.inspect_tflite import float_ops, io_types
 from convert.pipeline import ConvertOptions, run_conversion
 from convert.quantize import convert
 from edge_runtime.errors import FerError
-from train.quantization import FakeQuant, QuantizedInferenceBlur, is_quantization_aware, quantization_aware_model
+from train.quantization import FakeQuant, is_quantization_aware, quantization_aware_model
 
 
 def small_float_model():
-    """The paper's layer kinds in miniature, with an inference blur: rescale, blur, conv+BN+ReLU, pool, LSTM, dense."""
+    """The paper's layer kinds in miniature: rescale, conv+BN+ReLU, pool, LSTM, dense."""
     import keras
     from keras import layers
-
-    from train.models import InferenceBlur
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((48, 48, 1), name="pixels")
     x = layers.Rescaling(1 / 255, name="rescale")(inputs)
-    x = InferenceBlur(1.0, name="inference_blur")(x)
     x = layers.Conv2D(4, 3, padding="same", name="c1_conv")(x)
     x = layers.BatchNormalization(name="c1_bn")(x)
     x = layers.ReLU(name="c1_relu")(x)
@@ -95,7 +92,7 @@ def test_the_quantization_aware_model_is_the_float_model_plus_rounding(quantizat
     fake_quants = [layer for layer in model.layers if isinstance(layer, FakeQuant)]
     # Input, rescale, ReLU; 4 gate projections; at t=0 the i, g, o gates, i*g, tanh(c), h (the forget gate has no
     # cell to act on yet); at each of the 11 later steps all 4 gates, 4 recurrent products, 4 sums, i*g, f*c, c,
-    # tanh(c), h; then fc, logits, softmax. (The blur rounds inside its own layer.)
+    # tanh(c), h; then fc, logits, softmax.
     assert len(fake_quants) == 3 + 4 + 6 + 11 * 17 + 3
     # The same weights: batch normalization folded away (4 statistics per channel), the LSTM's weights shared by all
     # its steps as in the LSTM itself (one recurrent layer per gate, not one per step).
@@ -112,19 +109,6 @@ def test_the_quantization_aware_model_is_the_float_model_plus_rounding(quantizat
 
     reloaded = load_keras_model(folder / "small_qat.keras")
     np.testing.assert_allclose(np.asarray(reloaded.predict(images, verbose=0)), simulated, atol=1e-6)
-
-
-def test_the_blur_is_identity_in_training_and_rounds_at_inference(quantization_aware, real_faces):
-    _, model, _ = quantization_aware
-    blur = model.get_layer("inference_blur")
-    assert isinstance(blur, QuantizedInferenceBlur)
-    pixels = real_faces[1].images[:4, ..., None].astype(np.float32) / 255
-    np.testing.assert_array_equal(np.asarray(blur(pixels, training=True)), pixels)
-    blurred = np.asarray(blur(pixels, training=False))
-    low, high = blur.output_range
-    steps = (blurred - low) / ((high - low) / 255)
-    np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)  # on the int8 grid
-    assert np.abs(blurred - pixels).mean() > 1e-3
 
 
 def test_refuses_what_it_cannot_simulate(quantization_aware, real_faces):

@@ -186,7 +186,7 @@ def test_start_up_says_how_the_model_was_verified(tmp_path, caplog):
     assert any(r.levelno == logging.WARNING and "FAILED its conversion budget" in r.getMessage() for r in caplog.records)
 
 
-def test_edgetpu_errors_are_distinct(tmp_path):
+def test_edgetpu_errors_are_distinct(tmp_path, monkeypatch):
     model = require(SHIPPED_INT8, "shipped int8 model")
     with pytest.raises(EdgeTpuError, match="not compiled for the Edge TPU"):
         make_interpreter(model, backend="edgetpu", fallback_to_cpu=False)
@@ -201,7 +201,11 @@ def test_edgetpu_errors_are_distinct(tmp_path):
     from edge_runtime.interpreter import interpreter_api
 
     api = InterpreterApi(interpreter_api().interpreter_class, no_device, "test")
-    with pytest.raises(EdgeTpuError, match="no Edge TPU"):
+    with pytest.raises(EdgeTpuError, match="no Edge TPU runtime: libedgetpu.so.1 not found"):  # this machine
+        make_interpreter(compiled, backend="edgetpu", fallback_to_cpu=False, api=api)
+    # With the library installed but no device attached, the delegate loader's failure is reported as such.
+    monkeypatch.setattr("ctypes.util.find_library", lambda name: "libedgetpu.so.1")
+    with pytest.raises(EdgeTpuError, match="no Edge TPU found .Failed to load delegate.* plugdev"):
         make_interpreter(compiled, backend="edgetpu", fallback_to_cpu=False, api=api)
 
 

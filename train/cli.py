@@ -52,12 +52,10 @@ def fit_command(
     jit: bool = typer.Option(False, "--jit", help="compile with XLA (slower on small CPUs, faster on GPUs)"),
     ignore_data_checks: bool = typer.Option(False, "--ignore-data-checks",
                                             help="train even if the splits look inconsistent (findings are recorded)"),
-    inference_blur: float = typer.Option(0.0, help="Gaussian sigma the model applies to its input at inference only "
-                                         "(for a copy with a blurred Training split; 0 = off)"),
     init_weights: Optional[str] = typer.Option(None, help="start from the weights of this .keras model (matched by layer name)"),
     quantization_aware: Optional[str] = typer.Option(
         None, help="fine-tune the int8-simulating copy of this trained float .keras model (quantization-aware "
-        "training; --model and --inference-blur come from that model); use a small --learning-rate (2e-5 for the "
+        "training; --model comes from that model); use a small --learning-rate (2e-5 for the "
         "shipped model)"),
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest."""
@@ -66,13 +64,13 @@ def fit_command(
     from train.fit import FitConfig, fit
     from train.models import build_model
 
-    build_model(model, inference_blur)  # an unknown name or bad sigma fails here, before the dataset is read
+    build_model(model)  # an unknown name fails here, before the dataset is read
     config = FitConfig(model=model, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        balance=balance, seed=seed, patience=patience, jit_compile=jit, schedule=schedule,
                        warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing,
                        augment=AugmentConfig(rotation_deg=rotation, zoom=zoom, shift=shift, brightness=brightness,
                                              contrast=contrast, erase_probability=erase),
-                       ignore_data_checks=ignore_data_checks, inference_blur=inference_blur,
+                       ignore_data_checks=ignore_data_checks,
                        init_weights=init_weights or "", quantization_aware=quantization_aware or "")
     dataset = load_fer2013(data, skip_bad=skip_bad, limit_per_split=limit, seed=seed)
     default_out = Path("runs") / (f"{Path(quantization_aware).stem}_qat" if quantization_aware else model)
@@ -156,7 +154,6 @@ def audit_command(
     seed: int = typer.Option(0, help="random seed"),
     out: Path = typer.Option(Path("reports/leakage"), help="report folder (audit.json, audit.md)"),
     limit: Optional[int] = typer.Option(None, help="use at most this many images per split (quick runs)"),
-    inference_blur: float = typer.Option(0.0, help="train both models with this inference-only blur (see fit)"),
 ) -> None:
     """Reproduce the paper's oversample-then-split protocol next to the honest one and count leaked test images."""
     from train.data import load_fer2013
@@ -164,7 +161,7 @@ def audit_command(
     from train.provenance import provenance, write_json
 
     result = audit(load_fer2013(data, limit_per_split=limit, seed=seed), seed=seed, model=model, epochs=epochs,
-                   work_dir=Path("runs") / "audit", inference_blur=inference_blur)
+                   work_dir=Path("runs") / "audit")
     result["provenance"] = provenance()
     write_json(out / "audit.json", result)
     table = audit_markdown(result)

@@ -1,15 +1,12 @@
 """Sanity checks of a FER2013 copy before hours of training are spent on it.
 
-The check that matters most compares image *sharpness* between splits. The
-development copy this project was built with has a Training split whose every
+The check that matters most compares image *sharpness* between splits. Widely
+mirrored copies of the image-folder release have a Training split whose every
 image is a Gaussian-blurred (sigma ~3 px) version of the original, while
-PublicTest and PrivateTest are sharp; a model trained on it learns blurred
-faces and fails on sharp ones (PublicTest accuracy falls to ~10-20% while
-training accuracy rises). The split-level statistics make that visible in
-seconds; ``fer-train fit`` refuses such data unless told to ignore the checks.
-Blurring the inputs at inference as much as the training images were
-(``--inference-blur``) recovers much of the loss: measured on that copy at
-epoch 9 of Model 3, PublicTest accuracy 6.7% sharp vs 38.4% with sigma 3.
+PublicTest and PrivateTest are sharp; a model trained on such a copy learns
+blurred faces and fails on sharp ones (docs/dataset.md has the numbers). The
+split-level statistics make that visible in seconds; ``fer-train fit`` refuses
+such data unless told to ignore the checks.
 """
 
 from __future__ import annotations
@@ -80,9 +77,8 @@ def check_dataset(dataset: FerDataset) -> tuple[dict, list[Finding]]:
                 "blurred-training-split",
                 f"Training images are much blurrier than {held_out} (median sharpness {train['median_sharpness']:.1f} vs "
                 f"{other['median_sharpness']:.1f}, ratio {ratio:.2f}); they look like a Gaussian blur of sigma ~{sigma:g} px. "
-                "A model trained on them fails on sharp faces. Use an unmodified FER2013 copy (the Kaggle fer2013.csv or "
-                f"the original image release); or train with --inference-blur {sigma:g} so the model blurs its input the "
-                "same way at inference, and expect lower accuracy than a sharp copy gives."))
+                "A model trained on them fails on sharp faces (see docs/dataset.md). Use an unmodified FER2013 copy "
+                "(the Kaggle fer2013.csv or a sharp image release)."))
             break
     for name, split_stats in stats.items():
         if split_stats["pixel_std"] < 5:

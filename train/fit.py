@@ -58,7 +58,6 @@ class FitConfig:
     label_smoothing: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     ignore_data_checks: bool = False
-    inference_blur: float = 0.0
     init_weights: str = ""
     quantization_aware: str = ""  # a trained float .keras: fine-tune its int8-simulating copy (train.quantization)
     jit_compile: bool = False  # measured: XLA is ~25% slower per step on a 2-core CPU
@@ -276,7 +275,7 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
             model = _quantization_aware_start(config.quantization_aware, dataset)
             config = replace(config, model=model.name.removesuffix("_qat"))
         else:
-            model = build_model(config.model, config.inference_blur)
+            model = build_model(config.model)
         if config.init_weights:
             from train.evaluate import load_keras_model
             from train.models import copy_weights

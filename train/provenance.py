@@ -26,9 +26,15 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
+# ``python -m train.cli`` and the console script run the same code: records name what a user types.
+CONSOLE_SCRIPTS = {"train/cli.py": "fer-train", "convert/cli.py": "fer-convert", "edge_runtime/cli.py": "edge-runtime"}
+
+
 def command_line() -> str:
-    """The command that started this process, as a copy-pasteable shell string."""
-    return " ".join(shlex.quote(Path(a).name if i == 0 else a) for i, a in enumerate(sys.argv))
+    """The command that started this process, as a copy-pasteable shell string (console-script name first)."""
+    program = Path(sys.argv[0])
+    name = CONSOLE_SCRIPTS.get(f"{program.parent.name}/{program.name}", program.name)
+    return " ".join([shlex.quote(name), *(shlex.quote(a) for a in sys.argv[1:])])
 
 
 def file_sha256(path: str | os.PathLike) -> str:

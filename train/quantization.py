@@ -35,7 +35,6 @@ import numpy as np
 from keras import layers, ops
 
 from edge_runtime.errors import FerError
-from train.models import InferenceBlur
 
 log = logging.getLogger(__name__)
 
@@ -136,24 +135,6 @@ class QuantizedConv2D(layers.Conv2D):
         return {**super().get_config(), "input_scale": self.input_scale}
 
 
-@keras.saving.register_keras_serializable(package="fer_edge")
-class QuantizedInferenceBlur(InferenceBlur):
-    """:class:`train.models.InferenceBlur` with each pass's output rounded to its int8 grid (still identity in training)."""
-
-    def __init__(self, sigma: float, size: int = 48, rows_range=(0.0, 1.0), output_range=(0.0, 1.0), **kwargs):
-        super().__init__(sigma, size, **kwargs)
-        self.rows_range, self.output_range = tuple(map(float, rows_range)), tuple(map(float, output_range))
-
-    def call(self, inputs, training=None):
-        if training:
-            return inputs
-        rows = _fake_quant(self.rows_pass(inputs), *self.rows_range)
-        return _fake_quant(self.columns_pass(rows), *self.output_range)
-
-    def get_config(self):
-        return {**super().get_config(), "rows_range": list(self.rows_range), "output_range": list(self.output_range)}
-
-
 class _Builder:
     """Builds the int8-simulating graph of a float model; one pass measures ranges, the next fake-quantizes."""
 
@@ -213,15 +194,7 @@ class _Builder:
             if index in skip:
                 continue
             following = model_layers[index + 1] if index + 1 < len(model_layers) else None
-            if isinstance(layer, InferenceBlur):
-                if self.ranges is None:
-                    x = self.quantize(layer(x), layer.name)
-                else:
-                    blur = QuantizedInferenceBlur(layer.sigma, layer.size, rows_range=self.ranges[f"{layer.name}_rows"],
-                                                  output_range=self.ranges[layer.name], name=layer.name)
-                    x = blur(x)
-                    self.scale = int8_step(*blur.output_range)
-            elif isinstance(layer, layers.Conv2D) and isinstance(following, layers.BatchNormalization):
+            if isinstance(layer, layers.Conv2D) and isinstance(following, layers.BatchNormalization):
                 x = self.conv_bn(layer, following, x)  # the ReLU that follows quantizes the fused output
                 skip.add(index + 1)
             elif isinstance(layer, (layers.ReLU, layers.Rescaling)):
@@ -257,21 +230,10 @@ def measure_ranges(model, calibration: np.ndarray) -> dict[str, tuple[float, flo
     probed = builder.build(model)
     names = list(builder.probes)
     outputs = [builder.probes[name] for name in names]
-    # The blur's first (row) pass is inside one layer: measure it with the blur's own ops on the blur's input.
-    blurs = [layer for layer in model.layers if isinstance(layer, InferenceBlur)]
     values = keras.Model(probed.input, outputs).predict(calibration[..., None].astype(np.float32), batch_size=64,
                                                         verbose=0)
     values = values if isinstance(values, list) else [values]
-    ranges = {name: (float(np.min(v)), float(np.max(v))) for name, v in zip(names, values)}
-    for blur in blurs:
-        blur_input = values[names.index(_name_before(names, blur.name))]
-        rows = ops.convert_to_numpy(blur.rows_pass(ops.convert_to_tensor(blur_input)))
-        ranges[f"{blur.name}_rows"] = (float(rows.min()), float(rows.max()))
-    return ranges
-
-
-def _name_before(names: list[str], name: str) -> str:
-    return names[names.index(name) - 1]
+    return {name: (float(np.min(v)), float(np.max(v))) for name, v in zip(names, values)}
 
 
 def quantization_aware_model(model, calibration: np.ndarray) -> keras.Model:
