@@ -95,7 +95,7 @@ def main() -> None:
 
     from edge_runtime.classifier import EmotionClassifier
     from train.data import load_fer2013
-    from train.evaluate import load_keras_model, predict_probabilities
+    from train.modelio import load_keras_model, predict_probabilities
     from train.provenance import provenance
 
     split = load_fer2013(args.data).split("PrivateTest")

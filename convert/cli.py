@@ -66,7 +66,7 @@ def calibration_build(
     reselect: bool = typer.Option(False, "--reselect", help="choose a new subset from this dataset and rewrite the manifest"),
 ) -> None:
     """Materialize the manifest's Training images as PNGs under calibration_data/ from your FER2013 copy."""
-    from convert.calibration import build_calibration
+    from train.calibration import build_calibration
     from train.data import load_fer2013
 
     calibration = build_calibration(load_fer2013(data), directory, reselect=reselect, per_class=per_class, seed=seed)

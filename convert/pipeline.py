@@ -86,11 +86,11 @@ def write_tflite(content: bytes, path: Path, mode: str, source: Path, source_sha
 
 def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | None) -> dict:
     """Convert ``model_path`` as ``options`` say; returns the report dict. Raises :class:`BudgetExceeded`."""
-    from convert.calibration import build_calibration, load_calibration
     from convert.edge_graph import batch_one_model, edge_friendly_model
     from convert.quantize import convert
+    from train.calibration import build_calibration, load_calibration
     from train.data import DATA_ENV_VAR, load_fer2013
-    from train.evaluate import load_keras_model
+    from train.modelio import load_keras_model
     from train.provenance import file_sha256, provenance
     from train.quantization import is_quantization_aware
 
@@ -215,8 +215,8 @@ def _verify(report: dict, keras_model, dataset, outputs: dict[str, Path], option
     """
     from convert.verify import compare, latency_ms, tflite_probabilities
     from train.data import stratified_subset
-    from train.evaluate import predict_probabilities
     from train.metrics import classification_report
+    from train.modelio import predict_probabilities
 
     split = dataset.split(options.split)
     if options.limit:
@@ -235,7 +235,7 @@ def _verify(report: dict, keras_model, dataset, outputs: dict[str, Path], option
                               "comparisons": {kind: compare(probabilities["keras"], probabilities[kind], split.labels)
                                               for kind in outputs}}
     if reference_path is not None:
-        from train.evaluate import load_keras_model
+        from train.modelio import load_keras_model
         from train.provenance import file_sha256
 
         reference = predict_probabilities(load_keras_model(reference_path), split.images)

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from convert.calibration import (MANIFEST_NAME, ManifestRow, build_calibration, image_fingerprint, match_manifest,
-                                 read_manifest)
 from edge_runtime.errors import DataError
 from tests.conftest import FER_HEAD_CSV, ROOT, require
+from train.calibration import (MANIFEST_NAME, ManifestRow, build_calibration, image_fingerprint, match_manifest,
+                               read_manifest)
 from train.data import FerDataset, Split, load_csv
 
 COMMITTED_MANIFEST = ROOT / "calibration_data" / MANIFEST_NAME
@@ -104,7 +104,7 @@ def test_a_copy_without_the_images_is_refused_with_the_fix(fer_full, tmp_path):
     rows = read_manifest(COMMITTED_MANIFEST)[:3]
     flipped = [ManifestRow(f"elsewhere/{row.id}", row.label,
                            bytes(255 - b for b in bytes.fromhex(row.fingerprint)).hex()) for row in rows]
-    from convert.calibration import write_manifest
+    from train.calibration import write_manifest
 
     write_manifest(flipped, tmp_path / MANIFEST_NAME)
     with pytest.raises(DataError, match="3 of 3 calibration images .* --reselect"):

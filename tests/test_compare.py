@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from edge_runtime.errors import FerError
-from train.evaluate import comparison_table, run_epochs
+from train.evaluate import comparison_table
 from train.metrics import classification_report
+from train.modelio import run_epochs
 
 
 def _results(split: str) -> dict:

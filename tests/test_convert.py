@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from convert.calibration import build_calibration, load_calibration, select_manifest
 from convert.inspect_tflite import float_ops, io_types
 from convert.pipeline import ConvertOptions, run_conversion
 from convert.quantize import convert
 from edge_runtime.errors import DataError, FerError, ModelError
 from edge_runtime.labels import LABELS
 from tests.conftest import SHIPPED_INT8, SHIPPED_KERAS, run_cli
+from train.calibration import build_calibration, load_calibration, select_manifest
 
 
 def tiny_model():
@@ -175,7 +175,7 @@ def test_shipped_int8_agrees_with_keras_on_real_private_test(fer_full):
         pytest.skip("shipped models not present")
     from convert.verify import tflite_probabilities
     from train.data import stratified_subset
-    from train.evaluate import load_keras_model, predict_probabilities
+    from train.modelio import load_keras_model, predict_probabilities
 
     subset = stratified_subset(fer_full.split("PrivateTest"), 300, 0)
     reference = predict_probabilities(load_keras_model(SHIPPED_KERAS), subset.images)

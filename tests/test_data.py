@@ -8,8 +8,8 @@ import pytest
 
 from edge_runtime.errors import DataError
 from edge_runtime.labels import LABELS
-from train.data import load_fer2013, resolve_data_path
 from tests.conftest import FER_HEAD_CSV, require
+from train.data import load_fer2013, resolve_data_path
 
 PIXELS = " ".join(str(v % 256) for v in range(2304))
 

@@ -8,8 +8,9 @@ import pytest
 
 from edge_runtime.errors import FerError
 from train.augment import AugmentConfig
-from train.fit import FitConfig, epoch_indices, fit, read_history, soft_oversampling_targets
+from train.fit import FitConfig, epoch_indices, fit, soft_oversampling_targets
 from train.leakage import audit, count_exact_duplicates, image_hashes
+from train.modelio import read_history
 
 
 def test_oversampling_draws_only_training_images_and_balances(fer_full):
@@ -48,7 +49,7 @@ def test_soft_oversampling_lifts_small_classes_part_of_the_way(fer_full):
 
 @pytest.mark.slow
 def test_one_epoch_fit_resume_and_export(fer_small, tmp_path):
-    from train.evaluate import export_run
+    from train.export import export_run
 
     run = tmp_path / "run"
     # The shipped recipe's parts: cosine schedule with warm-up, AdamW, label smoothing, soft oversampling, erasing.
@@ -56,14 +57,15 @@ def test_one_epoch_fit_resume_and_export(fer_small, tmp_path):
                   weight_decay=0.01, label_smoothing=0.1, balance="soft-oversample",
                   augment=AugmentConfig(brightness=0.2, contrast=0.3, erase_probability=0.5))
     config = FitConfig(epochs=3, **recipe)
-    first = fit(fer_small, run, FitConfig(epochs=1, **recipe), verbose=0)
-    assert first["epochs_done"] == 1 and (run / "best.keras").exists() and (run / "last.keras").exists()
+    first = fit(fer_small, run, config, verbose=0, stop_after=1)  # a paused run, as at the end of a working session
+    assert first["epochs_done"] == 1 and not first["finished"]
+    assert (run / "best.keras").exists() and (run / "last.keras").exists()
     assert first["data_checks"]["findings"] == []  # the sharp copy passes its checks
     with pytest.raises(FerError, match="--resume"):
         fit(fer_small, run, config, verbose=0)
     state = fit(fer_small, run, config, resume=True, verbose=0)
     history = read_history(run)
-    assert state["epochs_done"] == 3 and [row["epoch"] for row in history] == [1.0, 2.0, 3.0]
+    assert state["epochs_done"] == 3 and state["finished"] and [row["epoch"] for row in history] == [1.0, 2.0, 3.0]
     for row in history:
         assert 0 <= row["val_macro_f1"] <= 1 and 0 <= row["val_flip_accuracy"] <= 1
     # The resumed run stays on the cosine curve: warm-up ends at the peak, then decay towards the floor.

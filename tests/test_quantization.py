@@ -105,7 +105,7 @@ def test_the_quantization_aware_model_is_the_float_model_plus_rounding(quantizat
     reference = np.asarray(float_model.predict(images, verbose=0))
     assert np.abs(simulated - reference).max() < 0.25  # rounding noise, not a different model
     assert not np.allclose(simulated, reference)
-    from train.evaluate import load_keras_model
+    from train.modelio import load_keras_model
 
     reloaded = load_keras_model(folder / "small_qat.keras")
     np.testing.assert_allclose(np.asarray(reloaded.predict(images, verbose=0)), simulated, atol=1e-6)
@@ -125,12 +125,16 @@ def test_refuses_what_it_cannot_simulate(quantization_aware, real_faces):
 
 
 def test_fine_tuning_starts_from_the_simulated_copy_and_keeps_it_if_better(quantization_aware, fer_small, tmp_path):
-    from train.evaluate import load_keras_model
     from train.fit import FitConfig, fit
+    from train.modelio import load_keras_model
+
+    from train.calibration import MANIFEST_NAME, select_manifest, write_manifest
 
     _, _, folder = quantization_aware
-    config = FitConfig(epochs=1, batch_size=32, learning_rate=1e-4, ignore_data_checks=True,
-                       quantization_aware=str(folder / "small.keras"))
+    # The copy's ranges come from the images a calibration manifest names (fer-convert's), found in the dataset.
+    write_manifest(select_manifest(fer_small, per_class=5), tmp_path / "calibration" / MANIFEST_NAME)
+    config = FitConfig(epochs=1, batch_size=32, learning_rate=1e-4, quantization_aware=str(folder / "small.keras"),
+                       calibration_dir=str(tmp_path / "calibration"))
     state = fit(fer_small, tmp_path / "run", config, verbose=0)
     assert state["config"]["model"] == "small" and state["config"]["quantization_aware"].endswith("small.keras")
     assert 0 <= state["start_val_accuracy"] <= 1 and state["epochs_done"] == 1

@@ -8,12 +8,12 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from edge_runtime.config import Config, config_from_dict, describe_schema, load_config
 from edge_runtime.contract import budget_state, load_contract

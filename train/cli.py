@@ -47,6 +47,8 @@ def fit_command(
     erase: float = typer.Option(0.0, help="augmentation: probability of random erasing (one noise rectangle)"),
     seed: int = typer.Option(0, help="random seed (data order, augmentation, weights)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
+    stop_after: Optional[int] = typer.Option(None, help="pause after this many epochs in all (continue later with "
+                                             "--resume; the schedule still spans --epochs)"),
     limit: Optional[int] = typer.Option(None, help="use at most this many images per split (quick runs)"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed rows/images and report how many"),
     jit: bool = typer.Option(False, "--jit", help="compile with XLA (slower on small CPUs, faster on GPUs)"),
@@ -57,6 +59,8 @@ def fit_command(
         None, help="fine-tune the int8-simulating copy of this trained float .keras model (quantization-aware "
         "training; --model comes from that model); use a small --learning-rate (2e-5 for the "
         "shipped model)"),
+    calibration_dir: Path = typer.Option(Path("calibration_data"), help="with --quantization-aware: the folder whose "
+                                         "manifest.csv names the calibration images (fer-convert's)"),
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest."""
     from train.augment import AugmentConfig
@@ -71,10 +75,11 @@ def fit_command(
                        augment=AugmentConfig(rotation_deg=rotation, zoom=zoom, shift=shift, brightness=brightness,
                                              contrast=contrast, erase_probability=erase),
                        ignore_data_checks=ignore_data_checks,
-                       init_weights=init_weights or "", quantization_aware=quantization_aware or "")
+                       init_weights=init_weights or "", quantization_aware=quantization_aware or "",
+                       calibration_dir=str(calibration_dir))
     dataset = load_fer2013(data, skip_bad=skip_bad, limit_per_split=limit, seed=seed)
     default_out = Path("runs") / (f"{Path(quantization_aware).stem}_qat" if quantization_aware else model)
-    state = fit(dataset, out or default_out, config, resume=resume)
+    state = fit(dataset, out or default_out, config, resume=resume, stop_after=stop_after)
     log.info("done: %d epochs, best PublicTest accuracy %.4f at epoch %d", state["epochs_done"],
              state["best_val_accuracy"], state["best_epoch"])
 
@@ -107,8 +112,8 @@ def evaluate_command(
 ) -> None:
     """Accuracy, per-class precision/recall/F1, confusion matrices and learning curves, as JSON, Markdown and PNG."""
     from train.data import load_fer2013
-    from train.evaluate import evaluate, load_keras_model, run_epochs, write_report
-    from train.fit import read_history
+    from train.evaluate import evaluate, write_report
+    from train.modelio import load_keras_model, read_history, run_epochs
 
     keras_model = load_keras_model(model)
     report = evaluate(keras_model, load_fer2013(data, skip_bad=skip_bad), split)
@@ -126,7 +131,7 @@ def export_command(
 ) -> None:
     """Ship a run's best checkpoint with its PrivateTest metrics JSON (command, commit, epochs, wall time)."""
     from train.data import load_fer2013
-    from train.evaluate import export_run
+    from train.export import export_run
 
     summary = export_run(run, to, load_fer2013(data), report or Path("reports") / to.stem)
     log.info("shipped %s: PrivateTest accuracy %.4f, macro-F1 %.4f", to, summary["PrivateTest"]["accuracy"],

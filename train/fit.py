@@ -28,14 +28,13 @@ from edge_runtime.labels import NUM_CLASSES
 from train.augment import AugmentConfig
 from train.data import FerDataset, Split
 from train.data_checks import check_dataset
+from train.modelio import HISTORY_FIELDS, load_keras_model, to_model_input
 from train.provenance import provenance, write_json
 
 log = logging.getLogger(__name__)
 
 BALANCE_MODES = ("oversample", "soft-oversample", "class-weight", "none")
 SCHEDULES = ("plateau", "cosine")
-HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_flip_accuracy",
-                  "learning_rate", "epoch_seconds")
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,7 @@ class FitConfig:
     ignore_data_checks: bool = False
     init_weights: str = ""
     quantization_aware: str = ""  # a trained float .keras: fine-tune its int8-simulating copy (train.quantization)
+    calibration_dir: str = "calibration_data"  # its manifest names the images the copy's int8 ranges come from
     jit_compile: bool = False  # measured: XLA is ~25% slower per step on a 2-core CPU
 
 
@@ -153,11 +153,6 @@ def _training_dataset(train: Split, config: FitConfig, first_epoch: int, steps: 
     return dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(4)
 
 
-def to_model_input(images: np.ndarray) -> np.ndarray:
-    """``(N, 48, 48)`` uint8 -> ``(N, 48, 48, 1)`` float32 raw pixels, the Keras model's input."""
-    return images[..., None].astype(np.float32)
-
-
 class _Checkpointer:
     """Keras callback: checkpoints, history, plateau LR schedule and early stopping, all resumable."""
 
@@ -165,10 +160,12 @@ class _Checkpointer:
         import keras
 
         class Checkpointer(keras.callbacks.Callback):
-            def __init__(self, run_dir: Path, config: FitConfig, state: dict, validation: Split):
+            def __init__(self, run_dir: Path, config: FitConfig, state: dict, validation: Split,
+                         last_epoch: int | None):
                 super().__init__()
                 self.run_dir, self.config, self.state = run_dir, config, state
                 self.validation = validation
+                self.last_epoch = last_epoch
                 self.started = 0.0
 
             def _validation_extras(self) -> dict[str, float]:
@@ -217,6 +214,8 @@ class _Checkpointer:
                         state["stopped_early"] = True
                         self.model.stop_training = True
                         log.info("early stop: no PublicTest improvement for %d epochs", state["wait"])
+                if self.last_epoch is not None and epoch + 1 >= self.last_epoch:
+                    self.model.stop_training = True  # --stop-after: a pause, resumable, not the end of the run
                 self.model.save(self.run_dir / "last.keras")
                 write_json(self.run_dir / "state.json", state)
                 log.info("epoch %d: val_accuracy %.4f (flip TTA %.4f, macro-F1 %.4f; best %.4f at epoch %d), %.0f s",
@@ -227,11 +226,13 @@ class _Checkpointer:
 
 
 def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: bool = False,
-        verbose: int | None = None) -> dict:
+        verbose: int | None = None, stop_after: int | None = None) -> dict:
     """Train ``config.model`` on ``dataset`` into ``run_dir``; returns the final state dict.
 
     With ``resume=True`` an existing ``run_dir`` continues from ``last.keras``;
     without it an existing checkpoint is an error (nothing is overwritten).
+    ``stop_after`` pauses the run after that many epochs in all (a later call
+    with ``resume=True`` continues it, on the same learning-rate schedule).
     """
     import keras
 
@@ -263,6 +264,10 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
         import train.quantization as _qat_layers  # noqa: F401  (registers the quantization-aware layers for loading)
 
         model = keras.models.load_model(last)
+        planned = state.get("config", {}).get("epochs", config.epochs)
+        if state.get("config", {}).get("schedule") == "cosine" and planned != config.epochs:
+            log.warning("the cosine schedule of %s was set for %d epochs when the run started; --epochs %d does not "
+                        "change it (epochs past %d train at the floor rate)", run_dir, planned, config.epochs, planned)
         _truncate_history(run_dir / "history.csv", state["epochs_done"])
         log.info("resuming %s after epoch %d (best PublicTest accuracy %.4f)", run_dir, state["epochs_done"],
                  state["best_val_accuracy"])
@@ -272,12 +277,11 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "history.csv").unlink(missing_ok=True)
         if config.quantization_aware:
-            model = _quantization_aware_start(config.quantization_aware, dataset)
+            model = _quantization_aware_start(config.quantization_aware, dataset, Path(config.calibration_dir))
             config = replace(config, model=model.name.removesuffix("_qat"))
         else:
             model = build_model(config.model)
         if config.init_weights:
-            from train.evaluate import load_keras_model
             from train.models import copy_weights
 
             copied = copy_weights(load_keras_model(config.init_weights), model)
@@ -307,22 +311,27 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
         log.info("quantization-aware copy before fine-tuning: PublicTest accuracy %.4f", start_accuracy)
     model.fit(_training_dataset(train, config, first_epoch, steps), epochs=config.epochs, initial_epoch=first_epoch,
               steps_per_epoch=steps, validation_data=validation_data, validation_batch_size=256,
-              class_weight=weights, callbacks=[_Checkpointer(run_dir, config, state, validation)], verbose=verbose,
-              shuffle=False)  # the dataset is already shuffled per epoch, reproducibly
-    state["finished"] = True
+              class_weight=weights, callbacks=[_Checkpointer(run_dir, config, state, validation, stop_after)],
+              verbose=verbose, shuffle=False)  # the dataset is already shuffled per epoch, reproducibly
+    state["finished"] = state["epochs_done"] >= config.epochs or bool(state.get("stopped_early"))
     write_json(state_file, state)
     return state
 
 
-def _quantization_aware_start(float_model_path: str, dataset: FerDataset):
-    """The int8-simulating copy of a trained float model, calibrated on fer-convert's Training subset."""
-    from convert.calibration import select_indices
-    from train.evaluate import load_keras_model
+def _quantization_aware_start(float_model_path: str, dataset: FerDataset, calibration_dir: Path):
+    """The int8-simulating copy of a trained float model, its ranges from fer-convert's calibration images.
+
+    The images are those of the manifest in ``calibration_dir`` (the checked-in
+    ``calibration_data/manifest.csv`` by default), found in ``dataset`` as
+    ``fer-convert`` finds them, so both measure ranges on the same faces.
+    """
+    from train.calibration import MANIFEST_NAME, manifest_images
     from train.quantization import quantization_aware_model
 
-    calibration = dataset.split("Training").images[select_indices(dataset)]
+    calibration = manifest_images(dataset, calibration_dir / MANIFEST_NAME)
     model = quantization_aware_model(load_keras_model(float_model_path), calibration)
-    log.info("quantization-aware fine-tuning of %s (ranges from %d Training images)", float_model_path, len(calibration))
+    log.info("quantization-aware fine-tuning of %s (ranges from %d calibration images)", float_model_path,
+             len(calibration))
     return model
 
 
@@ -336,9 +345,3 @@ def _truncate_history(path: Path, epochs_done: int) -> None:
         writer = csv.DictWriter(handle, HISTORY_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-
-
-def read_history(run_dir: str | Path) -> list[dict[str, float]]:
-    """The per-epoch learning curves written by :func:`fit`."""
-    with open(Path(run_dir) / "history.csv", newline="") as handle:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]

@@ -65,7 +65,8 @@ def leaky_split(dataset: FerDataset, seed: int, test_fraction: float = 0.1,
 def audit(dataset: FerDataset, *, seed: int = 0, model: str = "cnn", epochs: int = 0,
           work_dir: str | Path = "runs/audit") -> dict:
     """Duplicate counts under both protocols; with ``epochs > 0`` also the accuracy of ``model`` under each."""
-    from train.evaluate import evaluate, load_keras_model
+    from train.evaluate import evaluate
+    from train.modelio import load_keras_model
 
     leaky = leaky_split(dataset, seed)
     result = {"seed": seed, "protocols": {}}

@@ -35,6 +35,7 @@ import numpy as np
 from keras import layers, ops
 
 from edge_runtime.errors import FerError
+from train.explicit_lstm import explicit_lstm
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,6 @@ class _Builder:
 
     def lstm(self, lstm, sequence):
         """The LSTM as the converter's explicit gates and steps, every stored tensor rounded."""
-        from convert.edge_graph import explicit_lstm
-
         fixed = {"sigmoid": LOGISTIC_RANGE, "tanh": TANH_RANGE}
         for role, activation in (("gate", lstm.recurrent_activation), ("cell", lstm.activation)):
             if activation.__name__ not in fixed:

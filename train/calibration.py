@@ -170,6 +170,25 @@ def match_manifest(rows: list[ManifestRow], dataset: FerDataset) -> tuple[list[i
     return found, how
 
 
+def manifest_images(dataset: FerDataset, manifest: str | Path = DEFAULT_DIR / MANIFEST_NAME) -> np.ndarray:
+    """The manifest's calibration images as found in ``dataset`` (``(N, 48, 48)`` uint8), without writing files."""
+    rows = read_manifest(manifest)
+    found, how = match_manifest(rows, dataset)
+    missing = [row.id for row, index in zip(rows, found) if index is None]
+    if missing:
+        raise DataError(_missing_message(missing, len(rows), manifest, dataset))
+    log.info("%d calibration images from %s (%d found by id, %d by fingerprint)", len(rows), manifest, how["id"],
+             how["fingerprint"])
+    return dataset.split("Training").images[np.asarray(found)]
+
+
+def _missing_message(missing: list[str], total: int, manifest: str | Path, dataset: FerDataset) -> str:
+    return (f"{len(missing)} of {total} calibration images in {manifest} are not in the Training split of "
+            f"{dataset.source}, by id or by a fingerprint within {MATCH_TOLERANCE_BITS} bits (first: {missing[0]}); "
+            "your copy lacks those images: run `fer-convert calibration build --data ... --reselect` to choose a "
+            "subset from it")
+
+
 def build_calibration(dataset: FerDataset, directory: str | Path = DEFAULT_DIR, *, reselect: bool = False,
                       per_class: int = DEFAULT_PER_CLASS, seed: int = 0) -> CalibrationSet:
     """Materialize the manifest's images from ``dataset`` as PNGs under ``directory/<class>/``.
@@ -188,10 +207,7 @@ def build_calibration(dataset: FerDataset, directory: str | Path = DEFAULT_DIR, 
     found, how = match_manifest(rows, dataset)
     missing = [row.id for row, index in zip(rows, found) if index is None]
     if missing:
-        raise DataError(f"{len(missing)} of {len(rows)} calibration images in {manifest_path} are not in the Training "
-                        f"split of {dataset.source}, by id or by a fingerprint within {MATCH_TOLERANCE_BITS} bits "
-                        f"(first: {missing[0]}); your copy lacks those images: run "
-                        "`fer-convert calibration build --data ... --reselect` to choose a subset from it")
+        raise DataError(_missing_message(missing, len(rows), manifest_path, dataset))
     for label_name in LABELS:
         for stale in (directory / label_name).glob("*.png") if (directory / label_name).is_dir() else ():
             stale.unlink()

@@ -1,0 +1,64 @@
+"""Reading what training writes: Keras models, predictions on raw pixels, a run's history and epoch counts.
+
+Both :mod:`train.fit` and :mod:`train.evaluate` (and :mod:`train.export`,
+:mod:`convert`) use these, so none of them imports another for them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.errors import ModelError
+
+HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_flip_accuracy",
+                  "learning_rate", "epoch_seconds")
+
+
+def load_keras_model(path: str | Path):
+    """Load a ``.keras`` model with a clear error for a missing or unreadable file."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist; train one with `fer-train fit` or pass the right path")
+    if path.suffix != ".keras":
+        raise ModelError(f"{path} is not a .keras model file; pass the .keras file written by `fer-train fit`")
+    import train.quantization as _qat_layers  # noqa: F401  (registers the quantization-aware layers for loading)
+
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # Keras raises many types for corrupt archives
+        raise ModelError(f"cannot load Keras model {path}: {error.__class__.__name__}: {error}") from error
+
+
+def to_model_input(images: np.ndarray) -> np.ndarray:
+    """``(N, 48, 48)`` uint8 -> ``(N, 48, 48, 1)`` float32 raw pixels, the Keras model's input."""
+    return images[..., None].astype(np.float32)
+
+
+def predict_probabilities(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities for ``(N, 48, 48)`` uint8 images (raw pixels, as every project model expects)."""
+    return np.asarray(model.predict(to_model_input(images), batch_size=batch_size, verbose=0))
+
+
+def read_history(run_dir: str | Path) -> list[dict[str, float]]:
+    """The per-epoch learning curves written by :func:`train.fit.fit`."""
+    with open(Path(run_dir) / "history.csv", newline="") as handle:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
+
+
+def epoch_summary(state: dict) -> dict:
+    """The epoch counts of a run's ``state.json``, under the keys metrics files and the Table 8 layout use."""
+    return {"epochs_run": state["epochs_done"], "best_epoch": state["best_epoch"]}
+
+
+def run_epochs(model_path: str | Path) -> dict:
+    """``epochs_run`` and ``best_epoch`` of the run a checkpoint sits in (its ``state.json``), or ``{}`` if none."""
+    state_file = Path(model_path).parent / "state.json"
+    if not state_file.is_file():
+        return {}
+    return epoch_summary(json.loads(state_file.read_text()))
