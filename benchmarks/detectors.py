@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge_runtime.detectors import DETECTORS, DetectorOptions, find_faces, make_detector  # noqa: E402
-from edge_runtime.errors import FerError  # noqa: E402
+from edge_runtime.core.errors import FerError  # noqa: E402
 from edge_runtime.sources import VideoFileSource  # noqa: E402
 
 

@@ -20,8 +20,8 @@ import logging
 
 import numpy as np
 
-from edge_runtime.errors import FerError
-from edge_runtime.preprocessing import INPUT_SIZE
+from edge_runtime.core.errors import FerError
+from edge_runtime.core.preprocessing import INPUT_SIZE
 from train.explicit_lstm import explicit_lstm
 
 log = logging.getLogger(__name__)

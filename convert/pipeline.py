@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from convert.quantize import IO_TYPES, QUANTIZE_MODES
-from edge_runtime.contract import ModelContract, TensorSpec, write_contract
-from edge_runtime.errors import FerError
-from edge_runtime.labels import LABELS
-from edge_runtime.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION
+from edge_runtime.core.contract import ModelContract, TensorSpec, write_contract
+from edge_runtime.core.errors import FerError
+from edge_runtime.core.labels import LABELS
+from edge_runtime.core.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION
 
 log = logging.getLogger(__name__)
 

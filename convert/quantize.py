@@ -15,8 +15,8 @@ from typing import Iterable
 
 import numpy as np
 
-from edge_runtime.errors import FerError
-from edge_runtime.preprocessing import INPUT_SIZE
+from edge_runtime.core.errors import FerError
+from edge_runtime.core.preprocessing import INPUT_SIZE
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.labels import LABELS
+from edge_runtime.core.labels import LABELS
 from train.provenance import write_json
 
 KIND_TITLES = {"keras": "Keras float", "float32": "TFLite float32", "float16": "TFLite float16",

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.classifier import EmotionClassifier
-from edge_runtime.contract import load_contract
+from edge_runtime.core.contract import load_contract
 from edge_runtime.interpreter import make_interpreter
-from edge_runtime.labels import LABELS
+from edge_runtime.core.labels import LABELS
 from train.metrics import classification_report
 
 log = logging.getLogger(__name__)

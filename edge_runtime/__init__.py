@@ -1,9 +1,8 @@
 """On-device facial expression recognition runtime (no TensorFlow).
 
-Also home of the pieces every stage of the toolkit shares: the FER2013 label
-order (:mod:`edge_runtime.labels`), the one preprocessing function
-(:mod:`edge_runtime.preprocessing`) and the project error type
-(:mod:`edge_runtime.errors`).
+:mod:`edge_runtime.core` holds the pieces every stage of the toolkit shares
+(label order, errors, preprocessing, model contract, CLI support); the rest of
+this package is the runtime itself.
 """
 
 __version__ = "0.1.0"

@@ -12,8 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge_runtime.contract import ModelContract, TensorSpec, load_contract, verification_summary
-from edge_runtime.errors import ModelError
+from edge_runtime.core.contract import ModelContract, TensorSpec, load_contract, verification_summary
+from edge_runtime.core.errors import ModelError
 from edge_runtime.interpreter import EdgeTpuError, make_interpreter
 
 log = logging.getLogger(__name__)

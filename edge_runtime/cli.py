@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from edge_runtime.cli_support import run_cli
+from edge_runtime.core.cli_support import run_cli
 
 log = logging.getLogger("edge-runtime")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from edge_runtime.errors import ConfigError
+from edge_runtime.core.errors import ConfigError
 
 
 def setting(default, doc: str, *, choices: tuple | None = None, minimum: float | None = None,

@@ -13,8 +13,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from edge_runtime.contract import ModelContract, budget_state
-from edge_runtime.errors import ConfigError
+from edge_runtime.core.contract import ModelContract, budget_state
+from edge_runtime.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

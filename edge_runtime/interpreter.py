@@ -1,9 +1,8 @@
 """Choosing a TFLite interpreter and a backend (CPU with XNNPACK, or a Coral Edge TPU).
 
 Interpreter packages in order of preference: ``ai_edge_litert`` (LiteRT, the
-maintained one), ``tflite_runtime`` (stopped at 2.14, Python <= 3.11), then
-``tensorflow.lite`` as a desktop fallback only. The runtime never imports
-TensorFlow unless both light packages are missing.
+maintained one), then ``tflite_runtime`` (stopped at 2.14, Python <= 3.11).
+The runtime never imports TensorFlow (an import-linter contract says so).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import platform
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-from edge_runtime.errors import FerError, ModelError
+from edge_runtime.core.errors import FerError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +48,8 @@ def interpreter_api() -> InterpreterApi:
         return InterpreterApi(Interpreter, load_delegate, "tflite_runtime")
     except ImportError:
         pass
-    try:
-        import tensorflow as tf  # desktop fallback only; on a device install ai-edge-litert
-
-        return InterpreterApi(tf.lite.Interpreter, tf.lite.experimental.load_delegate, "tensorflow.lite")
-    except ImportError:
-        raise FerError("no TFLite interpreter found; install one with `pip install ai-edge-litert` "
-                       "(or tflite-runtime on Python <= 3.11)") from None
+    raise FerError("no TFLite interpreter found; install one with `pip install ai-edge-litert` "
+                   "(or tflite-runtime on Python <= 3.11)")
 
 
 def is_edgetpu_compiled(model_path: str | Path) -> bool:

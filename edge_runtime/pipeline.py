@@ -21,7 +21,7 @@ import numpy as np
 from edge_runtime.classifier import EmotionClassifier
 from edge_runtime.config import Config
 from edge_runtime.detectors import Box, DetectorOptions, FaceDetector, crop_face, find_faces, make_detector
-from edge_runtime.preprocessing import preprocess_face
+from edge_runtime.core.preprocessing import preprocess_face
 from edge_runtime.smoothing import FaceSmoother
 from edge_runtime.sources import Frame, FrameSource, open_source
 

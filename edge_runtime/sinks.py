@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from edge_runtime.errors import ConfigError
+from edge_runtime.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

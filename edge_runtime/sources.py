@@ -17,7 +17,7 @@ from typing import Callable, Iterator, NamedTuple, Protocol
 import cv2
 import numpy as np
 
-from edge_runtime.errors import FerError
+from edge_runtime.core.errors import FerError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.errors import DataError
+from edge_runtime.core.errors import DataError
 from tests.conftest import FER_HEAD_CSV, ROOT, require
 from train.calibration import (MANIFEST_NAME, ManifestRow, build_calibration, image_fingerprint, match_manifest,
                                read_manifest)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from edge_runtime.errors import FerError
+from edge_runtime.core.errors import FerError
 from train.evaluate import comparison_table
 from train.metrics import classification_report
 from train.modelio import run_epochs

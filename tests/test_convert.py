@@ -9,8 +9,8 @@ import pytest
 from convert.inspect_tflite import float_ops, io_types
 from convert.pipeline import ConvertOptions, run_conversion
 from convert.quantize import convert
-from edge_runtime.errors import DataError, FerError, ModelError
-from edge_runtime.labels import LABELS
+from edge_runtime.core.errors import DataError, FerError, ModelError
+from edge_runtime.core.labels import LABELS
 from tests.conftest import SHIPPED_INT8, SHIPPED_KERAS, run_cli
 from train.calibration import build_calibration, load_calibration, select_manifest
 

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.errors import DataError
-from edge_runtime.labels import LABELS
+from edge_runtime.core.errors import DataError
+from edge_runtime.core.labels import LABELS
 from tests.conftest import FER_HEAD_CSV, require
 from train.data import load_fer2013, resolve_data_path
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.errors import DataError
+from edge_runtime.core.errors import DataError
 from train.data import FerDataset, Split
 from train.data_checks import check_dataset, estimate_blur_sigma, sharpness
 from train.fit import FitConfig, fit

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from edge_runtime.errors import FerError
+from edge_runtime.core.errors import FerError
 from train.augment import AugmentConfig
 from train.fit import FitConfig, epoch_indices, fit, soft_oversampling_targets
 from train.leakage import audit, count_exact_duplicates, image_hashes

@@ -2,7 +2,7 @@
 
 import pytest
 
-from edge_runtime.errors import FerError
+from edge_runtime.core.errors import FerError
 from train.models import MODEL_BUILDERS, PAPER_PARAMETER_COUNTS, build_model
 
 

@@ -5,8 +5,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from edge_runtime.errors import FerError
-from edge_runtime.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION, preprocess_batch, preprocess_face
+from edge_runtime.core.errors import FerError
+from edge_runtime.core.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION, preprocess_batch, preprocess_face
 
 
 def _synthetic_bgr() -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 from convert.inspect_tflite import float_ops, io_types
 from convert.pipeline import ConvertOptions, run_conversion
 from convert.quantize import convert
-from edge_runtime.errors import FerError
+from edge_runtime.core.errors import FerError
 from train.quantization import FakeQuant, is_quantization_aware, quantization_aware_model
 
 

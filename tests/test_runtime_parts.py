@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from edge_runtime.classifier import dequantize, quantize_input
-from edge_runtime.contract import TensorSpec, budget_state, load_contract, verification_summary
+from edge_runtime.core.contract import TensorSpec, budget_state, load_contract, verification_summary
 from edge_runtime.detectors import Box, DetectorOptions, crop_face, find_faces
-from edge_runtime.errors import FerError, ModelError
+from edge_runtime.core.errors import FerError, ModelError
 from edge_runtime.interpreter import EdgeTpuError, InterpreterApi, make_interpreter
-from edge_runtime.labels import LABELS
+from edge_runtime.core.labels import LABELS
 from edge_runtime.smoothing import UNCERTAIN, FaceSmoother, decide, iou
 from edge_runtime.sources import CameraSource, open_source
 from tests.conftest import SHIPPED_INT8, require
@@ -211,7 +211,7 @@ def test_edgetpu_errors_are_distinct(tmp_path, monkeypatch):
 
 def test_detector_registry_errors(tmp_path):
     from edge_runtime.detectors import make_detector
-    from edge_runtime.errors import ConfigError
+    from edge_runtime.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown detector 'dlib'; choose one of blazeface, haar, yunet"):
         make_detector("dlib", DetectorOptions())

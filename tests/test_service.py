@@ -16,8 +16,8 @@ import pytest
 import tomllib
 
 from edge_runtime.config import Config, config_from_dict, describe_schema, load_config
-from edge_runtime.contract import budget_state, load_contract
-from edge_runtime.errors import ConfigError
+from edge_runtime.core.contract import budget_state, load_contract
+from edge_runtime.core.errors import ConfigError
 from edge_runtime.sinks import MqttSink, RotatingFileSink
 from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, require, run_cli
 

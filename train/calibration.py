@@ -28,9 +28,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from edge_runtime.errors import DataError
-from edge_runtime.labels import LABEL_TO_INDEX, LABELS, NUM_CLASSES
-from edge_runtime.preprocessing import INPUT_SIZE
+from edge_runtime.core.errors import DataError
+from edge_runtime.core.labels import LABEL_TO_INDEX, LABELS, NUM_CLASSES
+from edge_runtime.core.preprocessing import INPUT_SIZE
 from train.data import FerDataset
 
 log = logging.getLogger(__name__)

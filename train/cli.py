@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from edge_runtime.cli_support import run_cli
-from edge_runtime.errors import FerError
+from edge_runtime.core.cli_support import run_cli
+from edge_runtime.core.errors import FerError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and evaluate the seed paper's CNN / CNN+LSTM models on FER2013 (honest protocol).")

@@ -2,7 +2,7 @@
 
 Both return a :class:`FerDataset`: per split (Training, PublicTest,
 PrivateTest) the images as ``(N, 48, 48)`` uint8 arrays that went through the
-shared :func:`edge_runtime.preprocessing.preprocess_face`, their labels in the
+shared :func:`edge_runtime.core.preprocessing.preprocess_face`, their labels in the
 FER2013 order, and stable ids (``csv:<row>`` for CSV rows counted from 0 after
 the header, the relative image path for image folders) so a subset such as the
 calibration set can be named without copying pixels.
@@ -23,9 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_runtime.errors import DataError
-from edge_runtime.labels import LABEL_TO_INDEX, LABELS, NUM_CLASSES
-from edge_runtime.preprocessing import INPUT_SIZE, preprocess_face
+from edge_runtime.core.errors import DataError
+from edge_runtime.core.labels import LABEL_TO_INDEX, LABELS, NUM_CLASSES
+from edge_runtime.core.preprocessing import INPUT_SIZE, preprocess_face
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from edge_runtime.errors import FerError
+from edge_runtime.core.errors import FerError
 from train.data import FerDataset
 from train.metrics import classification_report, confusion_table, per_class_table
 from train.modelio import predict_probabilities

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.errors import FerError
+from edge_runtime.core.errors import FerError
 
 GATES = ("input", "forget", "cell", "output")  # Keras' order of the 4 gate blocks in kernel and bias
 

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from edge_runtime.errors import ModelError
+from edge_runtime.core.errors import ModelError
 from train.data import FerDataset
 from train.evaluate import evaluate, write_report
 from train.modelio import epoch_summary, load_keras_model, read_history

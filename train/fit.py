@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.errors import DataError, FerError
-from edge_runtime.labels import NUM_CLASSES
+from edge_runtime.core.errors import DataError, FerError
+from edge_runtime.core.labels import NUM_CLASSES
 from train.augment import AugmentConfig
 from train.data import FerDataset, Split
 from train.data_checks import check_dataset

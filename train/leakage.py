@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.labels import NUM_CLASSES
+from edge_runtime.core.labels import NUM_CLASSES
 from train.data import FerDataset, Split, pixel_digest
 
 log = logging.getLogger(__name__)

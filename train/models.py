@@ -18,9 +18,9 @@ from typing import Callable
 import keras
 from keras import layers
 
-from edge_runtime.errors import FerError
-from edge_runtime.labels import NUM_CLASSES
-from edge_runtime.preprocessing import INPUT_SIZE
+from edge_runtime.core.errors import FerError
+from edge_runtime.core.labels import NUM_CLASSES
+from edge_runtime.core.preprocessing import INPUT_SIZE
 
 INPUT_SHAPE = (INPUT_SIZE, INPUT_SIZE, 1)
 

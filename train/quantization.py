@@ -34,7 +34,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from edge_runtime.errors import FerError
+from edge_runtime.core.errors import FerError
 from train.explicit_lstm import explicit_lstm
 
 log = logging.getLogger(__name__)

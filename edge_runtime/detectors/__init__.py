@@ -14,7 +14,7 @@ from edge_runtime.detectors.base import Box, DetectorOptions, FaceDetector, crop
 from edge_runtime.detectors.blazeface import BlazeFaceDetector
 from edge_runtime.detectors.haar import HaarDetector
 from edge_runtime.detectors.yunet import YuNetDetector
-from edge_runtime.errors import ConfigError
+from edge_runtime.core.errors import ConfigError
 
 DETECTORS: dict[str, Callable[[DetectorOptions], FaceDetector]] = {
     "blazeface": BlazeFaceDetector,

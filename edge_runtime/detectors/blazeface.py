@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from edge_runtime.detectors.base import Box, DetectorOptions
-from edge_runtime.errors import ConfigError, ModelError
+from edge_runtime.core.errors import ConfigError, ModelError
 from edge_runtime.interpreter import make_interpreter
 
 BUNDLED_MODEL = Path(__file__).with_name("blazeface_short_range.tflite")

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from edge_runtime.detectors.base import Box, DetectorOptions
-from edge_runtime.errors import FerError
+from edge_runtime.core.errors import FerError
 
 
 class HaarDetector:

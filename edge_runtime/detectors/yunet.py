@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edge_runtime.detectors.base import Box, DetectorOptions
-from edge_runtime.errors import ConfigError
+from edge_runtime.core.errors import ConfigError
 
 
 class YuNetDetector:

@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from edge_runtime.errors import FerError
+from edge_runtime.core.errors import FerError
 
 
 def setup_logging(level: str | int = "INFO") -> None:

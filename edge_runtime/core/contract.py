@@ -12,9 +12,9 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edge_runtime.errors import ModelError
-from edge_runtime.labels import LABELS
-from edge_runtime.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION
+from edge_runtime.core.errors import ModelError
+from edge_runtime.core.labels import LABELS
+from edge_runtime.core.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION
 
 CONTRACT_FORMAT = "fer-edge-model/1"
 

@@ -15,7 +15,7 @@ from typing import Final
 import cv2
 import numpy as np
 
-from edge_runtime.errors import FerError
+from edge_runtime.core.errors import FerError
 
 INPUT_SIZE: Final[int] = 48
 PREPROCESSING_VERSION: Final[str] = "gray-area48-u8-v1"
