@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
-from edge_runtime.core.cli_support import run_cli
+from convert.quantize import IO_TYPES, QUANTIZE_MODES
+from edge_runtime.core.cli_support import require_extra, run_cli
+from train.data import SPLITS
 
 log = logging.getLogger("fer-convert")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,12 +27,12 @@ def _calibration_group() -> None:
 
 def convert_main(
     model: Path = typer.Argument(..., help="the trained .keras model"),
-    quantize: str = typer.Option("int8", help="none (float32), float16, dynamic or int8 (full integer)"),
-    io: str = typer.Option("uint8", "--io", help="int8 models' input/output type: uint8, int8 or float32"),
+    quantize: Literal[QUANTIZE_MODES] = typer.Option("int8", help="none (float32), float16, dynamic or int8 (full integer)"),
+    io: Literal[IO_TYPES] = typer.Option("uint8", "--io", help="int8 models' input/output type: uint8, int8 or float32"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP + "; builds calibration_data/ and verifies"),
     max_drop: float = typer.Option(1.0, help="fail when accuracy drops more than this many percentage points"),
     min_agreement: float = typer.Option(97.0, help="fail when top-1 agreement with the float model is below this %"),
-    split: str = typer.Option("PrivateTest", help="held-out split to verify on"),
+    split: Literal[SPLITS] = typer.Option("PrivateTest", help="held-out split to verify on"),
     out: Path = typer.Option(Path("models"), help="folder for the .tflite files and their .json sidecars"),
     report_dir: Path = typer.Option(Path("reports/conversion"), help="folder for the Markdown/JSON/HTML reports"),
     calibration_dir: Path = typer.Option(Path("calibration_data"), help="calibration set folder"),
@@ -46,6 +48,7 @@ def convert_main(
         "quantization-aware model: the float model it was fine-tuned from, as its .metrics.json records)"),
 ) -> None:
     """Convert MODEL, verify float vs quantized on held-out data, write reports; exit non-zero over budget."""
+    require_extra("train")
     from convert.pipeline import ConvertOptions, run_conversion
 
     options = ConvertOptions(quantize=quantize, io_type=io, max_drop_pp=max_drop, min_agreement=min_agreement / 100,

@@ -3,7 +3,8 @@
 import pytest
 
 from edge_runtime.core.errors import FerError
-from train.models import MODEL_BUILDERS, PAPER_PARAMETER_COUNTS, build_model
+from train.models import MODEL_BUILDERS, build_model
+from train.paper import MODEL_NAMES, PAPER_PARAMETER_COUNTS
 
 
 @pytest.mark.parametrize("name, expected", [("cnn", 117_031), ("cnn_lstm_small", 303_495), ("cnn_lstm", 457_863)])
@@ -32,3 +33,8 @@ def test_lstms_are_unrolled_for_tflite():
 def test_unknown_model():
     with pytest.raises(FerError, match="unknown model 'resnet'"):
         build_model("resnet")
+
+
+def test_the_cli_names_are_the_builders_names():
+    """The CLI validates --model against train.paper (no Keras import); the builders must use the same names."""
+    assert tuple(MODEL_BUILDERS) == MODEL_NAMES

@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import tensorflow as tf
-
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -34,7 +32,9 @@ class AugmentConfig:
     erase_area: tuple[float, float] = (0.02, 0.2)
 
 
-def _photometric(images: tf.Tensor, seeds: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
+def _photometric(images, seeds, config: AugmentConfig):
+    import tensorflow as tf
+
     batch = tf.shape(images)[0]
     if config.contrast > 0:
         factor = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[0], 1.0 - config.contrast, 1.0 + config.contrast)
@@ -46,8 +46,10 @@ def _photometric(images: tf.Tensor, seeds: tf.Tensor, config: AugmentConfig) -> 
     return tf.clip_by_value(images, 0.0, 255.0)
 
 
-def _random_erase(images: tf.Tensor, seeds: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
+def _random_erase(images, seeds, config: AugmentConfig):
     """Random erasing (Zhong et al. 2020): one noise-filled rectangle per chosen image."""
+    import tensorflow as tf
+
     shape = tf.shape(images)
     batch, height, width = shape[0], tf.cast(shape[1], tf.float32), shape[2]
     low, high = config.erase_area
@@ -66,8 +68,10 @@ def _random_erase(images: tf.Tensor, seeds: tf.Tensor, config: AugmentConfig) ->
     return tf.where(inside[..., None], noise, images)
 
 
-def augment_batch(images: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
-    """Augment a float32 ``(B, H, W, 1)`` batch with draws keyed by the int64 ``seed`` pair."""
+def augment_batch(images, seed, config: AugmentConfig):
+    """Augment a float32 ``(B, H, W, 1)`` tensor batch with draws keyed by the int64 ``seed`` tensor pair."""
+    import tensorflow as tf  # here, not at the top: the CLI reads AugmentConfig without loading TensorFlow
+
     batch = tf.shape(images)[0]
     height = tf.cast(tf.shape(images)[1], tf.float32)
     width = tf.cast(tf.shape(images)[2], tf.float32)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
-from edge_runtime.core.cli_support import run_cli
+from edge_runtime.core.cli_support import require_extra, run_cli
 from edge_runtime.core.errors import FerError
+from train.data import SPLITS
+from train.fit import BALANCE_MODES, SCHEDULES
+from train.paper import MODEL_NAMES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and evaluate the seed paper's CNN / CNN+LSTM models on FER2013 (honest protocol).")
@@ -25,16 +28,17 @@ def _group() -> None:
 
 @app.command("fit")
 def fit_command(
-    model: str = typer.Option("cnn_lstm", help="cnn (Model 1), cnn_lstm_small (Model 2) or cnn_lstm (Model 3)"),
+    model: Literal[MODEL_NAMES] = typer.Option("cnn_lstm", help="cnn (Model 1), cnn_lstm_small (Model 2) or cnn_lstm "
+                                               "(Model 3)"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     out: Optional[Path] = typer.Option(None, help="run folder for checkpoints and logs (default runs/<model>)"),
     epochs: int = typer.Option(100, help="maximum number of epochs"),
     batch_size: int = typer.Option(64, help="batch size"),
     learning_rate: float = typer.Option(1e-3, help="Adam learning rate"),
-    balance: str = typer.Option("oversample", help="oversample (RandomOverSampler on Training only, to equal classes), "
+    balance: Literal[BALANCE_MODES] = typer.Option("oversample", help="oversample (RandomOverSampler on Training only, to equal classes), "
                                 "soft-oversample (each class to sqrt(count x largest)), class-weight or none"),
     patience: int = typer.Option(15, help="early stop after this many epochs without PublicTest improvement"),
-    schedule: str = typer.Option("plateau", help="plateau (halve the rate after 5 flat epochs) or cosine "
+    schedule: Literal[SCHEDULES] = typer.Option("plateau", help="plateau (halve the rate after 5 flat epochs) or cosine "
                                  "(warm-up, then cosine decay to 1e-5 at --epochs)"),
     warmup_epochs: int = typer.Option(0, help="epochs of linear warm-up from a tenth of the rate (cosine only)"),
     weight_decay: float = typer.Option(0.0, help="AdamW decoupled weight decay (0 = plain Adam)"),
@@ -63,12 +67,11 @@ def fit_command(
                                          "manifest.csv names the calibration images (fer-convert's)"),
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest."""
+    require_extra("train")
     from train.augment import AugmentConfig
     from train.data import load_fer2013
     from train.fit import FitConfig, fit
-    from train.models import build_model
 
-    build_model(model)  # an unknown name fails here, before the dataset is read
     config = FitConfig(model=model, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        balance=balance, seed=seed, patience=patience, jit_compile=jit, schedule=schedule,
                        warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing,
@@ -105,12 +108,13 @@ def check_data_command(
 def evaluate_command(
     model: Path = typer.Argument(..., help="a .keras model written by fer-train"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    split: str = typer.Option("PrivateTest", help="Training, PublicTest or PrivateTest"),
+    split: Literal[SPLITS] = typer.Option("PrivateTest", help="Training, PublicTest or PrivateTest"),
     out: Optional[Path] = typer.Option(None, help="report folder (default reports/<model file stem>)"),
     history: Optional[Path] = typer.Option(None, help="history.csv of the run, for the learning-curve plot"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed rows/images and report how many"),
 ) -> None:
     """Accuracy, per-class precision/recall/F1, confusion matrices and learning curves, as JSON, Markdown and PNG."""
+    require_extra("train")
     from train.data import load_fer2013
     from train.evaluate import evaluate, write_report
     from train.modelio import load_keras_model, read_history, run_epochs
@@ -130,6 +134,7 @@ def export_command(
     report: Optional[Path] = typer.Option(None, help="report folder (default reports/<destination stem>)"),
 ) -> None:
     """Ship a run's best checkpoint with its PrivateTest metrics JSON (command, commit, epochs, wall time)."""
+    require_extra("train")
     from train.data import load_fer2013
     from train.export import export_run
 
@@ -154,13 +159,14 @@ def compare_command(
 @app.command("audit-leakage")
 def audit_command(
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    model: str = typer.Option("cnn", help="model trained under both protocols (cnn is the cheapest)"),
+    model: Literal[MODEL_NAMES] = typer.Option("cnn", help="model trained under both protocols (cnn is the cheapest)"),
     epochs: int = typer.Option(0, help="epochs per protocol; 0 counts duplicates only"),
     seed: int = typer.Option(0, help="random seed"),
     out: Path = typer.Option(Path("reports/leakage"), help="report folder (audit.json, audit.md)"),
     limit: Optional[int] = typer.Option(None, help="use at most this many images per split (quick runs)"),
 ) -> None:
     """Reproduce the paper's oversample-then-split protocol next to the honest one and count leaked test images."""
+    require_extra("train")
     from train.data import load_fer2013
     from train.leakage import audit, audit_markdown
     from train.provenance import provenance, write_json

@@ -10,7 +10,7 @@ from edge_runtime.core.errors import FerError
 from train.data import FerDataset
 from train.metrics import classification_report, confusion_table, per_class_table
 from train.modelio import predict_probabilities
-from train.models import PAPER_NAMES, PAPER_PARAMETER_COUNTS
+from train.paper import PAPER_NAMES, PAPER_PARAMETER_COUNTS
 from train.provenance import provenance, write_json
 
 log = logging.getLogger(__name__)

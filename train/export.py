@@ -10,7 +10,7 @@ from edge_runtime.core.errors import ModelError
 from train.data import FerDataset
 from train.evaluate import evaluate, write_report
 from train.modelio import epoch_summary, load_keras_model, read_history
-from train.models import PAPER_NAMES
+from train.paper import PAPER_NAMES
 from train.provenance import file_sha256, provenance, write_json
 
 

@@ -91,9 +91,6 @@ MODEL_BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "cnn_lstm_small": build_cnn_lstm_small,
     "cnn_lstm": build_cnn_lstm,
 }
-# The parameter counts printed in the seed paper's tables.
-PAPER_PARAMETER_COUNTS = {"cnn": 117_031, "cnn_lstm_small": 303_495, "cnn_lstm": 457_863}
-PAPER_NAMES = {"cnn": "Model 1 (CNN)", "cnn_lstm_small": "Model 2 (CNN+LSTM small)", "cnn_lstm": "Model 3 (CNN+LSTM)"}
 
 
 def build_model(name: str) -> keras.Model:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -19,8 +20,39 @@ def setup_logging(level: str | int = "INFO") -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# Modules only the desktop stages need; each comes with the pip extra that installs it.
+EXTRA_OF_MODULE = {"tensorflow": "train", "keras": "train", "imblearn": "train", "sklearn": "train",
+                   "matplotlib": "train", "prometheus_client": "service", "paho": "service"}
+
+
+def _missing_extra_message(extra: str, modules: list[str]) -> str:
+    return (f"{os.path.basename(sys.argv[0])} needs the '{extra}' extra, which is not installed (no module "
+            f"{', '.join(repr(m) for m in modules)}): pip install 'fer-edge[{extra}]' (from a checkout: "
+            f"pip install '.[{extra}]')")
+
+
+def require_extra(extra: str) -> None:
+    """Fail in one line, before any work, when a module of pip extra ``extra`` is not installed."""
+    missing = []
+    for module, needed_by in EXTRA_OF_MODULE.items():
+        if needed_by != extra:
+            continue
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a module blocked or broken in sys.modules
+            found = False
+        if not found:
+            missing.append(module)
+    if missing:
+        raise FerError(_missing_extra_message(extra, missing))
+
+
 def run_cli(app: typer.Typer) -> None:
-    """Run a typer app; a :class:`FerError` becomes ``error: <message>`` and exit code 2, with no traceback."""
+    """Run a typer app; a :class:`FerError` becomes ``error: <message>`` and exit code 2, with no traceback.
+
+    A module of an uninstalled extra (``fer-train`` on a runtime-only install,
+    say) is reported the same way, naming the extra to install.
+    """
     setup_logging(os.environ.get("FER_LOG_LEVEL", "INFO"))
     try:
         # Without standalone mode click returns the code of a `typer.Exit` instead of exiting with it.
@@ -29,6 +61,12 @@ def run_cli(app: typer.Typer) -> None:
             sys.exit(exit_code)
     except FerError as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except ModuleNotFoundError as error:
+        top = (error.name or "").split(".")[0]
+        if top not in EXTRA_OF_MODULE:
+            raise
+        print(f"error: {_missing_extra_message(EXTRA_OF_MODULE[top], [top])}", file=sys.stderr)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
