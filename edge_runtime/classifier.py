@@ -1,14 +1,13 @@
 """Emotion classification of preprocessed 48x48 faces with a TFLite interpreter.
 
 A small adapter in the style of pycoral: input quantization and output
-dequantization live in one helper each, results are immutable values.
+dequantization live in one pure helper each around a stock interpreter.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
@@ -17,14 +16,6 @@ from edge_runtime.core.errors import ModelError
 from edge_runtime.interpreter import EdgeTpuError, make_interpreter
 
 log = logging.getLogger(__name__)
-
-
-class Prediction(NamedTuple):
-    """Probabilities for every label, with the top label and its probability."""
-
-    probabilities: np.ndarray
-    label: str
-    score: float
 
 
 def quantize_input(pixels: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -112,16 +103,6 @@ class EmotionClassifier:
         if self.tta == "flip":
             return (self._invoke(face) + self._invoke(np.ascontiguousarray(face[:, ::-1]))) / 2
         return self._invoke(face)
-
-    def classify(self, face: np.ndarray) -> Prediction:
-        """The :class:`Prediction` for one preprocessed face."""
-        probabilities = self.probabilities(face)
-        top = int(np.argmax(probabilities))
-        return Prediction(probabilities, self.labels[top], float(probabilities[top]))
-
-    def probabilities_batch(self, faces: np.ndarray) -> np.ndarray:
-        """Probabilities for ``(N, 48, 48)`` faces, one invoke each (the model has a static batch of 1)."""
-        return np.stack([self.probabilities(face) for face in faces]) if len(faces) else np.zeros((0, len(self.labels)))
 
 
 def _cpu_twin(model_path: Path, contract: ModelContract) -> tuple[Path, ModelContract]:

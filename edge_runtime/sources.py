@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 
 from edge_runtime.core.errors import FerError
+from edge_runtime.core.preprocessing import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 STREAM_PATTERN = re.compile(r"^(rtsp|rtsps|http|https|udp|tcp)://", re.IGNORECASE)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.core.errors import FerError
-from edge_runtime.core.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION, preprocess_batch, preprocess_face
+from edge_runtime.core.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION, preprocess_face
 
 
 def _synthetic_bgr() -> np.ndarray:
@@ -42,11 +42,6 @@ def test_gray_and_bgr_paths_agree_with_opencv():
 def test_48x48_input_passes_through_unchanged():
     image = (np.arange(48 * 48) % 256).astype(np.uint8).reshape(48, 48)
     np.testing.assert_array_equal(preprocess_face(image), image)
-
-
-def test_batch_shape():
-    batch = preprocess_batch([_synthetic_bgr(), np.zeros((10, 20), np.uint8)])
-    assert batch.shape == (2, 48, 48, 1) and batch.dtype == np.uint8
 
 
 @pytest.mark.parametrize("bad", [np.zeros((0, 5), np.uint8), np.zeros((5, 5), np.float32), np.zeros((4, 4, 2), np.uint8)])

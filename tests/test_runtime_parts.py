@@ -186,11 +186,18 @@ def test_start_up_says_how_the_model_was_verified(tmp_path, caplog):
     assert any(r.levelno == logging.WARNING and "FAILED its conversion budget" in r.getMessage() for r in caplog.records)
 
 
-def test_edgetpu_errors_are_distinct(tmp_path, monkeypatch):
+def test_edgetpu_errors_are_distinct(tmp_path, monkeypatch, caplog):
     model = require(SHIPPED_INT8, "shipped int8 model")
     with pytest.raises(EdgeTpuError, match="not compiled for the Edge TPU"):
         make_interpreter(model, backend="edgetpu", fallback_to_cpu=False)
-    assert make_interpreter(model, backend="edgetpu", fallback_to_cpu=True) is not None  # falls back to the CPU
+    with caplog.at_level(logging.WARNING):
+        fallback = make_interpreter(model, backend="edgetpu", fallback_to_cpu=True)
+    assert any("not compiled for the Edge TPU" in r.getMessage() and "falling back to the CPU" in r.getMessage()
+               for r in caplog.records)
+    # The CPU interpreter it fell back to runs the model: 7 class scores for a face.
+    fallback.set_tensor(fallback.get_input_details()[0]["index"], np.zeros((1, 48, 48, 1), np.uint8))
+    fallback.invoke()
+    assert fallback.get_tensor(fallback.get_output_details()[0]["index"]).shape == (1, 7)
     # A model that claims Edge TPU compilation, and a delegate loader standing in for the USB device (hardware boundary).
     compiled = tmp_path / "m_edgetpu.tflite"
     compiled.write_bytes(model.read_bytes() + b"edgetpu-custom-op")

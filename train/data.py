@@ -25,7 +25,7 @@ import numpy as np
 
 from edge_runtime.core.errors import DataError
 from edge_runtime.core.labels import LABEL_TO_INDEX, LABELS, NUM_CLASSES
-from edge_runtime.core.preprocessing import INPUT_SIZE, preprocess_face
+from edge_runtime.core.preprocessing import IMAGE_SUFFIXES, INPUT_SIZE, preprocess_face
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ PIXELS_PER_IMAGE = INPUT_SIZE * INPUT_SIZE
 CSV_COLUMNS = ("emotion", "pixels", "Usage")
 # The image-folder release puts Training under train/ and both test splits under test/.
 SPLIT_FOLDER = {"Training": "train", "PublicTest": "test", "PrivateTest": "test"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm"}
 DATA_ENV_VAR = "FER2013_DIR"
 
 

@@ -18,6 +18,9 @@ import numpy as np
 from edge_runtime.core.errors import FerError
 
 INPUT_SIZE: Final[int] = 48
+# Files read as still images, by FER2013 loaders and by the runtime's folder and image sources.
+IMAGE_SUFFIXES: Final[frozenset[str]] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm",
+                                                   ".ppm"})
 PREPROCESSING_VERSION: Final[str] = "gray-area48-u8-v1"
 
 
@@ -49,11 +52,3 @@ def preprocess_face(image: np.ndarray) -> np.ndarray:
     if gray.shape == (INPUT_SIZE, INPUT_SIZE):
         return np.ascontiguousarray(gray)
     return cv2.resize(gray, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
-
-
-def preprocess_batch(images: list[np.ndarray] | np.ndarray) -> np.ndarray:
-    """Preprocess many face crops into an ``(N, 48, 48, 1)`` uint8 batch."""
-    batch = np.empty((len(images), INPUT_SIZE, INPUT_SIZE, 1), dtype=np.uint8)
-    for index, image in enumerate(images):
-        batch[index, :, :, 0] = preprocess_face(image)
-    return batch
