@@ -102,7 +102,7 @@ def convert(model, mode: str, *, io_type: str = "uint8", calibration: np.ndarray
     try:
         content = converter.convert()
     except Exception as error:  # the converter raises ConverterError and plain exceptions alike
-        raise FerError(f"TFLite conversion ({mode}) failed: {str(error).splitlines()[0][:300]}") from None
+        raise FerError(f"TFLite conversion ({mode}) failed: {error}") from error
     if mode == "int8" and quantization_aware:
         from convert.inspect_tflite import float_ops
 

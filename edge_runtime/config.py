@@ -169,14 +169,14 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
+    except FileNotFoundError as error:
+        raise ConfigError(f"config file {path} not found") from error
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: invalid TOML: {error}") from None
+        raise ConfigError(f"{path}: invalid TOML: {error}") from error
     try:
         return config_from_dict(raw)
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(f"{path}: {error}") from error
 
 
 def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:

@@ -25,8 +25,8 @@ class Metrics:
     def __init__(self, prefix: str = "fer_edge"):
         try:
             from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-        except ImportError:
-            raise ConfigError("the metrics endpoint needs prometheus-client: pip install 'fer-edge[service]'") from None
+        except ImportError as error:
+            raise ConfigError("the metrics endpoint needs prometheus-client: pip install 'fer-edge[service]'") from error
         self.registry = CollectorRegistry()
         p = prefix
         self.frames = Counter(f"{p}_frames", "Frames read from the source", registry=self.registry)
@@ -42,6 +42,8 @@ class Metrics:
                                   registry=self.registry)
         self.sink_dropped = Gauge(f"{p}_sink_dropped_events", "Events a sink had to drop (buffer full)", ["sink"],
                                   registry=self.registry)
+        self.sink_failed = Counter(f"{p}_sink_failed_events", "Events a sink raised on (logged once per streak)",
+                                   ["sink"], registry=self.registry)
         self.source_connected = Gauge(f"{p}_source_connected", "1 while the source delivers frames",
                                       registry=self.registry)
         self.model_info = Gauge(f"{p}_model_info", "The loaded model (always 1); its labels say which one and whether "
@@ -110,7 +112,7 @@ class HealthServer:
         try:
             self.server = ThreadingHTTPServer((host, int(port)), Handler)
         except OSError as error:
-            raise ConfigError(f"http.listen: cannot bind {listen}: {error.strerror}") from None
+            raise ConfigError(f"http.listen: cannot bind {listen}: {error.strerror}") from error
         self.server.daemon_threads = True
         self.address = f"{self.server.server_address[0]}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)

@@ -85,7 +85,7 @@ def make_interpreter(model_path: str | Path, *, threads: int = 1, backend: str =
                                             num_threads=max(1, threads))
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
-        raise ModelError(f"{model_path} is not a loadable TFLite model: {str(error).splitlines()[0]}") from None
+        raise ModelError(f"{model_path} is not a loadable TFLite model: {str(error).splitlines()[0]}") from error
     log.info("loaded %s with %s on %s (%d thread%s)", model_path.name, api.package,
              "edgetpu" if delegates else "cpu", threads, "" if threads == 1 else "s")
     return interpreter

@@ -20,15 +20,15 @@ import numpy as np
 
 from edge_runtime.classifier import EmotionClassifier
 from edge_runtime.config import Config
-from edge_runtime.detectors import Box, DetectorOptions, FaceDetector, crop_face, find_faces, make_detector
 from edge_runtime.core.preprocessing import preprocess_face
+from edge_runtime.detectors import Box, DetectorOptions, FaceDetector, crop_face, find_faces, make_detector
+from edge_runtime.sinks import Sink
 from edge_runtime.smoothing import FaceSmoother
 from edge_runtime.sources import Frame, FrameSource, open_source
 
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "detect", "preprocess", "inference")
-Sink = Callable[[dict], None]
 
 
 @dataclass
@@ -70,6 +70,7 @@ class RunStats:
     started: float = field(default_factory=time.monotonic)
     first_event_after_s: float | None = None
     last_frame_monotonic: float | None = None
+    sink_failures: dict[str, int] = field(default_factory=dict)  # events each sink raised on, in all
 
 
 def event_for(frame: Frame, face_index: int, box: Box, raw_probabilities: np.ndarray, smoothed,
@@ -135,6 +136,7 @@ class Runtime:
         self.detector = detector
         self.classifier = classifier
         self.sinks = list(sinks)
+        self._failure_streaks: dict[str, int] = {}
         self.timer = StageTimer()
         self.stats = RunStats()
         s = config.smoothing
@@ -223,6 +225,16 @@ class Runtime:
                 self.annotator.close()
         return self.stats
 
+    def _sink_failed(self, sink: Sink, error: Exception) -> None:
+        """Count the failure; log once per streak of failures, not at frame rate."""
+        failures = self.stats.sink_failures
+        failures[sink.name] = failures.get(sink.name, 0) + 1
+        streak = self._failure_streaks.get(sink.name, 0) + 1
+        self._failure_streaks[sink.name] = streak
+        if streak == 1:
+            log.error("sink %s failed: %s: %s (further failures are counted in fer_edge_sink_failed_events_total "
+                      "until it works again)", sink.name, error.__class__.__name__, error)
+
     def _record(self, frame: Frame, events: list[dict]) -> None:
         stats = self.stats
         stats.frames += 1
@@ -239,7 +251,11 @@ class Runtime:
                 try:
                     sink(event)
                 except Exception as error:  # a failing sink must never stop inference
-                    log.error("sink %s failed: %s", getattr(sink, "__name__", sink), error)
+                    self._sink_failed(sink, error)
+                else:
+                    if self._failure_streaks.get(sink.name):
+                        log.warning("sink %s works again after %d failed events", sink.name,
+                                    self._failure_streaks.pop(sink.name))
             stats.events += 1
         for listener in self.frame_listeners:
             listener(frame, events)

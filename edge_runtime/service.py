@@ -90,8 +90,12 @@ class Service:
             self._counted.update(reconnects=reconnects, dropped=dropped)
             self.metrics.source_connected.set(1 if getattr(source, "connected", True) else 0)
             self.metrics.frame_done(len(events), [e["label"] for e in events], self.runtime.last_inference_seconds)
+            failures = self.runtime.stats.sink_failures
             for sink in self.sinks:
-                self.metrics.sink_dropped.labels(sink=sink.name).set(getattr(sink, "dropped", 0))
+                self.metrics.sink_dropped.labels(sink=sink.name).set(sink.dropped)
+                failed = failures.get(sink.name, 0)
+                self.metrics.sink_failed.labels(sink=sink.name).inc(failed - self._counted.get(f"failed:{sink.name}", 0))
+                self._counted[f"failed:{sink.name}"] = failed
 
     def request_stop(self, signum=None, _frame=None) -> None:
         """Signal handler: STOPPING=1 and end the loop after the current frame."""

@@ -1,9 +1,9 @@
 """Where events go: stdout JSON lines (the journal), a size-rotated JSONL file, and MQTT.
 
-Every sink is a callable taking an event dict, with ``flush(timeout)`` and
-``close()``. A sink never raises into the processing loop (the pipeline
-guards that too); the MQTT sink buffers in a bounded queue while the broker
-is away and counts, and logs, what it had to drop.
+Every sink follows the :class:`Sink` protocol. A sink never raises into the
+processing loop (the pipeline guards that too, and counts failures); the MQTT
+sink buffers in a bounded queue while the broker is away and counts, and logs,
+what it had to drop.
 """
 
 from __future__ import annotations
@@ -16,14 +16,52 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable, Protocol
 
 from edge_runtime.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
+class Sink(Protocol):
+    """Where the pipeline hands each event."""
+
+    name: str  # labels its metrics and log lines
+
+    @property
+    def dropped(self) -> int:
+        """Events this sink had to throw away (a full buffer, say)."""
+
+    def __call__(self, event: dict) -> None:
+        """Take one event; must return quickly (the processing loop waits for it)."""
+
+    def flush(self, timeout: float = ...) -> bool:
+        """Deliver what is buffered within ``timeout`` seconds; whether everything went out."""
+
+    def close(self) -> None:
+        """Flush and release the sink's resources."""
+
+
 def _line(event: dict) -> str:
     return json.dumps(event, separators=(",", ":")) + "\n"
+
+
+class CallbackSink:
+    """Hands each event to a function: for programs that embed the runtime (and for tests and benchmarks)."""
+
+    dropped = 0
+
+    def __init__(self, callback: Callable[[dict], None], name: str = "callback"):
+        self.callback, self.name = callback, name
+
+    def __call__(self, event: dict) -> None:
+        self.callback(event)
+
+    def flush(self, timeout: float = 0.0) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
 
 
 class StdoutSink:
@@ -100,8 +138,8 @@ class MqttSink:
                  password: str = "", max_backoff_s: int = 30):
         try:
             import paho.mqtt.client as mqtt
-        except ImportError:
-            raise ConfigError("the MQTT sink needs paho-mqtt: pip install 'fer-edge[service]'") from None
+        except ImportError as error:
+            raise ConfigError("the MQTT sink needs paho-mqtt: pip install 'fer-edge[service]'") from error
         self.topic, self.qos = topic, qos
         self.queue: collections.deque[str] = collections.deque()
         self.buffer_size = buffer_size

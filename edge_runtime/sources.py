@@ -235,9 +235,9 @@ class Picamera2Source:
     def frames(self) -> Iterator[Frame]:
         try:
             from picamera2 import Picamera2
-        except ImportError:
+        except ImportError as error:
             raise FerError("picamera2 is not installed: on Raspberry Pi OS run `sudo apt install python3-picamera2` "
-                           "and create the venv with `python3 -m venv --system-site-packages`") from None
+                           "and create the venv with `python3 -m venv --system-site-packages`") from error
         self.camera = Picamera2(self.camera_index)
         config = self.camera.create_video_configuration(
             main={"size": (self.width, self.height), "format": "YUV420"}, lores={"size": (self.width, self.height)})

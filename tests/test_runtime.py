@@ -9,6 +9,7 @@ import pytest
 
 from edge_runtime.config import Config, with_overrides
 from edge_runtime.pipeline import Runtime
+from edge_runtime.sinks import CallbackSink
 from tests.conftest import MEDIA, SHIPPED_INT8, require, run_cli
 
 EVENT_KEYS = {"source", "frame", "ts", "face", "track", "box", "label", "raw_label", "score", "raw_score", "probs"}
@@ -23,7 +24,7 @@ def int8_model():
 def run_events(model, source, **overrides):
     settings = with_overrides(Config(), {"model.path": str(model), "source.spec": str(source), **overrides})
     events = []
-    runtime = Runtime.from_config(settings, sinks=[events.append])
+    runtime = Runtime.from_config(settings, sinks=[CallbackSink(events.append)])
     stats = runtime.run()
     return events, stats, runtime
 
@@ -147,3 +148,27 @@ def test_annotation_only_when_asked(int8_model, tmp_path):
     run_events(int8_model, photo, **{"output.annotate": str(tmp_path / "out")})
     written = list((tmp_path / "out").iterdir())
     assert len(written) == 1 and cv2.imread(str(written[0])).shape == cv2.imread(str(photo)).shape
+
+
+def test_a_failing_sink_is_logged_once_per_streak_and_counted(int8_model, caplog):
+    """A sink that fails for a while, then works: one ERROR for the streak, one WARNING when it recovers."""
+    video = require(MEDIA / "test.mp4", "test.mp4")
+    delivered, calls = [], [0]
+
+    def flaky(event):  # the 4th to the 23rd event fail
+        calls[0] += 1
+        if 4 <= calls[0] <= 23:
+            raise ConnectionError("broker went away")
+        delivered.append(event)
+
+    settings = with_overrides(Config(), {"model.path": str(int8_model), "source.spec": str(video),
+                                         "source.max_frames": 40})
+    runtime = Runtime.from_config(settings, sinks=[CallbackSink(flaky, name="flaky")])
+    with caplog.at_level("WARNING"):
+        stats = runtime.run()
+    assert stats.sink_failures == {"flaky": 20} and len(delivered) == stats.events - 20 > 3
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "sink flaky" in r.getMessage()]
+    assert errors == ["sink flaky failed: ConnectionError: broker went away (further failures are counted in "
+                      "fer_edge_sink_failed_events_total until it works again)"]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "flaky" in r.getMessage()] == [
+        "sink flaky works again after 20 failed events"]

@@ -183,9 +183,9 @@ def parse_csv_pixels(text: str) -> np.ndarray:
         raise ValueError(f"expected {PIXELS_PER_IMAGE} pixels, got {len(parts)}")
     try:
         values = np.array([int(p) for p in parts], dtype=np.int64)
-    except ValueError:
+    except ValueError as error:
         bad = next(p for p in parts if not p.lstrip("-").isdigit())
-        raise ValueError(f"non-numeric pixel value {bad!r}") from None
+        raise ValueError(f"non-numeric pixel value {bad!r}") from error
     if values.min() < 0 or values.max() > 255:
         raise ValueError(f"pixel values must be 0..255, found {values.min()}..{values.max()}")
     return values.astype(np.uint8).reshape(INPUT_SIZE, INPUT_SIZE)
@@ -197,7 +197,7 @@ def load_csv(path: Path, *, skip_bad: bool = False) -> FerDataset:
     try:
         handle = open(path, newline="", encoding="utf-8")
     except OSError as error:
-        raise DataError(f"cannot read {path}: {error.strerror}") from None
+        raise DataError(f"cannot read {path}: {error.strerror}") from error
     with handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []

@@ -109,8 +109,8 @@ def copy_weights(source, target) -> int:
             continue
         try:
             target_layer = target.get_layer(layer.name)
-        except ValueError:
-            raise FerError(f"cannot initialize from {source.name}: layer {layer.name!r} has no counterpart") from None
+        except ValueError as error:
+            raise FerError(f"cannot initialize from {source.name}: layer {layer.name!r} has no counterpart") from error
         target_layer.set_weights(weights)
         copied += 1
     return copied

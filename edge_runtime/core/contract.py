@@ -69,7 +69,7 @@ def _tensor(raw: dict, where: str) -> TensorSpec:
         return TensorSpec(tuple(int(d) for d in raw["shape"]), str(raw["dtype"]), float(raw.get("scale", 0.0)),
                           int(raw.get("zero_point", 0)))
     except (KeyError, TypeError, ValueError) as error:
-        raise ModelError(f"{where}: malformed tensor description ({error}); re-run fer-convert") from None
+        raise ModelError(f"{where}: malformed tensor description ({error}); re-run fer-convert") from error
 
 
 def load_contract(model_path: str | Path) -> ModelContract:
@@ -91,7 +91,7 @@ def load_contract(model_path: str | Path) -> ModelContract:
             format=raw.get("format", ""), edgetpu_compiled=bool(raw.get("edgetpu_compiled", False)),
             cpu_model=str(raw.get("cpu_model", "")))
     except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ModelError(f"{path}: unreadable model metadata ({error.__class__.__name__}: {error}); re-run fer-convert") from None
+        raise ModelError(f"{path}: unreadable model metadata ({error.__class__.__name__}: {error}); re-run fer-convert") from error
     validate_contract(contract, path)
     return contract
 

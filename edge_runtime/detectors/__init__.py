@@ -29,6 +29,6 @@ def make_detector(name: str, options: DetectorOptions) -> FaceDetector:
     """Build a detector by registry name."""
     try:
         factory = DETECTORS[name]
-    except KeyError:
-        raise ConfigError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}") from None
+    except KeyError as error:
+        raise ConfigError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}") from error
     return factory(options)
