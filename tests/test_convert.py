@@ -63,6 +63,7 @@ def write_generated_csv(path):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["none", "float16", "dynamic", "int8"])
 def test_each_quantization_mode(mode, tmp_path):
     from convert.edge_graph import edge_friendly_model
@@ -90,6 +91,7 @@ def test_each_quantization_mode(mode, tmp_path):
     assert np.abs(probabilities - expected).max() < (0.05 if mode == "int8" else 0.01)
 
 
+@pytest.mark.slow
 def test_pipeline_writes_models_sidecars_and_reports(tiny_keras, generated_csv, tmp_path):
     options = ConvertOptions(quantize="int8", out_dir=tmp_path / "models", report_dir=tmp_path / "reports",
                              calibration_dir=tmp_path / "calibration", calibration_per_class=5, max_drop_pp=100,
@@ -114,6 +116,7 @@ def test_pipeline_writes_models_sidecars_and_reports(tiny_keras, generated_csv, 
     assert "Budget PASSED" in markdown and "calibration" in markdown.lower()
 
 
+@pytest.mark.slow
 def test_forced_failing_budget_exits_nonzero_with_report(tiny_keras, generated_csv, tmp_path):
     result = run_cli("-m", "convert.cli", str(tiny_keras), "--data", str(generated_csv), "--max-drop", "-100",
                      "--out", str(tmp_path / "m"), "--report-dir", str(tmp_path / "r"),
@@ -195,6 +198,7 @@ def test_calibration_build_cli(generated_csv, tmp_path):
     assert len(list((tmp_path / "happy").glob("*.png"))) == 2
 
 
+@pytest.mark.slow
 def test_without_the_edge_graph_the_keras_lstm_is_converted_as_is(tiny_keras, tmp_path):
     """--no-edge-graph keeps Keras' unrolled LSTM (UNPACK + per-step SPLIT), the graph the rebuild exists to avoid."""
     from convert.inspect_tflite import op_histogram

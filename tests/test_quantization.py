@@ -59,6 +59,7 @@ def _batch_one(model):
     return keras.Model(inputs, model(inputs))
 
 
+@pytest.mark.slow
 def test_the_int8_model_computes_what_the_quantization_aware_model_computes(quantization_aware, real_faces):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -86,6 +87,7 @@ def test_the_int8_model_computes_what_the_quantization_aware_model_computes(quan
     assert (simulated.argmax(1) == int8.argmax(1)).mean() >= 0.95
 
 
+@pytest.mark.slow
 def test_the_quantization_aware_model_is_the_float_model_plus_rounding(quantization_aware, real_faces):
     float_model, model, folder = quantization_aware
     assert is_quantization_aware(model) and not is_quantization_aware(float_model)
@@ -111,6 +113,7 @@ def test_the_quantization_aware_model_is_the_float_model_plus_rounding(quantizat
     np.testing.assert_allclose(np.asarray(reloaded.predict(images, verbose=0)), simulated, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_refuses_what_it_cannot_simulate(quantization_aware, real_faces):
     import keras
     from keras import layers
@@ -124,6 +127,7 @@ def test_refuses_what_it_cannot_simulate(quantization_aware, real_faces):
         quantization_aware_model(odd, real_faces[0])
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_simulated_copy_and_keeps_it_if_better(quantization_aware, fer_small, tmp_path):
     from train.fit import FitConfig, fit
     from train.modelio import load_keras_model
@@ -160,6 +164,7 @@ def test_fine_tuning_starts_from_the_simulated_copy_and_keeps_it_if_better(quant
     assert resumed["epochs_done"] == 2 and resumed["config"]["model"] == "small"
 
 
+@pytest.mark.slow
 def test_fer_convert_on_a_quantization_aware_model(quantization_aware, fer_root, tmp_path):
     _, _, folder = quantization_aware
     options = ConvertOptions(out_dir=tmp_path / "models", report_dir=tmp_path / "reports", limit=140,

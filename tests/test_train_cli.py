@@ -31,6 +31,7 @@ def test_unknown_model_and_missing_metrics(tmp_path):
     assert result.returncode == 2 and "metrics file(s) not found" in result.stderr
 
 
+@pytest.mark.slow
 def test_corrupt_keras_file(tmp_path):
     bogus = tmp_path / "bogus.keras"
     bogus.write_bytes(b"not a zip archive")
