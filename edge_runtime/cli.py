@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
+from edge_runtime.config import schema_field
 from edge_runtime.core.cli_support import run_cli
 
 log = logging.getLogger("edge-runtime")
@@ -15,45 +17,46 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Facial expression recognition on the device: frames in, one JSON line per face out.")
 
 
-@app.command("run")
-def run_command(
-    model: Optional[str] = typer.Option(None, help="converted .tflite model (default: model.path in the config)"),
-    source: Optional[str] = typer.Option(None, help="image, folder, video, camera index, /dev/videoN, URL or picamera2"),
-    config: Optional[Path] = typer.Option(None, help="TOML config file (CLI options override it)"),
-    threads: Optional[int] = typer.Option(None, help="interpreter and OpenCV threads"),
-    backend: Optional[str] = typer.Option(None, help="cpu or edgetpu"),
-    tta: Optional[str] = typer.Option(None, help="test-time augmentation: none or flip (classify the mirrored face "
-                                      "too and average; two invokes per face)"),
-    detector: Optional[str] = typer.Option(None, help="blazeface (default, bundled), haar or yunet"),
-    every_n: Optional[int] = typer.Option(None, help="detect every Nth frame, reuse boxes between"),
-    min_face: Optional[int] = typer.Option(None, help="smallest face side in pixels"),
-    max_faces: Optional[int] = typer.Option(None, help="0 = all faces, 1 = largest only"),
-    alpha: Optional[float] = typer.Option(None, help="smoothing weight of the newest frame (1 = none)"),
-    threshold: Optional[float] = typer.Option(None, help="below this smoothed probability the label is 'uncertain'"),
-    annotate: Optional[str] = typer.Option(None, help="write annotated frames here (video file, or a folder for images)"),
-    max_frames: Optional[int] = typer.Option(None, help="stop after this many frames"),
-    loop: Optional[bool] = typer.Option(None, "--loop/--no-loop", help="replay a video file endlessly"),
-    http: Optional[str] = typer.Option(None, help="serve /healthz and /metrics on HOST:PORT (e.g. 127.0.0.1:9108)"),
-    jsonl: Optional[str] = typer.Option(None, help="also append events to this size-rotated JSONL file"),
-    mqtt_host: Optional[str] = typer.Option(None, help="also publish events to this MQTT broker"),
-    mqtt_port: Optional[int] = typer.Option(None, help="MQTT broker port"),
-    mqtt_topic: Optional[str] = typer.Option(None, help="MQTT topic"),
-    no_stdout: bool = typer.Option(False, "--no-stdout", help="do not write events to stdout"),
-) -> None:
+# Each option of `run` sets one config key; its type, choices and help come from the schema (edge_runtime.config).
+RUN_OPTIONS: dict[str, str] = {
+    "model": "model.path", "source": "source.spec", "threads": "model.threads", "backend": "model.backend",
+    "tta": "model.tta", "detector": "detector.name", "every_n": "detector.every_n", "min_face": "detector.min_face",
+    "max_faces": "detector.max_faces", "alpha": "smoothing.alpha", "threshold": "smoothing.threshold",
+    "annotate": "output.annotate", "max_frames": "source.max_frames", "loop": "source.loop", "http": "http.listen",
+    "jsonl": "sinks.file", "stdout": "sinks.stdout", "mqtt_host": "mqtt.host", "mqtt_port": "mqtt.port",
+    "mqtt_topic": "mqtt.topic",
+}
+
+
+def _schema_option(name: str, path: str) -> inspect.Parameter:
+    """A typer option for config key ``path``: unset (None) unless given, so the config file's value stands."""
+    setting = schema_field(path)
+    flag = "--" + name.replace("_", "-")
+    help_text = f"{setting.doc} (config: {path})"
+    if setting.type is bool:
+        option = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=help_text, show_default=False)
+        annotation = Optional[bool]
+    else:
+        option = typer.Option(None, flag, help=help_text, show_default=False)
+        annotation = Optional[Literal[setting.choices]] if setting.choices else Optional[setting.type]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
+def run_command(config: Optional[Path] = None, **options) -> None:
     """Run the pipeline and write one JSON line per detected face per processed frame to stdout."""
     from edge_runtime.config import Config, load_config, with_overrides
     from edge_runtime.service import Service
 
     base = load_config(config) if config else Config()
-    settings = with_overrides(base, {
-        "model.path": model, "model.threads": threads, "model.backend": backend, "model.tta": tta,
-        "source.spec": source,
-        "source.max_frames": max_frames, "source.loop": loop, "detector.name": detector, "detector.every_n": every_n,
-        "detector.min_face": min_face, "detector.max_faces": max_faces, "smoothing.alpha": alpha,
-        "smoothing.threshold": threshold, "output.annotate": annotate, "http.listen": http, "sinks.file": jsonl,
-        "sinks.stdout": False if no_stdout else None, "mqtt.host": mqtt_host, "mqtt.port": mqtt_port,
-        "mqtt.topic": mqtt_topic})
+    settings = with_overrides(base, {RUN_OPTIONS[name]: value for name, value in options.items()})
     raise typer.Exit(Service(settings).run())
+
+
+run_command.__signature__ = inspect.Signature(
+    [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                       default=typer.Option(None, help="TOML config file (the options below override it)"))]
+    + [_schema_option(name, path) for name, path in RUN_OPTIONS.items()])
+app.command("run")(run_command)
 
 
 @app.command("check-config")

@@ -13,7 +13,7 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, NamedTuple, get_type_hints
 
 from edge_runtime.core.errors import ConfigError
 
@@ -188,6 +188,25 @@ def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
         section, key = dotted.split(".", 1)
         raw[section][key] = value
     return config_from_dict(raw)
+
+
+class SchemaField(NamedTuple):
+    """One setting of the schema: its key path, Python type, default and metadata (doc, choices, range)."""
+
+    path: str
+    type: type
+    default: Any
+    doc: str
+    choices: tuple | None
+
+
+def schema_field(path: str) -> SchemaField:
+    """The setting at ``section.key`` (what CLI options and docs are derived from)."""
+    section, key = path.split(".", 1)
+    section_type = get_type_hints(Config)[section]
+    item = next(f for f in fields(section_type) if f.name == key)
+    return SchemaField(path, get_type_hints(section_type)[key], item.default, item.metadata.get("doc", ""),
+                       item.metadata.get("choices"))
 
 
 def describe_schema(cls=Config, prefix: str = "") -> list[str]:

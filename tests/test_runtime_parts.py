@@ -1,6 +1,7 @@
 """Runtime parts on synthetic inputs: smoothing and abstention, crops, camera retry, model contract, Edge TPU errors."""
 
 import json
+import inspect
 import logging
 
 import numpy as np
@@ -235,3 +236,27 @@ def test_a_corrupt_single_image_yields_no_frame_and_logs_an_error(tmp_path, capl
         assert list(source.frames()) == []
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("ERROR", f"{broken}: unreadable or corrupt image, skipped")]
+
+
+def test_run_options_are_the_config_schema():
+    """Each `edge-runtime run` option sets one config key and carries that key's own description and choices."""
+    from edge_runtime.cli import RUN_OPTIONS, run_command
+    from edge_runtime.config import schema_field
+
+    parameters = inspect.signature(run_command).parameters
+    assert set(parameters) == {"config", *RUN_OPTIONS}
+    for name, path in RUN_OPTIONS.items():
+        option = parameters[name].default
+        setting = schema_field(path)  # raises for a key the schema does not have
+        assert option.help == f"{setting.doc} (config: {path})"
+        assert option.default is None  # unset options leave the config file's value alone
+
+
+def test_a_bad_run_option_names_its_config_key(tmp_path):
+    from tests.conftest import run_cli
+
+    result = run_cli("-m", "edge_runtime.cli", "run", "--threads", "0", "--source", str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "model.threads: 0 is below the minimum 1" in result.stderr
+    result = run_cli("-m", "edge_runtime.cli", "run", "--backend", "gpu")
+    assert result.returncode == 2 and "Invalid value for '--backend'" in result.stderr and "'cpu', 'edgetpu'" in result.stderr
