@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge_runtime.detectors import DETECTORS, DetectorOptions, find_faces, make_detector  # noqa: E402
+from edge_runtime.detectors.yunet import YuNetOptions  # noqa: E402
 from edge_runtime.core.errors import FerError  # noqa: E402
 from edge_runtime.sources import VideoFileSource  # noqa: E402
 
@@ -47,7 +48,8 @@ def main() -> None:
     boxes_per_detector = {}
     for name in DETECTORS:
         try:
-            detector = make_detector(name, DetectorOptions(model_path=args.yunet_model if name == "yunet" else ""))
+            backend = YuNetOptions(model_path=args.yunet_model) if name == "yunet" else None
+            detector = make_detector(name, DetectorOptions(), backend)
         except FerError as error:
             results["detectors"][name] = {"skipped": str(error)}
             continue

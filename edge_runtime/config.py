@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any, NamedTuple, get_type_hints
 
 from edge_runtime.core.errors import ConfigError
+from edge_runtime.detectors import DETECTORS
+from edge_runtime.detectors.blazeface import BlazeFaceOptions
+from edge_runtime.detectors.haar import HaarOptions
+from edge_runtime.detectors.yunet import YuNetOptions
+from edge_runtime.schema import setting
 
 
-def setting(default, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
-            maximum: float | None = None):
-    """A schema field: default value, description and constraints."""
-    return field(default=default, metadata={"doc": doc, "choices": choices, "min": minimum, "max": maximum})
 
 
 TTA_MODES = ("none", "flip")
@@ -48,18 +49,17 @@ class SourceConfig:
 @dataclass(frozen=True)
 class DetectorConfig:
     name: str = setting("blazeface", "face detector: blazeface (bundled MediaPipe model on LiteRT), haar (OpenCV cascade) "
-                        "or yunet (needs model_path)", choices=("blazeface", "haar", "yunet"))
-    model_path: str = setting("", "yunet: its ONNX file; blazeface: another MediaPipe BlazeFace .tflite "
-                              "(empty = the bundled short-range model)")
+                        "or yunet (needs detector.yunet.model_path)", choices=tuple(DETECTORS))
     min_face: int = setting(32, "smallest face side in pixels", minimum=8)
     max_faces: int = setting(0, "0 = all faces, 1 = largest only, N = the N largest", minimum=0)
     every_n: int = setting(2, "detect on every Nth frame of a video and reuse the boxes in between", minimum=1)
     detect_width: int = setting(240, "downscale wider frames to this width for detection only (0 = full size); "
                                 "the crop still comes from the full frame", minimum=0)
     margin: float = setting(0.1, "crop margin around the box, as a fraction of its side", minimum=0.0, maximum=1.0)
-    scale_factor: float = setting(1.1, "Haar pyramid step (smaller = slower, finds more sizes)", minimum=1.01, maximum=2.0)
-    min_neighbors: int = setting(3, "Haar neighbours needed to accept a face", minimum=0)
-    score_threshold: float = setting(0.7, "yunet and blazeface confidence threshold", minimum=0.0, maximum=1.0)
+    # Each backend's own options (Frigate-style): only the chosen detector's section is used.
+    blazeface: BlazeFaceOptions = field(default_factory=BlazeFaceOptions)
+    haar: HaarOptions = field(default_factory=HaarOptions)
+    yunet: YuNetOptions = field(default_factory=YuNetOptions)
 
 
 @dataclass(frozen=True)
@@ -185,8 +185,11 @@ def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
     for dotted, value in overrides.items():
         if value is None:
             continue
-        section, key = dotted.split(".", 1)
-        raw[section][key] = value
+        *sections, key = dotted.split(".")
+        table = raw
+        for section in sections:
+            table = table[section]
+        table[key] = value
     return config_from_dict(raw)
 
 
@@ -202,8 +205,10 @@ class SchemaField(NamedTuple):
 
 def schema_field(path: str) -> SchemaField:
     """The setting at ``section.key`` (what CLI options and docs are derived from)."""
-    section, key = path.split(".", 1)
-    section_type = get_type_hints(Config)[section]
+    *sections, key = path.split(".")
+    section_type = Config
+    for section in sections:
+        section_type = get_type_hints(section_type)[section]
     item = next(f for f in fields(section_type) if f.name == key)
     return SchemaField(path, get_type_hints(section_type)[key], item.default, item.metadata.get("doc", ""),
                        item.metadata.get("choices"))
@@ -215,7 +220,8 @@ def describe_schema(cls=Config, prefix: str = "") -> list[str]:
     hints = get_type_hints(cls)
     for item in fields(cls):
         if dataclasses.is_dataclass(hints[item.name]):
-            lines += ["", f"[{item.name}]"] + describe_schema(hints[item.name], item.name)
+            section = f"{prefix}.{item.name}" if prefix else item.name
+            lines += ["", f"[{section}]"] + describe_schema(hints[item.name], section)
             continue
         meta = item.metadata
         constraint = ""

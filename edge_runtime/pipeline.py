@@ -157,9 +157,8 @@ class Runtime:
                                                  tta=config.model.tta)
         d = config.detector
         detector = make_detector(d.name, DetectorOptions(min_face=d.min_face, max_faces=d.max_faces,
-                                                         scale_factor=d.scale_factor, min_neighbors=d.min_neighbors,
-                                                         score_threshold=d.score_threshold, model_path=d.model_path,
-                                                         detect_width=d.detect_width, threads=config.model.threads))
+                                                         detect_width=d.detect_width, threads=config.model.threads),
+                                 getattr(d, d.name))
         retries = None if config.source.camera_retries < 0 else config.source.camera_retries
         source = open_source(config.source.spec, loop=config.source.loop, camera_retries=retries)
         return cls(config, source, detector, classifier, sinks)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from edge_runtime.detectors import DetectorOptions, find_faces, make_detector
-from edge_runtime.detectors.blazeface import (ANCHOR_LAYOUTS, BUNDLED_MODEL, Detection, Letterbox, decode, letterbox,
-                                              make_anchors, to_frame_box, weighted_nms)
+from edge_runtime.detectors.blazeface import (ANCHOR_LAYOUTS, BUNDLED_MODEL, BlazeFaceOptions, Detection, Letterbox,
+                                              decode, letterbox, make_anchors, to_frame_box, weighted_nms)
 from edge_runtime.core.errors import ConfigError, ModelError
 from tests.conftest import MEDIA, SHIPPED_INT8, require
 
@@ -77,12 +77,13 @@ def test_bundled_model_loads_and_finds_nothing_in_a_blank_frame():
 
 def test_a_model_that_is_not_blazeface_is_refused(tmp_path):
     with pytest.raises(ModelError, match="not a BlazeFace model"):
-        make_detector("blazeface", DetectorOptions(model_path=str(require(SHIPPED_INT8, "shipped int8 model"))))
+        make_detector("blazeface", DetectorOptions(),
+                      BlazeFaceOptions(model_path=str(require(SHIPPED_INT8, "shipped int8 model"))))
     with pytest.raises(ConfigError, match="model_path .*missing.tflite' does not exist; leave it empty"):
-        make_detector("blazeface", DetectorOptions(model_path=str(tmp_path / "missing.tflite")))
+        make_detector("blazeface", DetectorOptions(), BlazeFaceOptions(model_path=str(tmp_path / "missing.tflite")))
     (tmp_path / "notes.tflite").write_text("not a model")
     with pytest.raises(ModelError, match="not a loadable TFLite model"):
-        make_detector("blazeface", DetectorOptions(model_path=str(tmp_path / "notes.tflite")))
+        make_detector("blazeface", DetectorOptions(), BlazeFaceOptions(model_path=str(tmp_path / "notes.tflite")))
 
 
 def test_blazeface_box_is_framed_like_the_haar_box():

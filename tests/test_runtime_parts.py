@@ -219,12 +219,13 @@ def test_edgetpu_errors_are_distinct(tmp_path, monkeypatch, caplog):
 
 def test_detector_registry_errors(tmp_path):
     from edge_runtime.detectors import make_detector
+    from edge_runtime.detectors.yunet import YuNetOptions
     from edge_runtime.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown detector 'dlib'; choose one of blazeface, haar, yunet"):
         make_detector("dlib", DetectorOptions())
     with pytest.raises(ConfigError, match="yunet detector needs its ONNX model"):
-        make_detector("yunet", DetectorOptions(model_path=str(tmp_path / "missing.onnx")))
+        make_detector("yunet", DetectorOptions(), YuNetOptions(model_path=str(tmp_path / "missing.onnx")))
     assert make_detector("haar", DetectorOptions()).detect(np.zeros((64, 64), np.uint8), 24) == []
 
 
@@ -260,3 +261,22 @@ def test_a_bad_run_option_names_its_config_key(tmp_path):
     assert "model.threads: 0 is below the minimum 1" in result.stderr
     result = run_cli("-m", "edge_runtime.cli", "run", "--backend", "gpu")
     assert result.returncode == 2 and "Invalid value for '--backend'" in result.stderr and "'cpu', 'edgetpu'" in result.stderr
+
+
+def test_each_detector_backend_has_its_own_typed_section():
+    from edge_runtime.config import config_from_dict, describe_schema, schema_field
+    from edge_runtime.core.errors import ConfigError
+    from edge_runtime.detectors import DETECTORS
+    from edge_runtime.detectors.haar import HaarOptions
+
+    assert schema_field("detector.name").choices == tuple(DETECTORS)  # names come from the registry
+    config = config_from_dict({"detector": {"name": "haar", "haar": {"scale_factor": 1.3}}})
+    assert config.detector.haar == HaarOptions(scale_factor=1.3, min_neighbors=3)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) detector.blazeface.scale_factor; allowed in "
+                                          r"detector.blazeface: model_path, score_threshold"):
+        config_from_dict({"detector": {"blazeface": {"scale_factor": 1.3}}})
+    with pytest.raises(ConfigError, match=r"detector.yunet.score_threshold: 1.5 is above the maximum 1.0"):
+        config_from_dict({"detector": {"yunet": {"score_threshold": 1.5}}})
+    schema = describe_schema()
+    for name in DETECTORS:
+        assert f"[detector.{name}]" in schema

@@ -8,15 +8,15 @@ Haar cascade at the same detection rate (benchmarks/detectors.py).
 
 from __future__ import annotations
 
-from typing import Callable
-
+from edge_runtime.core.errors import ConfigError
 from edge_runtime.detectors.base import Box, DetectorOptions, FaceDetector, crop_face, find_faces
 from edge_runtime.detectors.blazeface import BlazeFaceDetector
 from edge_runtime.detectors.haar import HaarDetector
 from edge_runtime.detectors.yunet import YuNetDetector
-from edge_runtime.core.errors import ConfigError
 
-DETECTORS: dict[str, Callable[[DetectorOptions], FaceDetector]] = {
+# Name -> backend class. Each class has a typed ``Options`` dataclass: its section of the config schema
+# ([detector.<name>]), so the names and the per-backend settings are declared once, here.
+DETECTORS = {
     "blazeface": BlazeFaceDetector,
     "haar": HaarDetector,
     "yunet": YuNetDetector,
@@ -25,10 +25,13 @@ DETECTORS: dict[str, Callable[[DetectorOptions], FaceDetector]] = {
 __all__ = ["Box", "DETECTORS", "DetectorOptions", "FaceDetector", "crop_face", "find_faces", "make_detector"]
 
 
-def make_detector(name: str, options: DetectorOptions) -> FaceDetector:
-    """Build a detector by registry name."""
+def make_detector(name: str, options: DetectorOptions, backend=None) -> FaceDetector:
+    """Build detector ``name`` with the shared ``options`` and its own typed ``backend`` options (default: defaults)."""
     try:
-        factory = DETECTORS[name]
+        detector_class = DETECTORS[name]
     except KeyError as error:
         raise ConfigError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}") from error
-    return factory(options)
+    backend = detector_class.Options() if backend is None else backend
+    if not isinstance(backend, detector_class.Options):
+        raise ConfigError(f"detector {name!r} takes {detector_class.Options.__name__}, got {type(backend).__name__}")
+    return detector_class(options, backend)

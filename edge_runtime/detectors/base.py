@@ -36,14 +36,10 @@ class Box(NamedTuple):
 
 @dataclass(frozen=True)
 class DetectorOptions:
-    """Detection settings shared by every detector."""
+    """Detection settings shared by every detector; each backend has its own typed options besides."""
 
     min_face: int = 32          # smallest face side in pixels; smaller detections are ignored
     max_faces: int = 0          # 0 = all faces, 1 = largest only, N = the N largest
-    scale_factor: float = 1.1   # Haar image-pyramid step
-    min_neighbors: int = 3      # Haar: higher = fewer false positives
-    score_threshold: float = 0.7  # YuNet / BlazeFace confidence
-    model_path: str = ""        # YuNet ONNX file, or a BlazeFace .tflite other than the bundled one
     detect_width: int = 240     # frames wider than this are downscaled for detection (0 = never)
     threads: int = 1            # interpreter threads of model-based detectors
 

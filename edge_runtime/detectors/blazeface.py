@@ -16,15 +16,17 @@ letterbox), so it is tested without a model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-from edge_runtime.detectors.base import Box, DetectorOptions
 from edge_runtime.core.errors import ConfigError, ModelError
+from edge_runtime.detectors.base import Box, DetectorOptions
 from edge_runtime.interpreter import make_interpreter
+from edge_runtime.schema import setting
 
 BUNDLED_MODEL = Path(__file__).with_name("blazeface_short_range.tflite")
 # Boxes that overlap this much are one face: MediaPipe blends them rather than dropping all but one.
@@ -157,15 +159,26 @@ def to_frame_box(detection: Detection, box: Letterbox, scale: float = FRAMING_SC
                int(round(height)), detection.score)
 
 
+@dataclass(frozen=True)
+class BlazeFaceOptions:
+    """``[detector.blazeface]``"""
+
+    model_path: str = setting("", "another MediaPipe BlazeFace .tflite, e.g. the back-camera or full-range model "
+                              "(empty = the bundled short-range model)")
+    score_threshold: float = setting(0.7, "confidence needed to accept a face", minimum=0.0, maximum=1.0)
+
+
 class BlazeFaceDetector:
     """MediaPipe BlazeFace on LiteRT: the bundled short-range model unless ``model_path`` names another."""
 
-    def __init__(self, options: DetectorOptions):
-        self.options = options
-        path = Path(options.model_path) if options.model_path else BUNDLED_MODEL
+    Options = BlazeFaceOptions
+
+    def __init__(self, options: DetectorOptions, backend: BlazeFaceOptions = BlazeFaceOptions()):
+        self.options, self.backend = options, backend
+        path = Path(backend.model_path) if backend.model_path else BUNDLED_MODEL
         if not path.is_file():
-            raise ConfigError(f"detector.model_path {str(path)!r} does not exist; leave it empty to use the bundled "
-                              "short-range BlazeFace model")
+            raise ConfigError(f"detector.blazeface.model_path {str(path)!r} does not exist; leave it empty to use the "
+                              "bundled short-range BlazeFace model")
         self.interpreter = make_interpreter(path, threads=options.threads)
         (input_detail,) = self.interpreter.get_input_details()
         _, height, width, channels = input_detail["shape"]
@@ -190,6 +203,6 @@ class BlazeFaceDetector:
         self.interpreter.invoke()
         regressors = self.interpreter.get_tensor(self.regressors_index)[0]
         logits = self.interpreter.get_tensor(self.logits_index)[0, :, 0]
-        found = weighted_nms(decode(regressors, logits, self.anchors, self.input_size, self.options.score_threshold))
+        found = weighted_nms(decode(regressors, logits, self.anchors, self.input_size, self.backend.score_threshold))
         boxes = [to_frame_box(d, box) for d in found]
         return [b for b in boxes if min(b.w, b.h) >= min_size]

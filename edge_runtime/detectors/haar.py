@@ -11,15 +11,29 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_runtime.detectors.base import Box, DetectorOptions
+from dataclasses import dataclass
+
 from edge_runtime.core.errors import FerError
+from edge_runtime.detectors.base import Box, DetectorOptions
+from edge_runtime.schema import setting
+
+
+@dataclass(frozen=True)
+class HaarOptions:
+    """``[detector.haar]``"""
+
+    scale_factor: float = setting(1.1, "image-pyramid step (smaller = slower, finds more sizes)", minimum=1.01,
+                                  maximum=2.0)
+    min_neighbors: int = setting(3, "neighbours needed to accept a face (higher = fewer false positives)", minimum=0)
 
 
 class HaarDetector:
     """Frontal-face Haar cascade (fast on a Pi CPU, no extra files)."""
 
-    def __init__(self, options: DetectorOptions):
-        self.options = options
+    Options = HaarOptions
+
+    def __init__(self, options: DetectorOptions, backend: HaarOptions = HaarOptions()):
+        self.options, self.backend = options, backend
         if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
             raise FerError("this OpenCV build has no CascadeClassifier/haarcascades (opencv-python-headless 5.0 dropped "
                            "them); install `opencv-python-headless<5` or use --detector blazeface")
@@ -30,6 +44,6 @@ class HaarDetector:
 
     def detect(self, image: np.ndarray, min_size: int) -> list[Box]:
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        found = self.cascade.detectMultiScale(gray, scaleFactor=self.options.scale_factor,
-                                              minNeighbors=self.options.min_neighbors, minSize=(min_size, min_size))
+        found = self.cascade.detectMultiScale(gray, scaleFactor=self.backend.scale_factor,
+                                              minNeighbors=self.backend.min_neighbors, minSize=(min_size, min_size))
         return [Box(int(x), int(y), int(w), int(h)) for (x, y, w, h) in found]

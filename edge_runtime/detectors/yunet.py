@@ -12,19 +12,32 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_runtime.detectors.base import Box, DetectorOptions
+from dataclasses import dataclass
+
 from edge_runtime.core.errors import ConfigError
+from edge_runtime.detectors.base import Box, DetectorOptions
+from edge_runtime.schema import setting
+
+
+@dataclass(frozen=True)
+class YuNetOptions:
+    """``[detector.yunet]``"""
+
+    model_path: str = setting("", "its ONNX file (face_detection_yunet_2023mar.onnx from opencv_zoo; required)")
+    score_threshold: float = setting(0.7, "confidence needed to accept a face", minimum=0.0, maximum=1.0)
 
 
 class YuNetDetector:
     """``cv2.FaceDetectorYN`` with a user-supplied ONNX model."""
 
-    def __init__(self, options: DetectorOptions):
-        self.options = options
-        if not options.model_path or not Path(options.model_path).is_file():
-            raise ConfigError(f"the yunet detector needs its ONNX model: set detector.model_path (got "
-                              f"{options.model_path!r}); download face_detection_yunet_2023mar.onnx from opencv_zoo")
-        self.detector = cv2.FaceDetectorYN.create(options.model_path, "", (320, 320), options.score_threshold)
+    Options = YuNetOptions
+
+    def __init__(self, options: DetectorOptions, backend: YuNetOptions = YuNetOptions()):
+        self.options, self.backend = options, backend
+        if not backend.model_path or not Path(backend.model_path).is_file():
+            raise ConfigError(f"the yunet detector needs its ONNX model: set detector.yunet.model_path (got "
+                              f"{backend.model_path!r}); download face_detection_yunet_2023mar.onnx from opencv_zoo")
+        self.detector = cv2.FaceDetectorYN.create(backend.model_path, "", (320, 320), backend.score_threshold)
         self.size = (0, 0)
 
     def detect(self, image: np.ndarray, min_size: int) -> list[Box]:
