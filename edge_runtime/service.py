@@ -63,10 +63,9 @@ class Service:
     def health(self) -> tuple[bool, dict]:
         """Healthy while frames arrive within ``http.stall_seconds``."""
         stats = self.runtime.stats
-        source = self.runtime.source
-        detail = {"frames": stats.frames, "events": stats.events,
-                  "source_connected": getattr(source, "connected", stats.frames > 0),
-                  "source_reconnects": getattr(source, "reconnects", 0)}
+        source = self.runtime.source.health()
+        detail = {"frames": stats.frames, "events": stats.events, "source_connected": source.connected,
+                  "source_reconnects": source.reconnects, "source_skipped": source.skipped}
         if stats.last_frame_monotonic is None:
             return False, {"status": "starting", **detail}
         since = time.monotonic() - stats.last_frame_monotonic
@@ -82,13 +81,11 @@ class Service:
             log.info("ready: model loaded, first frame read from %s", self.runtime.source.name)
         self.notifier.watchdog()
         if self.metrics is not None:
-            source = self.runtime.source
-            reconnects = getattr(source, "reconnects", 0)
-            dropped = getattr(source, "skipped", 0)
-            self.metrics.reconnects.inc(reconnects - self._counted["reconnects"])
-            self.metrics.frames_dropped.inc(dropped - self._counted["dropped"])
-            self._counted.update(reconnects=reconnects, dropped=dropped)
-            self.metrics.source_connected.set(1 if getattr(source, "connected", True) else 0)
+            source = self.runtime.source.health()
+            self.metrics.reconnects.inc(source.reconnects - self._counted["reconnects"])
+            self.metrics.frames_dropped.inc(source.skipped - self._counted["dropped"])
+            self._counted.update(reconnects=source.reconnects, dropped=source.skipped)
+            self.metrics.source_connected.set(1 if source.connected else 0)
             self.metrics.frame_done(len(events), [e["label"] for e in events], self.runtime.last_inference_seconds)
             failures = self.runtime.stats.sink_failures
             for sink in self.sinks:

@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Iterator, NamedTuple, Protocol
 
 import cv2
@@ -35,6 +36,15 @@ class Frame(NamedTuple):
     still: bool = False
 
 
+@dataclass(frozen=True)
+class SourceHealth:
+    """A source's state for /healthz and /metrics: is it delivering, how often it was reopened, what it lost."""
+
+    connected: bool
+    reconnects: int
+    skipped: int  # frames or files that could not be read (a failed camera read, an unreadable image)
+
+
 class FrameSource(Protocol):
     """Anything that yields frames; ``close`` releases the device or file."""
 
@@ -44,9 +54,24 @@ class FrameSource(Protocol):
         """Yield frames until the source ends (video end, last image) or ``close`` is called."""
         ...
 
+    def health(self) -> SourceHealth:
+        """The source's state now."""
+        ...
+
     def close(self) -> None:
         """Release resources; safe to call twice."""
         ...
+
+
+class _Counters:
+    """The counters behind :meth:`FrameSource.health`, shared by every source."""
+
+    connected = False
+    reconnects = 0
+    skipped = 0
+
+    def health(self) -> SourceHealth:
+        return SourceHealth(self.connected, self.reconnects, self.skipped)
 
 
 def _read_still(path: Path, level: int) -> np.ndarray | None:
@@ -60,7 +85,7 @@ def _read_still(path: Path, level: int) -> np.ndarray | None:
     return image
 
 
-class ImageFileSource:
+class ImageFileSource(_Counters):
     """One still image."""
 
     def __init__(self, path: str | Path):
@@ -70,21 +95,22 @@ class ImageFileSource:
     def frames(self) -> Iterator[Frame]:
         image = _read_still(self.path, logging.ERROR)  # the one image the user asked for: an error, not a warning
         if image is None:
+            self.skipped += 1
             return
+        self.connected = True
         yield Frame(image, str(self.path), 0, time.time(), still=True)
 
     def close(self) -> None:
         pass
 
 
-class FolderSource:
+class FolderSource(_Counters):
     """Every image in a folder (sorted by name); non-images and unreadable files are logged and skipped."""
 
     def __init__(self, path: str | Path, loop: bool = False):
         self.path = Path(path)
         self.name = str(self.path)
         self.loop = loop
-        self.skipped = 0
 
     def frames(self) -> Iterator[Frame]:
         index = 0
@@ -100,7 +126,7 @@ class FolderSource:
                 if image is None:
                     self.skipped += 1
                     continue
-                produced = True
+                produced = self.connected = True
                 yield Frame(image, str(file), index, time.time(), still=True)
                 index += 1
             if not self.loop or not produced:
@@ -110,7 +136,7 @@ class FolderSource:
         pass
 
 
-class VideoFileSource:
+class VideoFileSource(_Counters):
     """A video file, optionally replayed endlessly (``loop``) for soak tests and demos."""
 
     def __init__(self, path: str | Path, loop: bool = False):
@@ -137,7 +163,9 @@ class VideoFileSource:
                     self.capture = self._open()
                     continue
                 log.info("%s: end of video after %d frames", self.path, index)
+                self.connected = False
                 return
+            self.connected = True
             yield Frame(image, str(self.path), index, time.time())
             index += 1
 
@@ -147,11 +175,12 @@ class VideoFileSource:
             self.capture = None
 
 
-class CameraSource:
+class CameraSource(_Counters):
     """A V4L2 camera (index or /dev/videoN) or a network stream (RTSP/HTTP) through OpenCV.
 
-    A read failure closes the device and reopens it after a backoff that
-    doubles up to ``max_backoff_s``; ``reconnects`` counts how often. With
+    A read failure (counted as a skipped frame) closes the device and reopens
+    it after a backoff that doubles up to ``max_backoff_s``; ``reconnects``
+    counts how often. With
     ``max_retries`` set, giving up raises :class:`FerError` (systemd then
     restarts the service with its own pacing) instead of looping forever.
     """
@@ -167,8 +196,6 @@ class CameraSource:
         self.opener = opener or cv2.VideoCapture  # replaced in tests: the camera is a hardware boundary
         self.sleep = sleep
         self.capture = None
-        self.reconnects = 0
-        self.connected = False
         self._closed = False
 
     def _open(self):
@@ -203,6 +230,7 @@ class CameraSource:
             ok, image = self.capture.read()
             if not ok or image is None:
                 log.warning("camera %s stopped delivering frames; reopening", self.spec)
+                self.skipped += 1
                 self.capture.release()
                 self.capture = None
                 self.connected = False
@@ -219,7 +247,7 @@ class CameraSource:
             self.capture = None
 
 
-class Picamera2Source:
+class Picamera2Source(_Counters):
     """The Raspberry Pi camera through picamera2, reading the cheap low-resolution YUV420 stream's Y (gray) plane.
 
     picamera2 is imported lazily: it exists only on Raspberry Pi OS (apt
@@ -247,6 +275,7 @@ class Picamera2Source:
         try:
             while self.camera is not None:
                 yuv = self.camera.capture_array("lores")
+                self.connected = True
                 # YUV420 planar: the first `height` rows are the luma (grayscale) plane.
                 yield Frame(np.ascontiguousarray(yuv[: self.height, : self.width]), self.name, index, time.time())
                 index += 1

@@ -1,8 +1,9 @@
 """Runtime parts on synthetic inputs: smoothing and abstention, crops, camera retry, model contract, Edge TPU errors."""
 
-import json
 import inspect
+import json
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -14,8 +15,8 @@ from edge_runtime.core.errors import FerError, ModelError
 from edge_runtime.interpreter import EdgeTpuError, InterpreterApi, make_interpreter
 from edge_runtime.core.labels import LABELS
 from edge_runtime.smoothing import UNCERTAIN, FaceSmoother, decide, iou
-from edge_runtime.sources import CameraSource, open_source
-from tests.conftest import SHIPPED_INT8, require
+from edge_runtime.sources import CameraSource, SourceHealth, open_source
+from tests.conftest import MEDIA, SHIPPED_INT8, require
 
 
 def one_hot_ish(index, peak=0.7):
@@ -112,8 +113,12 @@ def test_camera_that_disappears_is_retried_with_backoff():
     camera = CameraSource(0, opener=lambda spec: next(opens, None), sleep=sleeps.append, max_retries=3,
                           initial_backoff_s=0.5)
     frames = camera.frames()
-    got = [next(frames).index for _ in range(5)]
-    assert got == [0, 1, 2, 3, 4] and camera.reconnects == 1
+    assert camera.health() == SourceHealth(connected=False, reconnects=0, skipped=0)
+    got = [next(frames).index for _ in range(3)]
+    assert camera.health() == SourceHealth(connected=True, reconnects=0, skipped=0)
+    got += [next(frames).index for _ in range(2)]
+    # The failed read when the first capture died is a lost frame; the reopening a reconnect.
+    assert got == [0, 1, 2, 3, 4] and camera.health() == SourceHealth(connected=True, reconnects=1, skipped=1)
     assert sleeps == [0.5, 1.0]  # exponential backoff between failed opens
     with pytest.raises(FerError, match="unavailable after 3 retries"):
         for _ in frames:
@@ -280,3 +285,15 @@ def test_each_detector_backend_has_its_own_typed_section():
     schema = describe_schema()
     for name in DETECTORS:
         assert f"[detector.{name}]" in schema
+
+
+def test_file_sources_report_their_health(tmp_path):
+    photo = require(MEDIA / "justin.jpg", "justin.jpg")
+    shutil.copy(photo, tmp_path / "a.jpg")
+    (tmp_path / "b.jpg").write_bytes(photo.read_bytes()[:200])  # truncated: unreadable
+    (tmp_path / "notes.txt").write_text("not an image")
+    folder = open_source(str(tmp_path))
+    assert len(list(folder.frames())) == 1
+    assert folder.health() == SourceHealth(connected=True, reconnects=0, skipped=2)
+    broken = open_source(str(tmp_path / "b.jpg"))
+    assert list(broken.frames()) == [] and broken.health() == SourceHealth(connected=False, reconnects=0, skipped=1)
