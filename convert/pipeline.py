@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from convert.quantize import IO_TYPES, QUANTIZE_MODES
-from edge_runtime.core.contract import ModelContract, TensorSpec, write_contract
+from edge_runtime.core.contract import (Budget, FloatReference, ModelContract, TensorSpec, Verification,
+                                        write_contract)
 from edge_runtime.core.errors import FerError
 from edge_runtime.core.labels import LABELS
 from edge_runtime.core.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION
@@ -262,24 +263,25 @@ def _verify(report: dict, keras_model, dataset, outputs: dict[str, Path], option
 
 
 def _update_sidecars(report: dict, contracts: dict, outputs: dict) -> None:
-    """Record the verified accuracy in each model's sidecar."""
+    """Record the verified accuracy in each model's sidecar (and the budget in the judged model's)."""
     verification = report.get("verification")
+    budget = report.get("budget")
     for kind, contract in contracts.items():
-        verified = {}
+        verified = None
         if verification:
-            result = verification["results"][kind]
-            verified = {"split": verification["split"], "images": verification["images"],
-                        "accuracy": result["accuracy"], "macro_f1": result["macro_f1"],
-                        "accuracy_drop_pp_vs_keras": verification["comparisons"][kind]["accuracy_drop_pp"],
-                        "top1_agreement_vs_keras": verification["comparisons"][kind]["top1_agreement"]}
-            budget = report.get("budget")
-            if budget and budget["candidate"] == kind:
-                # The runtime logs this at start-up, so a model that failed its check says so on the device too.
-                verified["budget"] = {key: budget[key] for key in ("max_drop_pp", "min_agreement", "passed", "failures")}
+            result, comparison = verification["results"][kind], verification["comparisons"][kind]
             reference = verification.get("reference")
-            if reference:  # what the int8 model does against the float model a QAT model was fine-tuned from
-                verified["float_reference"] = {"file": Path(reference["file"]).name, "accuracy": reference["accuracy"],
-                                               "top1_agreement": reference["comparisons"][kind]["top1_agreement"]}
+            verified = Verification(
+                split=verification["split"], images=verification["images"], accuracy=result["accuracy"],
+                macro_f1=result["macro_f1"], accuracy_drop_pp_vs_keras=comparison["accuracy_drop_pp"],
+                top1_agreement_vs_keras=comparison["top1_agreement"],
+                # The runtime logs this at start-up, so a model that failed its check says so on the device too.
+                budget=(Budget(budget["max_drop_pp"], budget["min_agreement"], budget["passed"],
+                               tuple(budget["failures"])) if budget and budget["candidate"] == kind else None),
+                # What the int8 model does against the float model a QAT model was fine-tuned from.
+                float_reference=(FloatReference(Path(reference["file"]).name, reference["accuracy"],
+                                                reference["comparisons"][kind]["top1_agreement"])
+                                 if reference else None))
         updated = replace(contract, verified=verified)
         contracts[kind] = updated
         write_contract(outputs[kind], updated)

@@ -57,8 +57,8 @@ class Metrics:
         """Publish which model runs and what its conversion verified (a fleet dashboard's first question)."""
         self.model_info.labels(file=file, quantization=contract.quantization,
                                source_sha256=contract.source_sha256[:12], budget=budget_state(contract)).set(1)
-        if "accuracy" in contract.verified:
-            self.model_verified_accuracy.labels(split=contract.verified.get("split", "")).set(contract.verified["accuracy"])
+        if contract.verified is not None:
+            self.model_verified_accuracy.labels(split=contract.verified.split).set(contract.verified.accuracy)
 
     def frame_done(self, faces: int, labels: list[str], inference_seconds: list[float], now: float | None = None) -> None:
         """Record one processed frame."""

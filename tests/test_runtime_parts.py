@@ -3,15 +3,17 @@
 import inspect
 import json
 import logging
+import re
 import shutil
 
 import numpy as np
 import pytest
 
 from edge_runtime.classifier import dequantize, quantize_input
-from edge_runtime.core.contract import TensorSpec, budget_state, load_contract, verification_summary
-from edge_runtime.detectors import Box, DetectorOptions, crop_face, find_faces
+from edge_runtime.core.contract import (Budget, FloatReference, ModelContract, TensorSpec, Verification, budget_state,
+                                        load_contract, verification_summary)
 from edge_runtime.core.errors import FerError, ModelError
+from edge_runtime.detectors import Box, DetectorOptions, crop_face, find_faces
 from edge_runtime.interpreter import EdgeTpuError, InterpreterApi, make_interpreter
 from edge_runtime.core.labels import LABELS
 from edge_runtime.smoothing import UNCERTAIN, FaceSmoother, decide, iou
@@ -169,24 +171,27 @@ def test_start_up_says_how_the_model_was_verified(tmp_path, caplog):
 
     model = require(SHIPPED_INT8, "shipped int8 model")
     contract = load_contract(model)
-    verified = {"split": "PrivateTest", "images": 3589, "accuracy": 0.5, "top1_agreement_vs_keras": 0.9365}
-    passed = replace(contract, verified={**verified, "budget": {"passed": True, "failures": []}})
+    verified = Verification(split="PrivateTest", images=3589, accuracy=0.5, macro_f1=0.48,
+                            accuracy_drop_pp_vs_keras=0.1, top1_agreement_vs_keras=0.9365)
+    passed = replace(contract, verified=replace(verified, budget=Budget(0.5, 0.98, True)))
     level, line = verification_summary(passed, "m.tflite")
     assert level == logging.INFO and "accuracy 50.0%" in line and "agreement with its Keras model 93.7%" in line
     # A quantization-aware model's file also says how it compares with the float model it came from.
-    reference = {"file": "float.keras", "accuracy": 0.49, "top1_agreement": 0.944}
-    line = verification_summary(replace(passed, verified={**passed.verified, "float_reference": reference}), "m.tflite")[1]
+    reference = FloatReference(file="float.keras", accuracy=0.49, top1_agreement=0.944)
+    line = verification_summary(replace(passed, verified=replace(passed.verified, float_reference=reference)),
+                                "m.tflite")[1]
     assert line.endswith("(94.4% with the float model float.keras, accuracy 49.0%)")
-    failing = {**verified, "budget": {"passed": False, "failures": ["int8 top-1 agreement 93.65% is below 97%"]}}
+    failing = replace(verified, budget=Budget(0.5, 0.97, False, ("int8 top-1 agreement 93.65% is below 97%",)))
     level, line = verification_summary(replace(contract, verified=failing), "m.tflite")
     assert level == logging.WARNING and line.endswith("FAILED its conversion budget: int8 top-1 agreement 93.65% is below 97%")
-    assert verification_summary(replace(contract, verified={}), "m.tflite")[0] == logging.WARNING
-    assert [budget_state(replace(contract, verified=v)) for v in ({}, verified, failing)] == ["unverified", "unknown", "failed"]
+    assert verification_summary(replace(contract, verified=None), "m.tflite")[0] == logging.WARNING
+    assert [budget_state(replace(contract, verified=v)) for v in (None, verified, failing, passed.verified)] == [
+        "unverified", "unjudged", "failed", "passed"]
     # The classifier logs it when it loads a model.
     copy = tmp_path / "m.tflite"
     copy.write_bytes(model.read_bytes())
     sidecar = json.loads(model.with_suffix(".json").read_text())
-    copy.with_suffix(".json").write_text(json.dumps({**sidecar, "verified": failing}))
+    copy.with_suffix(".json").write_text(json.dumps({**sidecar, "verified": failing.to_json()}))
     with caplog.at_level(logging.INFO, logger="edge_runtime.classifier"):
         EmotionClassifier.from_file(copy)
     assert any(r.levelno == logging.WARNING and "FAILED its conversion budget" in r.getMessage() for r in caplog.records)
@@ -297,3 +302,22 @@ def test_file_sources_report_their_health(tmp_path):
     assert folder.health() == SourceHealth(connected=True, reconnects=0, skipped=2)
     broken = open_source(str(tmp_path / "b.jpg"))
     assert list(broken.frames()) == [] and broken.health() == SourceHealth(connected=False, reconnects=0, skipped=1)
+
+
+def test_sidecar_records_refuse_unknown_missing_and_mistyped_fields(tmp_path):
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    copy = tmp_path / "m.tflite"
+    copy.write_bytes(model.read_bytes())
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    assert ModelContract.from_json(sidecar).to_json() == sidecar  # a round trip changes nothing
+    cases = [
+        ({**sidecar, "colour": "blue"}, "unknown field(s) colour"),
+        ({k: v for k, v in sidecar.items() if k != "labels"}, "missing field(s) labels"),
+        ({**sidecar, "input": {**sidecar["input"], "shape": "48x48"}}, "input.shape: expected a list, got str"),
+        ({**sidecar, "verified": {"split": "PrivateTest"}}, "verified: missing field(s) images, accuracy"),
+        ({**sidecar, "format": "fer-edge-model/1"}, "metadata format 'fer-edge-model/1', this runtime reads"),
+    ]
+    for bad, message in cases:
+        copy.with_suffix(".json").write_text(json.dumps(bad))
+        with pytest.raises(ModelError, match=re.escape(message)):
+            load_contract(copy)

@@ -117,7 +117,7 @@ def test_notify_watchdog_sigterm_flush_and_http(tmp_path):
         info = next(line for line in metrics.splitlines() if line.startswith("fer_edge_model_info{"))
         assert f'file="{model.name}"' in info and f'budget="{budget_state(contract)}"' in info and info.endswith(" 1.0")
         accuracy = next(line for line in metrics.splitlines() if line.startswith("fer_edge_model_verified_accuracy{"))
-        assert abs(float(accuracy.split()[-1]) - contract.verified["accuracy"]) < 1e-9
+        assert abs(float(accuracy.split()[-1]) - contract.verified.accuracy) < 1e-9
         with pytest.raises(urllib.error.HTTPError) as not_found:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)
         assert not_found.value.code == 404

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge_runtime.core.errors import ModelError
 from edge_runtime.core.labels import LABELS
 from edge_runtime.core.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION
+from edge_runtime.core.records import JsonRecord, RecordError
 
-CONTRACT_FORMAT = "fer-edge-model/1"
+# /2: typed verification (null when unverified; the budget only on the model it judged), Edge TPU fields.
+CONTRACT_FORMAT = "fer-edge-model/2"
 
 
 @dataclass(frozen=True)
-class TensorSpec:
+class TensorSpec(JsonRecord):
     """Shape, dtype and affine quantization (``real = scale * (q - zero_point)``; scale 0 = not quantized)."""
 
     shape: tuple[int, ...]
@@ -30,8 +32,41 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
-class ModelContract:
-    """Everything the runtime needs to know about a converted model."""
+class Budget(JsonRecord):
+    """What a quantized model was judged against by fer-convert, and the verdict."""
+
+    max_drop_pp: float
+    min_agreement: float
+    passed: bool
+    failures: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FloatReference(JsonRecord):
+    """How the model compares with the float model a quantization-aware model was fine-tuned from."""
+
+    file: str
+    accuracy: float
+    top1_agreement: float
+
+
+@dataclass(frozen=True)
+class Verification(JsonRecord):
+    """What fer-convert measured for the model on held-out faces, through the runtime's own classifier."""
+
+    split: str
+    images: int
+    accuracy: float
+    macro_f1: float
+    accuracy_drop_pp_vs_keras: float
+    top1_agreement_vs_keras: float
+    budget: Budget | None = None  # only on the quantized model the budget judged
+    float_reference: FloatReference | None = None
+
+
+@dataclass(frozen=True)
+class ModelContract(JsonRecord):
+    """Everything the runtime needs to know about a converted model: the sidecar's content."""
 
     labels: tuple[str, ...]
     input: TensorSpec
@@ -40,16 +75,12 @@ class ModelContract:
     quantization: str
     source_model: str = ""
     source_sha256: str = ""
-    verified: dict = field(default_factory=dict)
+    verified: Verification | None = None  # None: converted with --no-verify
     format: str = CONTRACT_FORMAT
     # Written by edgetpu_compiler (fer-convert --edgetpu): the Edge TPU runs it; the CPU runs ``cpu_model`` instead,
     # the int8 file it was compiled from (same graph, same verification), which sits next to it.
     edgetpu_compiled: bool = False
     cpu_model: str = ""
-
-    def to_json(self) -> str:
-        """The sidecar's JSON text."""
-        return json.dumps(asdict(self), indent=2) + "\n"
 
 
 def sidecar_path(model_path: str | Path) -> Path:
@@ -60,16 +91,8 @@ def sidecar_path(model_path: str | Path) -> Path:
 def write_contract(model_path: str | Path, contract: ModelContract) -> Path:
     """Write the sidecar next to ``model_path``."""
     path = sidecar_path(model_path)
-    path.write_text(contract.to_json())
+    path.write_text(json.dumps(contract.to_json(), indent=2) + "\n")
     return path
-
-
-def _tensor(raw: dict, where: str) -> TensorSpec:
-    try:
-        return TensorSpec(tuple(int(d) for d in raw["shape"]), str(raw["dtype"]), float(raw.get("scale", 0.0)),
-                          int(raw.get("zero_point", 0)))
-    except (KeyError, TypeError, ValueError) as error:
-        raise ModelError(f"{where}: malformed tensor description ({error}); re-run fer-convert") from error
 
 
 def load_contract(model_path: str | Path) -> ModelContract:
@@ -83,23 +106,22 @@ def load_contract(model_path: str | Path) -> ModelContract:
                          "which writes the labels, input size and quantization the runtime needs")
     try:
         raw = json.loads(path.read_text())
-        contract = ModelContract(
-            labels=tuple(raw["labels"]), input=_tensor(raw["input"], f"{path} input"),
-            output=_tensor(raw["output"], f"{path} output"), preprocessing=raw["preprocessing"],
-            quantization=raw["quantization"], source_model=raw.get("source_model", ""),
-            source_sha256=raw.get("source_sha256", ""), verified=raw.get("verified", {}),
-            format=raw.get("format", ""), edgetpu_compiled=bool(raw.get("edgetpu_compiled", False)),
-            cpu_model=str(raw.get("cpu_model", "")))
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ModelError(f"{path}: unreadable model metadata ({error.__class__.__name__}: {error}); re-run fer-convert") from error
+    except json.JSONDecodeError as error:
+        raise ModelError(f"{path}: unreadable model metadata ({error}); re-run fer-convert") from error
+    if not isinstance(raw, dict) or raw.get("format") != CONTRACT_FORMAT:
+        found = raw.get("format") if isinstance(raw, dict) else None
+        raise ModelError(f"{path}: metadata format {found!r}, this runtime reads {CONTRACT_FORMAT!r}; re-run "
+                         "fer-convert with this version")
+    try:
+        contract = ModelContract.from_json(raw, str(path))
+    except RecordError as error:
+        raise ModelError(f"{error}; re-run fer-convert to write metadata this runtime reads") from error
     validate_contract(contract, path)
     return contract
 
 
 def validate_contract(contract: ModelContract, where: str | Path) -> None:
     """Refuse models that do not fit this runtime."""
-    if contract.format != CONTRACT_FORMAT:
-        raise ModelError(f"{where}: metadata format {contract.format!r}, this runtime reads {CONTRACT_FORMAT!r}")
     expected_input = (1, INPUT_SIZE, INPUT_SIZE, 1)
     if tuple(contract.input.shape) != expected_input:
         raise ModelError(f"{where}: model input shape {list(contract.input.shape)}, expected {list(expected_input)} "
@@ -116,17 +138,17 @@ def validate_contract(contract: ModelContract, where: str | Path) -> None:
 
 
 def budget_state(contract: ModelContract) -> str:
-    """fer-convert's verdict on the model: ``passed``, ``failed``, ``unverified`` or ``unknown``.
+    """fer-convert's verdict on the model: ``passed``, ``failed``, ``unverified`` or ``unjudged``.
 
-    ``unverified``: converted without verification; ``unknown``: verified by a
-    fer-convert that did not yet record the budget in the sidecar.
+    ``unverified``: converted without verification; ``unjudged``: verified, but
+    not the quantized model a budget judged (the float32 reference file).
     """
-    if not contract.verified:
+    if contract.verified is None:
         return "unverified"
-    budget = contract.verified.get("budget")
-    if not budget:
-        return "unknown"
-    return "passed" if budget.get("passed") else "failed"
+    budget = contract.verified.budget
+    if budget is None:
+        return "unjudged"
+    return "passed" if budget.passed else "failed"
 
 
 def verification_summary(contract: ModelContract, name: str) -> tuple[int, str]:
@@ -136,17 +158,16 @@ def verification_summary(contract: ModelContract, name: str) -> tuple[int, str]:
     (``fer-convert`` still writes such a model, with the failing report beside it).
     """
     verified, state = contract.verified, budget_state(contract)
-    if state == "unverified":
+    if verified is None:
         return logging.WARNING, (f"model {name}: no verified accuracy in its metadata (converted with --no-verify?); "
                                  "its accuracy on held-out faces is unmeasured")
-    line = (f"model {name} ({contract.quantization}): verified on {verified.get('split', '?')} "
-            f"({verified.get('images', '?')} images): accuracy {verified.get('accuracy', float('nan')):.1%}")
-    if "top1_agreement_vs_keras" in verified:
-        line += f", top-1 agreement with its Keras model {verified['top1_agreement_vs_keras']:.1%}"
-    reference = verified.get("float_reference")
-    if reference:  # a quantization-aware model's int8 file, also compared with the float model it came from
-        line += (f" ({reference.get('top1_agreement', float('nan')):.1%} with the float model "
-                 f"{reference.get('file', '?')}, accuracy {reference.get('accuracy', float('nan')):.1%})")
+    line = (f"model {name} ({contract.quantization}): verified on {verified.split} ({verified.images} images): "
+            f"accuracy {verified.accuracy:.1%}, top-1 agreement with its Keras model "
+            f"{verified.top1_agreement_vs_keras:.1%}")
+    reference = verified.float_reference
+    if reference is not None:  # a quantization-aware model's int8 file, also compared with the float model it came from
+        line += (f" ({reference.top1_agreement:.1%} with the float model {reference.file}, accuracy "
+                 f"{reference.accuracy:.1%})")
     if state == "failed":
-        return logging.WARNING, f"{line}; it FAILED its conversion budget: {'; '.join(verified['budget'].get('failures', []))}"
+        return logging.WARNING, f"{line}; it FAILED its conversion budget: {'; '.join(verified.budget.failures)}"
     return logging.INFO, line
