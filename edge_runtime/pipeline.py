@@ -22,6 +22,7 @@ from edge_runtime.classifier import EmotionClassifier
 from edge_runtime.config import Config
 from edge_runtime.core.preprocessing import preprocess_face
 from edge_runtime.detectors import Box, DetectorOptions, FaceDetector, crop_face, find_faces, make_detector
+from edge_runtime.events import FaceEvent
 from edge_runtime.sinks import Sink
 from edge_runtime.smoothing import FaceSmoother
 from edge_runtime.sources import Frame, FrameSource, open_source
@@ -74,22 +75,15 @@ class RunStats:
 
 
 def event_for(frame: Frame, face_index: int, box: Box, raw_probabilities: np.ndarray, smoothed,
-              labels: tuple[str, ...]) -> dict:
-    """The JSON-ready event of one face in one frame."""
+              labels: tuple[str, ...]) -> FaceEvent:
+    """The event of one face in one frame (a pure function of the model's output and the smoother's)."""
     raw_top = int(np.argmax(raw_probabilities))
-    return {
-        "source": frame.source,
-        "frame": frame.index,
-        "ts": round(frame.timestamp, 3),
-        "face": face_index,
-        "track": smoothed.track_id,
-        "box": [int(box.x), int(box.y), int(box.w), int(box.h)],
-        "label": smoothed.label,
-        "raw_label": labels[raw_top],
-        "score": round(float(smoothed.score), 4),
-        "raw_score": round(float(raw_probabilities[raw_top]), 4),
-        "probs": {label: round(float(p), 4) for label, p in zip(labels, smoothed.probabilities)},
-    }
+    return FaceEvent(
+        source=frame.source, frame=frame.index, ts=round(frame.timestamp, 3), face=face_index,
+        track=smoothed.track_id, box=(int(box.x), int(box.y), int(box.w), int(box.h)), label=smoothed.label,
+        raw_label=labels[raw_top], score=round(float(smoothed.score), 4),
+        raw_score=round(float(raw_probabilities[raw_top]), 4),
+        probs={label: round(float(p), 4) for label, p in zip(labels, smoothed.probabilities)})
 
 
 class Annotator:
@@ -102,13 +96,13 @@ class Annotator:
         self.target = Path(target)
         self.writer = None
 
-    def write(self, frame: Frame, events: list[dict]) -> None:
+    def write(self, frame: Frame, events: list[FaceEvent]) -> None:
         image = frame.image if frame.image.ndim == 3 else cv2.cvtColor(frame.image, cv2.COLOR_GRAY2BGR)
         image = image.copy()
         for event in events:
-            x, y, w, h = event["box"]
+            x, y, w, h = event.box
             cv2.rectangle(image, (x, y), (x + w, y + h), (0, 255, 0), 2)
-            cv2.putText(image, f"{event['label']} {event['score']:.2f}", (x, max(12, y - 6)),
+            cv2.putText(image, f"{event.label} {event.score:.2f}", (x, max(12, y - 6)),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1, cv2.LINE_AA)
         if frame.still:
             self.target.mkdir(parents=True, exist_ok=True)
@@ -145,7 +139,7 @@ class Runtime:
         self.annotator = Annotator(config.output.annotate) if config.output.annotate else None
         self._stop = threading.Event()
         self.last_inference_seconds: list[float] = []
-        self.frame_listeners: list[Callable[[Frame, list[dict]], None]] = []
+        self.frame_listeners: list[Callable[[Frame, list[FaceEvent]], None]] = []
 
     @classmethod
     def from_config(cls, config: Config, sinks: Iterable[Sink] = ()) -> "Runtime":
@@ -171,7 +165,7 @@ class Runtime:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def process(self, frame: Frame, boxes: list[Box] | None = None) -> tuple[list[Box], list[dict]]:
+    def process(self, frame: Frame, boxes: list[Box] | None = None) -> tuple[list[Box], list[FaceEvent]]:
         """Detect (unless ``boxes`` are given), classify and smooth one frame; returns boxes and events."""
         if boxes is None:
             started = time.perf_counter()
@@ -234,7 +228,7 @@ class Runtime:
             log.error("sink %s failed: %s: %s (further failures are counted in fer_edge_sink_failed_events_total "
                       "until it works again)", sink.name, error.__class__.__name__, error)
 
-    def _record(self, frame: Frame, events: list[dict]) -> None:
+    def _record(self, frame: Frame, events: list[FaceEvent]) -> None:
         stats = self.stats
         stats.frames += 1
         stats.last_frame_monotonic = time.monotonic()

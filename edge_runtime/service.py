@@ -86,7 +86,7 @@ class Service:
             self.metrics.frames_dropped.inc(source.skipped - self._counted["dropped"])
             self._counted.update(reconnects=source.reconnects, dropped=source.skipped)
             self.metrics.source_connected.set(1 if source.connected else 0)
-            self.metrics.frame_done(len(events), [e["label"] for e in events], self.runtime.last_inference_seconds)
+            self.metrics.frame_done(len(events), [e.label for e in events], self.runtime.last_inference_seconds)
             failures = self.runtime.stats.sink_failures
             for sink in self.sinks:
                 self.metrics.sink_dropped.labels(sink=sink.name).set(sink.dropped)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from edge_runtime.core.errors import ConfigError
+from edge_runtime.events import FaceEvent
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class Sink(Protocol):
     def dropped(self) -> int:
         """Events this sink had to throw away (a full buffer, say)."""
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: FaceEvent) -> None:
         """Take one event; must return quickly (the processing loop waits for it)."""
 
     def flush(self, timeout: float = ...) -> bool:
@@ -42,8 +43,8 @@ class Sink(Protocol):
         """Flush and release the sink's resources."""
 
 
-def _line(event: dict) -> str:
-    return json.dumps(event, separators=(",", ":")) + "\n"
+def _line(event: FaceEvent) -> str:
+    return json.dumps(event.to_json(), separators=(",", ":")) + "\n"
 
 
 class CallbackSink:
@@ -51,10 +52,10 @@ class CallbackSink:
 
     dropped = 0
 
-    def __init__(self, callback: Callable[[dict], None], name: str = "callback"):
+    def __init__(self, callback: Callable[[FaceEvent], None], name: str = "callback"):
         self.callback, self.name = callback, name
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: FaceEvent) -> None:
         self.callback(event)
 
     def flush(self, timeout: float = 0.0) -> bool:
@@ -70,7 +71,7 @@ class StdoutSink:
     name = "stdout"
     dropped = 0
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: FaceEvent) -> None:
         sys.stdout.write(_line(event))
         sys.stdout.flush()
 
@@ -94,7 +95,7 @@ class RotatingFileSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(self.path, "a", encoding="utf-8")
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: FaceEvent) -> None:
         self._handle.write(_line(event))
         if self._handle.tell() >= self.max_bytes:
             self._rotate()
@@ -192,7 +193,7 @@ class MqttSink:
                 self.acknowledged += 1
             self._lock.notify_all()
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: FaceEvent) -> None:
         with self._lock:
             if len(self.queue) >= self.buffer_size:
                 self.queue.popleft()

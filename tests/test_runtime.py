@@ -9,6 +9,7 @@ import pytest
 
 from edge_runtime.config import Config, with_overrides
 from edge_runtime.pipeline import Runtime
+from edge_runtime.events import FaceEvent
 from edge_runtime.sinks import CallbackSink
 from tests.conftest import MEDIA, SHIPPED_INT8, require, run_cli
 
@@ -24,13 +25,13 @@ def int8_model():
 def run_events(model, source, **overrides):
     settings = with_overrides(Config(), {"model.path": str(model), "source.spec": str(source), **overrides})
     events = []
-    runtime = Runtime.from_config(settings, sinks=[CallbackSink(events.append)])
+    runtime = Runtime.from_config(settings, sinks=[CallbackSink(lambda event: events.append(event.to_json()))])
     stats = runtime.run()
     return events, stats, runtime
 
 
 def check_schema(event):
-    assert set(event) == EVENT_KEYS
+    assert set(event) == EVENT_KEYS and FaceEvent.from_json(event).to_json() == event
     assert event["label"] in LABELS_OR_UNCERTAIN and event["raw_label"] in LABELS_OR_UNCERTAIN - {"uncertain"}
     assert len(event["box"]) == 4 and all(isinstance(v, int) for v in event["box"])
     assert set(event["probs"]) == LABELS_OR_UNCERTAIN - {"uncertain"}

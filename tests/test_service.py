@@ -18,8 +18,15 @@ import tomllib
 from edge_runtime.config import Config, config_from_dict, describe_schema, load_config
 from edge_runtime.core.contract import budget_state, load_contract
 from edge_runtime.core.errors import ConfigError
+from edge_runtime.events import FaceEvent
 from edge_runtime.sinks import MqttSink, RotatingFileSink
 from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, require, run_cli
+
+
+def face_event(frame: int, source: str = "test.mp4") -> FaceEvent:
+    """A real event record (the sinks' input), numbered by frame so that delivery can be counted."""
+    return FaceEvent(source=source, frame=frame, ts=1795318123.925, face=0, track=0, box=(10, 20, 48, 48),
+                     label="happy", raw_label="happy", score=0.9, raw_score=0.8, probs={"happy": 0.9, "sad": 0.1})
 
 
 def free_port() -> int:
@@ -75,12 +82,13 @@ def test_check_config_cli(tmp_path):
 def test_rotating_file_sink(tmp_path):
     sink = RotatingFileSink(tmp_path / "events.jsonl", max_bytes=1024, backups=2)
     for index in range(100):
-        sink({"frame": index, "label": "happy", "padding": "x" * 40})
+        sink(face_event(index))
     sink.close()
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
     newest = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert newest[-1]["frame"] == 99 and all(p.stat().st_size <= 1024 + 80 for p in tmp_path.iterdir())
+    assert FaceEvent.from_json(newest[-1]) == face_event(99)  # what is written reads back as the same record
+    assert all(p.stat().st_size <= 1024 + 300 for p in tmp_path.iterdir())
 
 
 def _start_service(model, extra_env=None, *args):
@@ -221,7 +229,7 @@ def test_mqtt_delivery_and_broker_restart(mosquitto):
     try:
         assert _wait_for(lambda: sink.connected)
         for index in range(50):
-            sink({"frame": index})
+            sink(face_event(index))
         assert sink.flush(10)
         # QoS 1 is at-least-once: a redelivered duplicate is allowed, a missing frame is not.
         assert _wait_for(lambda: {event["frame"] for event in received} == set(range(50)))
@@ -232,7 +240,7 @@ def test_mqtt_delivery_and_broker_restart(mosquitto):
         # Pause the sink's network loop until then; its buffering and redelivery are what is under test.
         sink.client.loop_stop()
         for index in range(50, 80):  # produced while the broker is away: buffered, not lost
-            sink({"frame": index})
+            sink(face_event(index))
         assert len(sink.queue) == 30 and sink.dropped == 0
         subscribed.clear()
         mosquitto.start()
@@ -252,7 +260,7 @@ def test_mqtt_bounded_buffer_counts_drops(mosquitto):
     sink = MqttSink("127.0.0.1", mosquitto.port, "fer/test", buffer_size=10, max_backoff_s=1)
     try:
         for index in range(25):
-            sink({"frame": index})
+            sink(face_event(index))
         assert sink.dropped == 15 and [json.loads(m)["frame"] for m in sink.queue] == list(range(15, 25))
     finally:
         sink.close(timeout=0.1)
