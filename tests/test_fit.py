@@ -58,14 +58,14 @@ def test_one_epoch_fit_resume_and_export(fer_small, tmp_path):
                   augment=AugmentConfig(brightness=0.2, contrast=0.3, erase_probability=0.5))
     config = FitConfig(epochs=3, **recipe)
     first = fit(fer_small, run, config, verbose=0, stop_after=1)  # a paused run, as at the end of a working session
-    assert first["epochs_done"] == 1 and not first["finished"]
+    assert first.epochs_done == 1 and not first.finished
     assert (run / "best.keras").exists() and (run / "last.keras").exists()
-    assert first["data_checks"]["findings"] == []  # the sharp copy passes its checks
+    assert first.data_checks["findings"] == []  # the sharp copy passes its checks
     with pytest.raises(FerError, match="--resume"):
         fit(fer_small, run, config, verbose=0)
     state = fit(fer_small, run, config, resume=True, verbose=0)
     history = read_history(run)
-    assert state["epochs_done"] == 3 and state["finished"] and [row["epoch"] for row in history] == [1.0, 2.0, 3.0]
+    assert state.epochs_done == 3 and state.finished and [row["epoch"] for row in history] == [1.0, 2.0, 3.0]
     for row in history:
         assert 0 <= row["val_macro_f1"] <= 1 and 0 <= row["val_flip_accuracy"] <= 1
     # The resumed run stays on the cosine curve: warm-up ends at the peak, then decay towards the floor.

@@ -140,8 +140,8 @@ def test_fine_tuning_starts_from_the_simulated_copy_and_keeps_it_if_better(quant
     config = FitConfig(epochs=1, batch_size=32, learning_rate=1e-4, quantization_aware=str(folder / "small.keras"),
                        calibration_dir=str(tmp_path / "calibration"))
     state = fit(fer_small, tmp_path / "run", config, verbose=0)
-    assert state["config"]["model"] == "small" and state["config"]["quantization_aware"].endswith("small.keras")
-    assert state["epochs_done"] == 1
+    assert state.config["model"] == "small" and state.config["quantization_aware"].endswith("small.keras")
+    assert state.epochs_done == 1
     # The copy before fine-tuning is scored on PublicTest: its accuracy is the untuned copy's, from the manifest's faces.
     from train.calibration import manifest_images
     from train.modelio import predict_probabilities
@@ -150,18 +150,18 @@ def test_fine_tuning_starts_from_the_simulated_copy_and_keeps_it_if_better(quant
                                        manifest_images(fer_small, tmp_path / "calibration" / MANIFEST_NAME))
     public = fer_small.split("PublicTest")
     untuned_probabilities = predict_probabilities(untuned, public.images)
-    assert state["start_val_accuracy"] == pytest.approx(np.mean(untuned_probabilities.argmax(1) == public.labels))
+    assert state.start_val_accuracy == pytest.approx(np.mean(untuned_probabilities.argmax(1) == public.labels))
     # best.keras is the untuned copy when fine-tuning did not beat it, else the fine-tuned epoch.
     best = load_keras_model(tmp_path / "run" / "best.keras")
     assert is_quantization_aware(best)
     best_probabilities = predict_probabilities(best, public.images)
-    if state["best_epoch"] == 0:
+    if state.best_epoch == 0:
         np.testing.assert_allclose(best_probabilities, untuned_probabilities, atol=1e-6)
     else:
-        assert state["best_val_accuracy"] > state["start_val_accuracy"]
+        assert state.best_val_accuracy > state.start_val_accuracy
         assert not np.allclose(best_probabilities, untuned_probabilities)
     resumed = fit(fer_small, tmp_path / "run", FitConfig(**{**config.__dict__, "epochs": 2}), resume=True, verbose=0)
-    assert resumed["epochs_done"] == 2 and resumed["config"]["model"] == "small"
+    assert resumed.epochs_done == 2 and resumed.config["model"] == "small"
 
 
 @pytest.mark.slow

@@ -83,8 +83,8 @@ def fit_command(
     dataset = load_fer2013(data, skip_bad=skip_bad, limit_per_split=limit, seed=seed)
     default_out = Path("runs") / (f"{Path(quantization_aware).stem}_qat" if quantization_aware else model)
     state = fit(dataset, out or default_out, config, resume=resume, stop_after=stop_after)
-    log.info("done: %d epochs, best PublicTest accuracy %.4f at epoch %d", state["epochs_done"],
-             state["best_val_accuracy"], state["best_epoch"])
+    log.info("done: %d epochs, best PublicTest accuracy %.4f at epoch %d", state.epochs_done,
+             state.best_val_accuracy, state.best_epoch)
 
 
 @app.command("check-data")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from edge_runtime.core.errors import ModelError
 from train.data import FerDataset
 from train.evaluate import evaluate, write_report
-from train.modelio import epoch_summary, load_keras_model, read_history
+from train.modelio import RunState, epoch_summary, load_keras_model, read_history
 from train.paper import PAPER_NAMES
 from train.provenance import file_sha256, provenance, write_json
 
@@ -20,14 +19,14 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
     state_file, best = run_dir / "state.json", run_dir / "best.keras"
     if not state_file.exists() or not best.exists():
         raise ModelError(f"{run_dir} holds no finished epoch (state.json and best.keras); run `fer-train fit` first")
-    state = json.loads(state_file.read_text())
+    state = RunState.read(run_dir)
     destination.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, destination)
     model = load_keras_model(destination)
     private = evaluate(model, dataset, "PrivateTest")
     public = evaluate(model, dataset, "PublicTest")
-    name = state["config"]["model"]
-    float_parent = state["config"].get("quantization_aware", "")
+    name = state.config["model"]
+    float_parent = state.config.get("quantization_aware", "")
     summary = {
         "model": name,
         "paper_name": PAPER_NAMES.get(name, name) + (", quantization-aware" if float_parent else ""),
@@ -35,16 +34,16 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
         "file": destination.name,
         "sha256": file_sha256(destination),
         "training": {
-            "commands": [p["command"] for p in state.get("provenance", [])],
-            "git_commits": [p["git_commit"] for p in state.get("provenance", [])],
+            "commands": [p["command"] for p in state.provenance],
+            "git_commits": [p["git_commit"] for p in state.provenance],
             **epoch_summary(state),
-            "stopped_early": bool(state.get("stopped_early")),
-            "wall_seconds": state["wall_seconds"],
-            "config": state["config"],
-            "train_images": state["train_images"],
-            "train_class_counts": state["train_class_counts"],
+            "stopped_early": state.stopped_early,
+            "wall_seconds": state.wall_seconds,
+            "config": state.config,
+            "train_images": state.train_images,
+            "train_class_counts": list(state.train_class_counts),
         },
-        "warm_start": _warm_start(state["config"].get("init_weights", "")),
+        "warm_start": _warm_start(state.config.get("init_weights", "")),
         # The float model a quantization-aware run fine-tuned; fer-convert compares the int8 model with it too.
         "quantization_aware_from": ({"file": float_parent, "sha256": file_sha256(float_parent)}
                                     if float_parent and Path(float_parent).is_file() else None),
@@ -65,7 +64,7 @@ def _warm_start(init_weights: str) -> dict | None:
     state_file = Path(init_weights).parent / "state.json"
     if not state_file.exists():
         return {"weights": init_weights, "note": "no state.json beside the weights: origin unknown"}
-    state = json.loads(state_file.read_text())
-    return {"weights": init_weights, "epochs_run": state["epochs_done"], "wall_seconds": state["wall_seconds"],
-            "commands": [p["command"] for p in state.get("provenance", [])],
-            "git_commits": [p["git_commit"] for p in state.get("provenance", [])], "config": state["config"]}
+    state = RunState.read(state_file.parent)
+    return {"weights": init_weights, "epochs_run": state.epochs_done, "wall_seconds": state.wall_seconds,
+            "commands": [p["command"] for p in state.provenance],
+            "git_commits": [p["git_commit"] for p in state.provenance], "config": state.config}

@@ -14,7 +14,6 @@ PublicTest accuracy improves, a row of ``history.csv`` and ``state.json``;
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import sys
 import time
@@ -28,8 +27,8 @@ from edge_runtime.core.labels import NUM_CLASSES
 from train.augment import AugmentConfig
 from train.data import FerDataset, Split
 from train.data_checks import check_dataset
-from train.modelio import HISTORY_FIELDS, load_keras_model, to_model_input
-from train.provenance import provenance, write_json
+from train.modelio import HISTORY_FIELDS, RunState, load_keras_model, to_model_input
+from train.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -196,38 +195,38 @@ class _Checkpointer:
                     if new_file:
                         writer.writeheader()
                     writer.writerow(row)
-                state = self.state
-                state["epochs_done"] = epoch + 1
-                state["wall_seconds"] = round(state.get("wall_seconds", 0.0) + seconds, 1)
+                state = replace(self.state, epochs_done=epoch + 1,
+                                wall_seconds=round(self.state.wall_seconds + seconds, 1))
                 val_accuracy = row.get("val_accuracy", 0.0)
-                if val_accuracy > state.get("best_val_accuracy", -1.0):
-                    state.update(best_val_accuracy=val_accuracy, best_epoch=epoch + 1, wait=0)
+                if val_accuracy > state.best_val_accuracy:
+                    state = replace(state, best_val_accuracy=val_accuracy, best_epoch=epoch + 1, wait=0)
                     self.model.save(self.run_dir / "best.keras")
                 else:
-                    state["wait"] = state.get("wait", 0) + 1
-                    if self.config.schedule == "plateau" and state["wait"] % self.config.lr_patience == 0:
+                    state = replace(state, wait=state.wait + 1)
+                    if self.config.schedule == "plateau" and state.wait % self.config.lr_patience == 0:
                         lowered = max(learning_rate * self.config.lr_factor, self.config.min_learning_rate)
                         self.model.optimizer.learning_rate.assign(lowered)
                         log.info("PublicTest accuracy flat for %d epochs: learning rate %.2g -> %.2g",
-                                 state["wait"], learning_rate, lowered)
-                    if state["wait"] >= self.config.patience:
-                        state["stopped_early"] = True
+                                 state.wait, learning_rate, lowered)
+                    if state.wait >= self.config.patience:
+                        state = replace(state, stopped_early=True)
                         self.model.stop_training = True
-                        log.info("early stop: no PublicTest improvement for %d epochs", state["wait"])
+                        log.info("early stop: no PublicTest improvement for %d epochs", state.wait)
                 if self.last_epoch is not None and epoch + 1 >= self.last_epoch:
                     self.model.stop_training = True  # --stop-after: a pause, resumable, not the end of the run
                 self.model.save(self.run_dir / "last.keras")
-                write_json(self.run_dir / "state.json", state)
+                self.state = state
+                state.write(self.run_dir)
                 log.info("epoch %d: val_accuracy %.4f (flip TTA %.4f, macro-F1 %.4f; best %.4f at epoch %d), %.0f s",
                          epoch + 1, val_accuracy, row["val_flip_accuracy"], row["val_macro_f1"],
-                         state["best_val_accuracy"], state["best_epoch"], seconds)
+                         state.best_val_accuracy, state.best_epoch, seconds)
 
         return Checkpointer(*args, **kwargs)
 
 
 def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: bool = False,
         verbose: int | None = None, stop_after: int | None = None) -> dict:
-    """Train ``config.model`` on ``dataset`` into ``run_dir``; returns the final state dict.
+    """Train ``config.model`` on ``dataset`` into ``run_dir``; returns the final :class:`RunState`.
 
     With ``resume=True`` an existing ``run_dir`` continues from ``last.keras``;
     without it an existing checkpoint is an error (nothing is overwritten).
@@ -255,22 +254,22 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
                         " (pass --ignore-data-checks to train on it anyway; the findings are recorded with the run)")
     keras.utils.set_random_seed(config.seed)
     if resume and state_file.exists() and last.exists():
-        state = json.loads(state_file.read_text())
+        state = RunState.read(run_dir)
         if config.quantization_aware:
-            config = replace(config, model=state.get("config", {}).get("model", config.model))
-        if state.get("config", {}).get("model") != config.model:
-            raise FerError(f"{run_dir} holds a {state.get('config', {}).get('model')!r} run, not {config.model!r}; "
+            config = replace(config, model=state.config.get("model", config.model))
+        if state.config.get("model") != config.model:
+            raise FerError(f"{run_dir} holds a {state.config.get('model')!r} run, not {config.model!r}; "
                            "use another --out or the same --model")
         import train.quantization as _qat_layers  # noqa: F401  (registers the quantization-aware layers for loading)
 
         model = keras.models.load_model(last)
-        planned = state.get("config", {}).get("epochs", config.epochs)
-        if state.get("config", {}).get("schedule") == "cosine" and planned != config.epochs:
+        planned = state.config.get("epochs", config.epochs)
+        if state.config.get("schedule") == "cosine" and planned != config.epochs:
             log.warning("the cosine schedule of %s was set for %d epochs when the run started; --epochs %d does not "
                         "change it (epochs past %d train at the floor rate)", run_dir, planned, config.epochs, planned)
-        _truncate_history(run_dir / "history.csv", state["epochs_done"])
-        log.info("resuming %s after epoch %d (best PublicTest accuracy %.4f)", run_dir, state["epochs_done"],
-                 state["best_val_accuracy"])
+        _truncate_history(run_dir / "history.csv", state.epochs_done)
+        log.info("resuming %s after epoch %d (best PublicTest accuracy %.4f)", run_dir, state.epochs_done,
+                 state.best_val_accuracy)
     else:
         if last.exists() and not resume:
             raise FerError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
@@ -289,32 +288,34 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
         model.compile(optimizer=make_optimizer(config, max(1, len(train) // config.batch_size)), loss=loss,
                       metrics=["accuracy"], jit_compile=config.jit_compile)
-        state = {"config": asdict(config), "epochs_done": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "wait": 0,
-                 "wall_seconds": 0.0, "train_class_counts": train.class_counts(),
-                 "data_source": dataset.source, "train_images": len(train), "validation_images": len(validation)}
-    state.setdefault("provenance", []).append(provenance())
-    state["data_checks"] = {"statistics": data_statistics, "findings": [f._asdict() for f in findings]}
-    first_epoch = state["epochs_done"]
-    if state.get("stopped_early") or first_epoch >= config.epochs:
+        state = RunState(config=asdict(config), data_source=dataset.source, train_images=len(train),
+                         validation_images=len(validation), train_class_counts=tuple(train.class_counts()))
+    state = replace(state, provenance=(*state.provenance, provenance()),
+                    data_checks={"statistics": data_statistics, "findings": [f._asdict() for f in findings]})
+    first_epoch = state.epochs_done
+    if state.stopped_early or first_epoch >= config.epochs:
         log.info("nothing to do: run finished after %d epochs", first_epoch)
         return state
     steps = max(1, len(train) // config.batch_size)
     weights = class_weights(train.labels) if config.balance == "class-weight" else None
     validation_data = (to_model_input(validation.images), keras.utils.to_categorical(validation.labels, NUM_CLASSES))
-    if config.quantization_aware and first_epoch == 0 and "start_val_accuracy" not in state:
+    if config.quantization_aware and first_epoch == 0 and state.start_val_accuracy is None:
         # The int8-simulating copy before any fine-tuning competes for "best" too: fine-tuning must earn its place.
         _, start_accuracy = model.evaluate(*validation_data, batch_size=256, verbose=0)
-        state.update(start_val_accuracy=float(start_accuracy), best_val_accuracy=float(start_accuracy), best_epoch=0)
+        state = replace(state, start_val_accuracy=float(start_accuracy), best_val_accuracy=float(start_accuracy),
+                        best_epoch=0)
         model.optimizer.build(model.trainable_variables)  # saved like every other checkpoint, optimizer included
         model.save(run_dir / "best.keras")
-        write_json(state_file, state)
+        state.write(run_dir)
         log.info("quantization-aware copy before fine-tuning: PublicTest accuracy %.4f", start_accuracy)
+    checkpointer = _Checkpointer(run_dir, config, state, validation, stop_after)
     model.fit(_training_dataset(train, config, first_epoch, steps), epochs=config.epochs, initial_epoch=first_epoch,
               steps_per_epoch=steps, validation_data=validation_data, validation_batch_size=256,
-              class_weight=weights, callbacks=[_Checkpointer(run_dir, config, state, validation, stop_after)],
+              class_weight=weights, callbacks=[checkpointer],
               verbose=verbose, shuffle=False)  # the dataset is already shuffled per epoch, reproducibly
-    state["finished"] = state["epochs_done"] >= config.epochs or bool(state.get("stopped_early"))
-    write_json(state_file, state)
+    state = checkpointer.state
+    state = replace(state, finished=state.epochs_done >= config.epochs or state.stopped_early)
+    state.write(run_dir)
     return state
 
 

@@ -1,4 +1,4 @@
-"""Reading what training writes: Keras models, predictions on raw pixels, a run's history and epoch counts.
+"""What training writes and reads back: Keras models, predictions on raw pixels, a run's state and history.
 
 Both :mod:`train.fit` and :mod:`train.evaluate` (and :mod:`train.export`,
 :mod:`convert`) use these, so none of them imports another for them.
@@ -8,11 +8,46 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge_runtime.core.errors import ModelError
+from edge_runtime.core.records import JsonRecord
+from train.provenance import write_json
+
+@dataclass(frozen=True)
+class RunState(JsonRecord):
+    """A training run's ``state.json``: where it stands, and everything needed to resume and to ship it."""
+
+    config: dict[str, Any]  # the FitConfig the run started with (asdict), as recorded then
+    data_source: str
+    train_images: int
+    validation_images: int
+    train_class_counts: tuple[int, ...]
+    epochs_done: int = 0
+    best_val_accuracy: float = -1.0
+    best_epoch: int = 0  # 0: nothing better than the start (a quantization-aware copy's untuned score)
+    wait: int = 0  # epochs since PublicTest accuracy last improved
+    wall_seconds: float = 0.0
+    stopped_early: bool = False
+    finished: bool = False
+    start_val_accuracy: float | None = None  # a quantization-aware copy's PublicTest accuracy before fine-tuning
+    provenance: tuple[dict[str, Any], ...] = ()  # one entry per process that trained this run
+    data_checks: dict[str, Any] | None = None  # statistics and findings of the last start
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> "RunState":
+        """The state of the run in ``run_dir``."""
+        path = Path(run_dir) / "state.json"
+        return cls.from_json(json.loads(path.read_text()), str(path))
+
+    def write(self, run_dir: str | Path) -> None:
+        """Write ``state.json`` atomically."""
+        write_json(Path(run_dir) / "state.json", self.to_json())
+
 
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_flip_accuracy",
                   "learning_rate", "epoch_seconds")
@@ -51,14 +86,13 @@ def read_history(run_dir: str | Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
 
 
-def epoch_summary(state: dict) -> dict:
-    """The epoch counts of a run's ``state.json``, under the keys metrics files and the Table 8 layout use."""
-    return {"epochs_run": state["epochs_done"], "best_epoch": state["best_epoch"]}
+def epoch_summary(state: RunState) -> dict:
+    """The epoch counts of a run, under the keys metrics files and the Table 8 layout use."""
+    return {"epochs_run": state.epochs_done, "best_epoch": state.best_epoch}
 
 
 def run_epochs(model_path: str | Path) -> dict:
     """``epochs_run`` and ``best_epoch`` of the run a checkpoint sits in (its ``state.json``), or ``{}`` if none."""
-    state_file = Path(model_path).parent / "state.json"
-    if not state_file.is_file():
+    if not (Path(model_path).parent / "state.json").is_file():
         return {}
-    return epoch_summary(json.loads(state_file.read_text()))
+    return epoch_summary(RunState.read(Path(model_path).parent))
