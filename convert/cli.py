@@ -57,7 +57,7 @@ def convert_main(
                              edge_graph=not no_edge_graph, limit=limit, reference_model=reference_model,
                              name=name)
     report = run_conversion(model, options, data)
-    log.info("wrote %s; report %s", ", ".join(report["outputs"].values()), report["report_files"]["markdown"])
+    log.info("wrote %s; report %s", ", ".join(report.outputs.values()), report.report_files["markdown"])
 
 
 @calibration_app.command("build")

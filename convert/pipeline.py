@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from convert.quantize import IO_TYPES, QUANTIZE_MODES
+from convert.records import (BudgetVerdict, CalibrationSummary, ConversionReport, EdgeTpuSummary, HeldOutVerification,
+                             Latency, ModelFile, ModelResult, ReferenceComparison, SourceModel)
 from edge_runtime.core.contract import (Budget, FloatReference, ModelContract, TensorSpec, Verification,
                                         write_contract)
 from edge_runtime.core.errors import FerError
@@ -85,8 +87,8 @@ def write_tflite(content: bytes, path: Path, mode: str, source: Path, source_sha
     return contract
 
 
-def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | None) -> dict:
-    """Convert ``model_path`` as ``options`` say; returns the report dict. Raises :class:`BudgetExceeded`."""
+def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | None) -> ConversionReport:
+    """Convert ``model_path`` as ``options`` say; returns the report. Raises :class:`BudgetExceeded`."""
     from convert.edge_graph import batch_one_model, edge_friendly_model
     from convert.quantize import convert
     from train.calibration import build_calibration, load_calibration
@@ -136,60 +138,62 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
                           calibration=calibration.images if calibration is not None else None)
         contracts[kind] = write_tflite(content, path, mode, model_path, source_sha256)
 
-    report = {"source_model": {"file": str(model_path), "sha256": source_sha256,
-                               "parameters": int(keras_model.count_params())},
-              "quantization": options.quantize, "io_type": options.io_type, "edge_graph": options.edge_graph,
-              "quantization_aware": quantization_aware,
-              "outputs": {kind: str(path) for kind, path in outputs.items()},
-              "contracts": {kind: contract.to_json() for kind, contract in contracts.items()},
-              "provenance": provenance()}
+    calibration_summary = None
     if calibration is not None:
-        report["calibration"] = {"directory": str(options.calibration_dir), "images": int(len(calibration.labels)),
-                                 "histogram": calibration.histogram(), "warnings": list(calibration.warnings),
-                                 "source": "Training split only"}
-    report["models"] = _describe_models(outputs)
-
+        calibration_summary = CalibrationSummary(directory=str(options.calibration_dir),
+                                                 images=int(len(calibration.labels)),
+                                                 histogram=calibration.histogram(), warnings=calibration.warnings,
+                                                 source="Training split only")
+    models = _describe_models(outputs)
+    verification = budget = None
     if options.verify and dataset is not None:
-        _verify(report, keras_model, dataset, outputs, options, reference_path)
+        verification, budget, latencies = _verify(keras_model, dataset, outputs, options, reference_path)
+        models = {kind: replace(model, latency_1_thread=latencies[kind]) for kind, model in models.items()}
+    debugger: tuple = ()
     if options.quantize == "int8" and options.debug_layers and calibration is not None:
         from convert.verify import quantization_debug
 
         log.info("per-layer quantization error (QuantizationDebugger)")
         debug_images = (dataset.split(options.split).images[:64] if dataset is not None else calibration.images[:64])
-        report["quantization_debugger"] = quantization_debug(graph, calibration.images, debug_images)
+        debugger = quantization_debug(graph, calibration.images, debug_images)
+    edgetpu = None
     if options.edgetpu:
         from convert.edgetpu import compatibility, compile_for_edgetpu
 
         target = outputs["int8"]
-        report["edgetpu"] = {"static_check": compatibility(target), "compiler": compile_for_edgetpu(target, options.out_dir)}
-    _update_sidecars(report, contracts, outputs)
-    if report.get("edgetpu", {}).get("compiler", {}).get("compiled"):
-        compiled = Path(report["edgetpu"]["compiler"]["output"])
+        edgetpu = EdgeTpuSummary(static_check=compatibility(target),
+                                 compiler=compile_for_edgetpu(target, options.out_dir))
+    contracts = _update_sidecars(contracts, outputs, verification, budget)
+    if edgetpu is not None and edgetpu.compiler.get("compiled"):
+        compiled = Path(edgetpu.compiler["output"])
         # The compiled file computes the int8 graph it came from: it carries that model's contract and verification,
         # and names it as the model to run where there is no Edge TPU.
-        contract = replace(contracts["int8"], edgetpu_compiled=True, cpu_model=outputs["int8"].name)
-        write_contract(compiled, contract)
-        report["contracts"]["edgetpu"] = contract.to_json()
+        contracts["edgetpu"] = replace(contracts["int8"], edgetpu_compiled=True, cpu_model=outputs["int8"].name)
+        write_contract(compiled, contracts["edgetpu"])
         log.info("Edge TPU model %s (CPU fallback: %s)", compiled, outputs["int8"].name)
+    report = ConversionReport(
+        source_model=SourceModel(str(model_path), source_sha256, int(keras_model.count_params())),
+        quantization=options.quantize, io_type=options.io_type, edge_graph=options.edge_graph,
+        quantization_aware=quantization_aware, outputs={kind: str(path) for kind, path in outputs.items()},
+        contracts={kind: contract.to_json() for kind, contract in contracts.items()}, models=models,
+        provenance=provenance(), calibration=calibration_summary, verification=verification, budget=budget,
+        quantization_debugger=debugger, edgetpu=edgetpu)
     from convert.report import write_reports
 
-    report["report_files"] = write_reports(report, options.report_dir, f"{stem}_{SUFFIX[options.quantize]}")
-    budget = report.get("budget")
-    if budget and not budget["passed"]:
-        raise BudgetExceeded("; ".join(budget["failures"]) + f" (report: {report['report_files']['markdown']})")
+    report = write_reports(report, options.report_dir, f"{stem}_{SUFFIX[options.quantize]}")
+    if budget is not None and not budget.passed:
+        raise BudgetExceeded("; ".join(budget.failures) + f" (report: {report.report_files['markdown']})")
     return report
 
 
-def _describe_models(outputs: dict[str, Path]) -> dict:
+def _describe_models(outputs: dict[str, Path]) -> dict[str, ModelFile]:
     from convert.inspect_tflite import float_ops, io_types, op_histogram
 
-    described = {}
-    for kind, path in outputs.items():
-        described[kind] = {"file": str(path), "size_bytes": path.stat().st_size, "ops": op_histogram(path),
-                           "io": io_types(path), "float_ops": len(float_ops(path))}
-    if "int8" in described:
-        described["int8"]["size_ratio_to_float32"] = described["int8"]["size_bytes"] / described["float32"]["size_bytes"]
-    return described
+    float_size = outputs["float32"].stat().st_size
+    return {kind: ModelFile(file=str(path), size_bytes=path.stat().st_size, ops=op_histogram(path), io=io_types(path),
+                            float_ops=len(float_ops(path)),
+                            size_ratio_to_float32=path.stat().st_size / float_size if kind != "float32" else None)
+            for kind, path in outputs.items()}
 
 
 def float_parent(model_path: Path) -> Path | None:
@@ -206,8 +210,8 @@ def float_parent(model_path: Path) -> Path | None:
     return None
 
 
-def _verify(report: dict, keras_model, dataset, outputs: dict[str, Path], options: ConvertOptions,
-            reference_path: Path | None) -> None:
+def _verify(keras_model, dataset, outputs: dict[str, Path], options: ConvertOptions,
+            reference_path: Path | None) -> tuple[HeldOutVerification, BudgetVerdict, dict[str, Latency]]:
     """Score every model on the held-out split, compare with the Keras model, and judge the budget.
 
     With ``reference_path`` every model is also compared with that Keras model
@@ -229,60 +233,64 @@ def _verify(report: dict, keras_model, dataset, outputs: dict[str, Path], option
     results = {}
     for kind, probs in probabilities.items():
         full = classification_report(split.labels, probs.argmax(1))
-        results[kind] = {"accuracy": full["accuracy"], "macro_f1": full["macro"]["f1"],
-                         "per_class_f1": {k: v["f1"] for k, v in full["per_class"].items()},
-                         "confusion_matrix": full["confusion_matrix"], "report": full}
-    report["verification"] = {"split": options.split, "images": int(len(split)), "results": results,
-                              "comparisons": {kind: compare(probabilities["keras"], probabilities[kind], split.labels)
-                                              for kind in outputs}}
+        results[kind] = ModelResult(accuracy=full["accuracy"], macro_f1=full["macro"]["f1"],
+                                    per_class_f1={k: v["f1"] for k, v in full["per_class"].items()},
+                                    confusion_matrix=tuple(tuple(row) for row in full["confusion_matrix"]))
+    reference = None
     if reference_path is not None:
         from train.modelio import load_keras_model
         from train.provenance import file_sha256
 
-        reference = predict_probabilities(load_keras_model(reference_path), split.images)
-        full = classification_report(split.labels, reference.argmax(1))
-        report["verification"]["reference"] = {
-            "file": str(reference_path), "sha256": file_sha256(reference_path), "accuracy": full["accuracy"],
-            "macro_f1": full["macro"]["f1"],
-            "comparisons": {kind: compare(reference, probabilities[kind], split.labels) for kind in ("keras", *outputs)}}
-    for kind, path in outputs.items():
-        report["models"][kind]["latency_1_thread"] = latency_ms(path, split.images)
+        reference_probabilities = predict_probabilities(load_keras_model(reference_path), split.images)
+        full = classification_report(split.labels, reference_probabilities.argmax(1))
+        reference = ReferenceComparison(
+            file=str(reference_path), sha256=file_sha256(reference_path), accuracy=full["accuracy"],
+            macro_f1=full["macro"]["f1"],
+            comparisons={kind: compare(reference_probabilities, probabilities[kind], split.labels)
+                         for kind in ("keras", *outputs)})
+    verification = HeldOutVerification(
+        split=options.split, images=int(len(split)), results=results,
+        comparisons={kind: compare(probabilities["keras"], probabilities[kind], split.labels) for kind in outputs},
+        reference=reference)
+    latencies = {kind: latency_ms(path, split.images) for kind, path in outputs.items()}
     candidate = next(kind for kind in ("int8", "dynamic", "float16", "float32") if kind in outputs)
-    comparison = report["verification"]["comparisons"][candidate]
+    comparison = verification.comparisons[candidate]
     failures = []
-    if comparison["accuracy_drop_pp"] > options.max_drop_pp:
-        failures.append(f"{candidate} accuracy drop {comparison['accuracy_drop_pp']:.2f} pp exceeds --max-drop "
+    if comparison.accuracy_drop_pp > options.max_drop_pp:
+        failures.append(f"{candidate} accuracy drop {comparison.accuracy_drop_pp:.2f} pp exceeds --max-drop "
                         f"{options.max_drop_pp:g} pp")
-    if comparison["top1_agreement"] < options.min_agreement:
-        failures.append(f"{candidate} top-1 agreement {comparison['top1_agreement']:.2%} is below "
+    if comparison.top1_agreement < options.min_agreement:
+        failures.append(f"{candidate} top-1 agreement {comparison.top1_agreement:.2%} is below "
                         f"--min-agreement {options.min_agreement:.0%}")
-    report["budget"] = {"candidate": candidate, "max_drop_pp": options.max_drop_pp,
-                        "min_agreement": options.min_agreement, "passed": not failures, "failures": failures}
-    log.info("%s vs the Keras model: accuracy drop %.2f pp, agreement %.2f%%", candidate, comparison["accuracy_drop_pp"],
-             100 * comparison["top1_agreement"])
+    budget = BudgetVerdict(candidate=candidate, max_drop_pp=float(options.max_drop_pp),
+                           min_agreement=float(options.min_agreement),
+                           passed=not failures, failures=tuple(failures))
+    log.info("%s vs the Keras model: accuracy drop %.2f pp, agreement %.2f%%", candidate, comparison.accuracy_drop_pp,
+             100 * comparison.top1_agreement)
+    return verification, budget, latencies
 
 
-def _update_sidecars(report: dict, contracts: dict, outputs: dict) -> None:
+def _update_sidecars(contracts: dict[str, ModelContract], outputs: dict[str, Path],
+                     verification: HeldOutVerification | None,
+                     budget: BudgetVerdict | None) -> dict[str, ModelContract]:
     """Record the verified accuracy in each model's sidecar (and the budget in the judged model's)."""
-    verification = report.get("verification")
-    budget = report.get("budget")
+    updated = {}
     for kind, contract in contracts.items():
         verified = None
-        if verification:
-            result, comparison = verification["results"][kind], verification["comparisons"][kind]
-            reference = verification.get("reference")
+        if verification is not None:
+            result, comparison = verification.results[kind], verification.comparisons[kind]
+            reference = verification.reference
             verified = Verification(
-                split=verification["split"], images=verification["images"], accuracy=result["accuracy"],
-                macro_f1=result["macro_f1"], accuracy_drop_pp_vs_keras=comparison["accuracy_drop_pp"],
-                top1_agreement_vs_keras=comparison["top1_agreement"],
+                split=verification.split, images=verification.images, accuracy=result.accuracy,
+                macro_f1=result.macro_f1, accuracy_drop_pp_vs_keras=comparison.accuracy_drop_pp,
+                top1_agreement_vs_keras=comparison.top1_agreement,
                 # The runtime logs this at start-up, so a model that failed its check says so on the device too.
-                budget=(Budget(budget["max_drop_pp"], budget["min_agreement"], budget["passed"],
-                               tuple(budget["failures"])) if budget and budget["candidate"] == kind else None),
+                budget=(Budget(budget.max_drop_pp, budget.min_agreement, budget.passed, budget.failures)
+                        if budget is not None and budget.candidate == kind else None),
                 # What the int8 model does against the float model a QAT model was fine-tuned from.
-                float_reference=(FloatReference(Path(reference["file"]).name, reference["accuracy"],
-                                                reference["comparisons"][kind]["top1_agreement"])
-                                 if reference else None))
-        updated = replace(contract, verified=verified)
-        contracts[kind] = updated
-        write_contract(outputs[kind], updated)
-        report["contracts"][kind] = updated.to_json()
+                float_reference=(FloatReference(Path(reference.file).name, reference.accuracy,
+                                                reference.comparisons[kind].top1_agreement)
+                                 if reference is not None else None))
+        updated[kind] = replace(contract, verified=verified)
+        write_contract(outputs[kind], updated[kind])
+    return updated

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.records import Comparison, DebugRow, Latency
 from edge_runtime.classifier import EmotionClassifier
 from edge_runtime.core.contract import load_contract
 from edge_runtime.interpreter import make_interpreter
@@ -35,7 +36,7 @@ def tflite_probabilities(model_path: str | Path, images: np.ndarray, *, progress
     return probabilities
 
 
-def latency_ms(model_path: str | Path, images: np.ndarray, repeats: int = 200) -> dict:
+def latency_ms(model_path: str | Path, images: np.ndarray, repeats: int = 200) -> Latency:
     """Single-thread invoke latency per image (median and p90, ms) after a warm-up."""
     classifier = EmotionClassifier(make_interpreter(model_path, threads=1), load_contract(model_path))
     for image in images[:10]:
@@ -45,13 +46,13 @@ def latency_ms(model_path: str | Path, images: np.ndarray, repeats: int = 200) -
         started = time.perf_counter()
         classifier.probabilities(images[index % len(images)])
         timings.append((time.perf_counter() - started) * 1000)
-    return {"median_ms": float(np.median(timings)), "p90_ms": float(np.percentile(timings, 90)), "runs": repeats}
+    return Latency(float(np.median(timings)), float(np.percentile(timings, 90)), repeats)
 
 
 NEAR_TIE_MARGIN = 0.05
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> dict:
+def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> Comparison:
     """Accuracy of both, per-class F1 change, top-1 agreement and mean absolute probability difference.
 
     Agreement is also given on the reference's *decisive* predictions (top-2
@@ -64,16 +65,15 @@ def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) ->
     ordered = np.sort(reference, axis=1)
     decisive = (ordered[:, -1] - ordered[:, -2]) > NEAR_TIE_MARGIN
     agree = reference.argmax(1) == candidate.argmax(1)
-    return {
-        "top1_agreement_decisive": float(agree[decisive].mean()) if decisive.any() else float("nan"),
-        "near_tie_share": float(1 - decisive.mean()),
-        "accuracy_drop_pp": 100 * (reference_report["accuracy"] - candidate_report["accuracy"]),
-        "macro_f1_drop_pp": 100 * (reference_report["macro"]["f1"] - candidate_report["macro"]["f1"]),
-        "top1_agreement": float((reference.argmax(1) == candidate.argmax(1)).mean()),
-        "mean_abs_probability_difference": float(np.abs(reference - candidate).mean()),
-        "per_class_f1_change": {name: candidate_report["per_class"][name]["f1"] - reference_report["per_class"][name]["f1"]
-                                for name in LABELS},
-    }
+    return Comparison(
+        accuracy_drop_pp=100 * (reference_report["accuracy"] - candidate_report["accuracy"]),
+        macro_f1_drop_pp=100 * (reference_report["macro"]["f1"] - candidate_report["macro"]["f1"]),
+        top1_agreement=float(agree.mean()),
+        top1_agreement_decisive=float(agree[decisive].mean()) if decisive.any() else float("nan"),
+        near_tie_share=float(1 - decisive.mean()),
+        mean_abs_probability_difference=float(np.abs(reference - candidate).mean()),
+        per_class_f1_change={name: candidate_report["per_class"][name]["f1"] - reference_report["per_class"][name]["f1"]
+                             for name in LABELS})
 
 
 def readable_tensor_name(name: str) -> str:
@@ -89,7 +89,8 @@ def readable_tensor_name(name: str) -> str:
     return "/".join(parts[1:]) if len(parts) > 2 else name
 
 
-def quantization_debug(keras_model, calibration: np.ndarray, debug_images: np.ndarray, worst: int = 10) -> list[dict]:
+def quantization_debug(keras_model, calibration: np.ndarray, debug_images: np.ndarray,
+                       worst: int = 10) -> tuple[DebugRow, ...]:
     """Per-layer int8 error from ``tf.lite.experimental.QuantizationDebugger``, worst layers first.
 
     The error is the RMSE between each layer's float and quantized outputs
@@ -114,8 +115,8 @@ def quantization_debug(keras_model, calibration: np.ndarray, debug_images: np.nd
                 break
         scale_value = float(scale[0]) if scale is not None and len(scale) else 0.0
         rmse = float(np.sqrt(stats["mean_squared_error"]))
-        rows.append({"tensor": name[:160], "layer": readable_tensor_name(name), "rmse": rmse, "scale": scale_value,
-                     "rmse_over_scale": rmse / scale_value if scale_value else float("nan"),
-                     "mean_error": float(stats["mean_error"]), "max_abs_error": float(stats["max_abs_error"])})
-    rows.sort(key=lambda row: -(row["rmse_over_scale"] if row["rmse_over_scale"] == row["rmse_over_scale"] else -1))
-    return rows[:worst]
+        rows.append(DebugRow(tensor=name[:160], layer=readable_tensor_name(name), rmse=rmse, scale=scale_value,
+                             rmse_over_scale=rmse / scale_value if scale_value else float("nan"),
+                             mean_error=float(stats["mean_error"]), max_abs_error=float(stats["max_abs_error"])))
+    rows.sort(key=lambda row: -(row.rmse_over_scale if row.rmse_over_scale == row.rmse_over_scale else -1))
+    return tuple(rows[:worst])

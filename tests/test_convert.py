@@ -8,6 +8,7 @@ import pytest
 
 from convert.inspect_tflite import float_ops, io_types
 from convert.pipeline import ConvertOptions, run_conversion
+from convert.records import ConversionReport
 from convert.quantize import convert
 from edge_runtime.core.errors import DataError, FerError, ModelError
 from edge_runtime.core.labels import LABELS
@@ -101,19 +102,22 @@ def test_pipeline_writes_models_sidecars_and_reports(tiny_keras, generated_csv, 
     assert sidecar["labels"] == list(LABELS) and sidecar["input"]["dtype"] == "uint8"
     assert sidecar["verified"]["split"] == "PrivateTest" and sidecar["verified"]["images"] == 28
     assert sidecar["verified"]["budget"] == {"max_drop_pp": 100, "min_agreement": 0.0, "passed": True, "failures": []}
-    assert report["calibration"]["histogram"] == {label: 5 for label in LABELS}
-    assert any("fewer than 100" in w for w in report["calibration"]["warnings"])
-    assert report["edgetpu"]["static_check"]["compatible"] is True
-    assert report["quantization_debugger"], "per-layer quantization error is part of an int8 report"
-    verification = report["verification"]
-    assert set(verification["results"]) == {"keras", "float32", "int8"}
-    assert verification["comparisons"]["float32"]["top1_agreement"] == 1.0
+    assert report.calibration.histogram == {label: 5 for label in LABELS}
+    assert any("fewer than 100" in w for w in report.calibration.warnings)
+    assert report.edgetpu.static_check["compatible"] is True
+    assert report.quantization_debugger, "per-layer quantization error is part of an int8 report"
+    verification = report.verification
+    assert set(verification.results) == {"keras", "float32", "int8"}
+    assert verification.comparisons["float32"].top1_agreement == 1.0
     for suffix in ("md", "json", "html"):
         assert (tmp_path / "reports" / f"tiny_int8.{suffix}").stat().st_size > 0
-    html = (tmp_path / "reports" / "tiny_int8.html").read_text()
-    assert "data:image/png;base64," in html
+    # The JSON report reads back into the same typed record.
+    on_disk = json.loads((tmp_path / "reports" / "tiny_int8.json").read_text())
+    read_back = ConversionReport.from_json(on_disk)
+    assert json.dumps(read_back.to_json()) == json.dumps(report.to_json())  # NaN-safe equality (tiny model: no decisive)
     markdown = (tmp_path / "reports" / "tiny_int8.md").read_text()
-    assert "Budget PASSED" in markdown and "calibration" in markdown.lower()
+    assert "**PASSED its budget" in markdown and "Calibration: 35 images" in markdown
+    check_html_report(tmp_path / "reports" / "tiny_int8.html", "passed")
 
 
 @pytest.mark.slow
@@ -125,11 +129,40 @@ def test_forced_failing_budget_exits_nonzero_with_report(tiny_keras, generated_c
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: int8 accuracy drop") and "exceeds --max-drop -100 pp" in last_line
     assert "Traceback" not in result.stderr
-    assert "Budget FAILED" in (tmp_path / "r" / "tiny_int8.md").read_text()
+    assert "**FAILED its budget" in (tmp_path / "r" / "tiny_int8.md").read_text()
+    check_html_report(tmp_path / "r" / "tiny_int8.html", "failed")
     # The model is still written, and its sidecar carries the failure to the device, where the runtime logs it.
     budget = json.loads((tmp_path / "m" / "tiny_int8.json").read_text())["verified"]["budget"]
     assert budget["passed"] is False and budget["failures"][0].startswith("int8 accuracy drop")
     assert json.loads((tmp_path / "m" / "tiny_float32.json").read_text())["verified"]["budget"] is None
+
+
+def check_html_report(path, state):
+    """The HTML report is a real page: the verdict first, real tables and the charts, no Markdown left in it."""
+    from html.parser import HTMLParser
+
+    class Outline(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.verdict, self.images = [], None, []
+
+        def handle_starttag(self, tag, attributes):
+            attributes = dict(attributes)
+            self.tags.append(tag)
+            if attributes.get("id") == "verdict":
+                self.verdict = attributes["class"]
+            if tag == "img":
+                self.images.append(attributes["alt"])
+
+    text = path.read_text()
+    outline = Outline()
+    outline.feed(text)
+    assert outline.verdict == f"verdict {state}"
+    body = outline.tags[outline.tags.index("body"):]
+    assert body[1:3] == ["h1", "p"]  # the title, then the verdict before anything else
+    assert outline.tags.count("table") >= 3 and outline.tags.count("td") > 20
+    assert outline.images == ["per-class F1 change", "confusion matrices"]
+    assert "<pre>" not in text and "|---" not in text and "**" not in text
 
 
 def test_input_errors(tiny_keras, tmp_path):

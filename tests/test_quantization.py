@@ -171,14 +171,14 @@ def test_fer_convert_on_a_quantization_aware_model(quantization_aware, fer_root,
                              calibration_dir=tmp_path / "calibration", max_drop_pp=100, min_agreement=0.0,
                              edgetpu=True, reference_model=folder / "small.keras", name="shipped")
     report = run_conversion(folder / "small_qat.keras", options, str(fer_root))
-    assert report["quantization_aware"] is True
-    assert "calibration" not in report and "quantization_debugger" not in report  # the ranges are in the model
+    assert report.quantization_aware is True
+    assert report.calibration is None and report.quantization_debugger == ()  # the ranges are in the model
     assert not (tmp_path / "calibration").exists()
-    assert report["models"]["int8"]["float_ops"] == 0 and report["edgetpu"]["static_check"]["compatible"]
-    comparison = report["verification"]["comparisons"]["int8"]
-    reference = report["verification"]["reference"]
-    assert comparison["top1_agreement"] > reference["comparisons"]["int8"]["top1_agreement"] - 0.02
-    assert set(reference["comparisons"]) == {"keras", "float32", "int8"}
+    assert report.models["int8"].float_ops == 0 and report.edgetpu.static_check["compatible"]
+    comparison = report.verification.comparisons["int8"]
+    reference = report.verification.reference
+    assert comparison.top1_agreement > reference.comparisons["int8"].top1_agreement - 0.02
+    assert set(reference.comparisons) == {"keras", "float32", "int8"}
     markdown = (tmp_path / "reports" / "shipped_int8.md").read_text()  # --name sets the files' stem
     assert "quantization-aware" in markdown and "Against the float model `small.keras`" in markdown
     sidecar = json.loads((tmp_path / "models" / "shipped_int8.json").read_text())

@@ -1,0 +1,156 @@
+"""The conversion report as typed records: built by :mod:`convert.pipeline`, rendered by :mod:`convert.report`.
+
+Every record is a frozen :class:`~edge_runtime.core.records.JsonRecord`, so the
+JSON report reads back (``ConversionReport.from_json``) into the same value and
+refuses a document with unknown or missing fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edge_runtime.core.records import JsonRecord
+
+# Model kinds in a report, in table order: the Keras model and the TFLite files written from it.
+KINDS = ("keras", "float32", "float16", "dynamic", "int8")
+
+
+@dataclass(frozen=True)
+class Comparison(JsonRecord):
+    """A candidate model's predictions against a reference model's, on the same held-out images."""
+
+    accuracy_drop_pp: float  # reference minus candidate accuracy, percentage points
+    macro_f1_drop_pp: float
+    top1_agreement: float
+    top1_agreement_decisive: float  # on the reference's decisive predictions (top-2 margin above 0.05)
+    near_tie_share: float  # the share of the reference's predictions that are near-ties
+    mean_abs_probability_difference: float
+    per_class_f1_change: dict[str, float]  # candidate minus reference
+
+
+@dataclass(frozen=True)
+class ModelResult(JsonRecord):
+    """One model's scores on the held-out split."""
+
+    accuracy: float
+    macro_f1: float
+    per_class_f1: dict[str, float]
+    confusion_matrix: tuple[tuple[int, ...], ...]  # rows: true label, columns: predicted, label order
+
+
+@dataclass(frozen=True)
+class ReferenceComparison(JsonRecord):
+    """Every model against another Keras model (a quantization-aware model's float parent): reported, not judged."""
+
+    file: str
+    sha256: str
+    accuracy: float
+    macro_f1: float
+    comparisons: dict[str, Comparison]
+
+
+@dataclass(frozen=True)
+class HeldOutVerification(JsonRecord):
+    """Each model scored through the runtime's own classifier, and compared with the Keras model."""
+
+    split: str
+    images: int
+    results: dict[str, ModelResult]
+    comparisons: dict[str, Comparison]  # each TFLite file against the Keras model it came from
+    reference: ReferenceComparison | None = None
+
+
+@dataclass(frozen=True)
+class BudgetVerdict(JsonRecord):
+    """The quantized model judged against the accuracy-drop and agreement budget."""
+
+    candidate: str
+    max_drop_pp: float
+    min_agreement: float
+    passed: bool
+    failures: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Latency(JsonRecord):
+    """Single-thread invoke time per face."""
+
+    median_ms: float
+    p90_ms: float
+    runs: int
+
+
+@dataclass(frozen=True)
+class ModelFile(JsonRecord):
+    """A written TFLite file: size, ops, I/O types and speed."""
+
+    file: str
+    size_bytes: int
+    ops: dict[str, int]
+    io: dict[str, str]
+    float_ops: int
+    size_ratio_to_float32: float | None = None
+    latency_1_thread: Latency | None = None
+
+
+@dataclass(frozen=True)
+class CalibrationSummary(JsonRecord):
+    """The representative images the int8 ranges came from."""
+
+    directory: str
+    images: int
+    histogram: dict[str, int]
+    warnings: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class DebugRow(JsonRecord):
+    """One tensor's int8 error from TensorFlow's QuantizationDebugger."""
+
+    tensor: str
+    layer: str
+    rmse: float
+    scale: float
+    rmse_over_scale: float
+    mean_error: float
+    max_abs_error: float
+
+
+@dataclass(frozen=True)
+class EdgeTpuSummary(JsonRecord):
+    """The static Edge TPU check and what edgetpu_compiler said (or why it did not run)."""
+
+    static_check: dict[str, Any]
+    compiler: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SourceModel(JsonRecord):
+    """The Keras model that was converted."""
+
+    file: str
+    sha256: str
+    parameters: int
+
+
+@dataclass(frozen=True)
+class ConversionReport(JsonRecord):
+    """Everything one ``fer-convert`` run did and measured."""
+
+    source_model: SourceModel
+    quantization: str
+    io_type: str
+    edge_graph: bool
+    quantization_aware: bool
+    outputs: dict[str, str]  # kind -> written .tflite path
+    contracts: dict[str, dict[str, Any]]  # kind -> the sidecar written beside it
+    models: dict[str, ModelFile]
+    provenance: dict[str, Any]
+    calibration: CalibrationSummary | None = None
+    verification: HeldOutVerification | None = None
+    budget: BudgetVerdict | None = None
+    quantization_debugger: tuple[DebugRow, ...] = ()
+    edgetpu: EdgeTpuSummary | None = None
+    report_files: dict[str, str] | None = None
