@@ -130,7 +130,7 @@ stop_timeout_s = 30
         if not outage_done and broker.poll() is not None and elapsed >= outage_start + args.outage_seconds:
             broker = start_broker()
             outage_done = True
-    dropped = metric(http_port, "fer_edge_sink_dropped_events")
+    dropped = metric(http_port, "fer_edge_sink_dropped_events_total")
     service.send_signal(signal.SIGTERM)
     service.wait(60)
     time.sleep(5)  # let the subscriber drain what the flush pushed out

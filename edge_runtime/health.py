@@ -24,9 +24,12 @@ class Metrics:
 
     def __init__(self, prefix: str = "fer_edge"):
         try:
-            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
         except ImportError as error:
             raise ConfigError("the metrics endpoint needs prometheus-client: pip install 'fer-edge[service]'") from error
+        # Prometheus naming: counters end in _total (prometheus_client adds it to a Counter's name), units are spelled
+        # out, and no *_created series (a start timestamp per counter that dashboards never use).
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         p = prefix
         self.frames = Counter(f"{p}_frames", "Frames read from the source", registry=self.registry)
@@ -37,11 +40,12 @@ class Metrics:
         self.inference_seconds = Histogram(f"{p}_inference_seconds", "Model invoke time per face",
                                            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
                                            registry=self.registry)
-        self.fps = Gauge(f"{p}_fps", "Frames processed per second over the last 5 seconds", registry=self.registry)
+        self.fps = Gauge(f"{p}_frames_per_second", "Frames processed per second over the last 5 seconds",
+                         registry=self.registry)
         self.reconnects = Counter(f"{p}_source_reconnects", "Times the camera or stream was reopened",
                                   registry=self.registry)
-        self.sink_dropped = Gauge(f"{p}_sink_dropped_events", "Events a sink had to drop (buffer full)", ["sink"],
-                                  registry=self.registry)
+        self.sink_dropped = Counter(f"{p}_sink_dropped_events", "Events a sink had to drop (buffer full)", ["sink"],
+                                    registry=self.registry)
         self.sink_failed = Counter(f"{p}_sink_failed_events", "Events a sink raised on (logged once per streak)",
                                    ["sink"], registry=self.registry)
         self.source_connected = Gauge(f"{p}_source_connected", "1 while the source delivers frames",
@@ -49,8 +53,9 @@ class Metrics:
         self.model_info = Gauge(f"{p}_model_info", "The loaded model (always 1); its labels say which one and whether "
                                 "it passed its conversion budget", ["file", "quantization", "source_sha256", "budget"],
                                 registry=self.registry)
-        self.model_verified_accuracy = Gauge(f"{p}_model_verified_accuracy", "Accuracy fer-convert verified for "
-                                             "the loaded model on held-out faces", ["split"], registry=self.registry)
+        self.model_verified_accuracy = Gauge(f"{p}_model_verified_accuracy_ratio", "Accuracy fer-convert verified "
+                                             "for the loaded model on held-out faces (0..1)", ["split"],
+                                             registry=self.registry)
         self._window: list[tuple[float, int]] = []
 
     def describe_model(self, file: str, contract: ModelContract) -> None:

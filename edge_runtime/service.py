@@ -51,7 +51,7 @@ class Service:
         self.metrics = None
         self.http = None
         self._ready = False
-        self._counted = {"reconnects": 0, "dropped": 0}
+        self._counted: dict[str, int] = {}  # what the Prometheus counters were last advanced to
         self.runtime.frame_listeners.append(self._on_frame)
         if config.http.listen:
             from edge_runtime.health import HealthServer, Metrics
@@ -82,17 +82,20 @@ class Service:
         self.notifier.watchdog()
         if self.metrics is not None:
             source = self.runtime.source.health()
-            self.metrics.reconnects.inc(source.reconnects - self._counted["reconnects"])
-            self.metrics.frames_dropped.inc(source.skipped - self._counted["dropped"])
-            self._counted.update(reconnects=source.reconnects, dropped=source.skipped)
+            self._count(self.metrics.reconnects, "source:reconnects", source.reconnects)
+            self._count(self.metrics.frames_dropped, "source:skipped", source.skipped)
             self.metrics.source_connected.set(1 if source.connected else 0)
             self.metrics.frame_done(len(events), [e.label for e in events], self.runtime.last_inference_seconds)
             failures = self.runtime.stats.sink_failures
             for sink in self.sinks:
-                self.metrics.sink_dropped.labels(sink=sink.name).set(sink.dropped)
-                failed = failures.get(sink.name, 0)
-                self.metrics.sink_failed.labels(sink=sink.name).inc(failed - self._counted.get(f"failed:{sink.name}", 0))
-                self._counted[f"failed:{sink.name}"] = failed
+                self._count(self.metrics.sink_dropped.labels(sink=sink.name), f"dropped:{sink.name}", sink.dropped)
+                self._count(self.metrics.sink_failed.labels(sink=sink.name), f"failed:{sink.name}",
+                            failures.get(sink.name, 0))
+
+    def _count(self, counter, key: str, total: int) -> None:
+        """Advance a Prometheus counter to ``total``, a count the runtime keeps itself."""
+        counter.inc(total - self._counted.get(key, 0))
+        self._counted[key] = total
 
     def request_stop(self, signum=None, _frame=None) -> None:
         """Signal handler: STOPPING=1 and end the loop after the current frame."""

@@ -124,8 +124,16 @@ def test_notify_watchdog_sigterm_flush_and_http(tmp_path):
         contract = load_contract(model)
         info = next(line for line in metrics.splitlines() if line.startswith("fer_edge_model_info{"))
         assert f'file="{model.name}"' in info and f'budget="{budget_state(contract)}"' in info and info.endswith(" 1.0")
-        accuracy = next(line for line in metrics.splitlines() if line.startswith("fer_edge_model_verified_accuracy{"))
+        accuracy = next(line for line in metrics.splitlines()
+                        if line.startswith("fer_edge_model_verified_accuracy_ratio{"))
         assert abs(float(accuracy.split()[-1]) - contract.verified.accuracy) < 1e-9
+        # Prometheus conventions: every counter ends in _total, no *_created series, units in the names.
+        names = {line.split("{")[0].split()[0] for line in metrics.splitlines() if line and not line.startswith("#")}
+        counters = {line.split()[2] for line in metrics.splitlines()
+                    if line.startswith("# TYPE") and line.endswith(" counter")}
+        assert counters and all(name.endswith("_total") for name in counters)
+        assert not any(name.endswith("_created") for name in names)
+        assert "fer_edge_frames_per_second" in names and "fer_edge_sink_dropped_events_total" in names
         with pytest.raises(urllib.error.HTTPError) as not_found:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)
         assert not_found.value.code == 404
