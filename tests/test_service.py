@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -289,3 +290,20 @@ def test_unit_file_verifies(tmp_path):
     local.write_text(unit.replace("/opt/fer-edge/venv/bin/edge-runtime", executable))
     result = subprocess.run([analyzer, "verify", str(local)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_unit_file_is_hardened_with_the_camera_still_reachable():
+    analyzer = shutil.which("systemd-analyze")
+    if analyzer is None:
+        pytest.skip("systemd-analyze is not installed (CI installs systemd)")
+    unit = ROOT / "deploy" / "fer-edge.service"
+    result = subprocess.run([analyzer, "security", "--offline=true", str(unit)], capture_output=True, text=True,
+                            timeout=60)
+    exposure = float(re.search(r"Overall exposure level for fer-edge.service: ([0-9.]+)", result.stdout).group(1))
+    assert exposure <= 2.5, result.stdout[-3000:]
+    text = unit.read_text()
+    # The camera stack and the Coral stay reachable through the device ACL; the events file is not world-readable.
+    for line in ("DevicePolicy=closed", "DeviceAllow=char-video4linux rw", "DeviceAllow=char-media rw",
+                 "DeviceAllow=char-dma_heap rw", "DeviceAllow=char-usb_device rw", "DeviceAllow=char-apex rw",
+                 "UMask=0027", "CapabilityBoundingSet=\n", "SupplementaryGroups=video plugdev"):
+        assert line.replace("\\n", "\n") in text.replace("CapabilityBoundingSet=\n", "CapabilityBoundingSet=\n")
