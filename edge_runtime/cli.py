@@ -44,11 +44,12 @@ def _schema_option(name: str, path: str) -> inspect.Parameter:
 
 def run_command(config: Optional[Path] = None, **options) -> None:
     """Run the pipeline and write one JSON line per detected face per processed frame to stdout."""
-    from edge_runtime.config import Config, load_config, with_overrides
+    from edge_runtime.config import Config, load_config, preflight, with_overrides
     from edge_runtime.service import Service
 
     base = load_config(config) if config else Config()
     settings = with_overrides(base, {RUN_OPTIONS[name]: value for name, value in options.items()})
+    preflight(settings)  # the same checks as check-config, before anything starts
     raise typer.Exit(Service(settings).run())
 
 
@@ -61,10 +62,10 @@ app.command("run")(run_command)
 
 @app.command("check-config")
 def check_config_command(file: Path = typer.Argument(..., help="TOML config to validate")) -> None:
-    """Validate a config file without starting anything."""
-    from edge_runtime.config import load_config
+    """Validate a config file as `run` would (keys, values, listen address, paths, model), without starting anything."""
+    from edge_runtime.config import load_config, preflight
 
-    load_config(file)
+    preflight(load_config(file))
     typer.echo(f"{file}: OK")
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple, get_type_hints
 
-from edge_runtime.core.errors import ConfigError
+from edge_runtime.core.errors import ConfigError, FerError
 from edge_runtime.detectors import DETECTORS
 from edge_runtime.detectors.blazeface import BlazeFaceOptions
 from edge_runtime.detectors.haar import HaarOptions
@@ -233,3 +233,73 @@ def describe_schema(cls=Config, prefix: str = "") -> list[str]:
         rendered = f'"{default}"' if isinstance(default, str) else str(default).lower() if isinstance(default, bool) else default
         lines += [f"# {meta.get('doc', '')}{constraint}", f"{item.name} = {rendered}"]
     return lines
+
+
+def parse_listen(value: str, path: str = "http.listen") -> tuple[str, int]:
+    """``HOST:PORT`` -> ``(host, port)``; a :class:`ConfigError` naming ``path`` for anything else."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{path}: {value!r} is not HOST:PORT (for example 127.0.0.1:9108)")
+    if not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{path}: port {port} in {value!r} is outside 1..65535")
+    return host.strip("[]"), int(port)
+
+
+def _writable_file(path_text: str, key: str) -> None:
+    """Refuse a file path the service could not create or append to (a file as a folder, /proc, read-only...)."""
+    import tempfile
+
+    target = Path(path_text).expanduser()
+    if target.is_dir():
+        raise ConfigError(f"{key}: {path_text!r} is a folder; give a file path")
+    parent = target.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"{key}: {path_text!r} lies under {str(existing)!r}, which is a file, not a folder")
+    if not parent.exists():
+        return  # created at start-up (the parent chain is checked above)
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".fer-edge-write-check-"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{key}: cannot write {path_text!r}: {str(parent)!r} is not writable ({error.strerror}); "
+                          "choose a writable folder, e.g. /var/lib/fer-edge under the service") from error
+
+
+def preflight(config: Config) -> None:
+    """Everything ``run`` would refuse before its first frame, checked without starting anything.
+
+    ``edge-runtime check-config`` and ``edge-runtime run`` both call this, so a
+    config that passes the check is one the service accepts: listen address,
+    writable output paths, files the sinks, detector and model need.
+    """
+    from edge_runtime.core.contract import load_contract
+    from edge_runtime.sources import open_source
+
+    try:
+        open_source(config.source.spec, loop=config.source.loop)  # resolves the spec; opens no device or file
+    except FerError as error:
+        raise ConfigError(str(error)) from error
+    if config.http.listen:
+        parse_listen(config.http.listen)
+    if config.output.annotate:
+        target = Path(config.output.annotate)
+        if target.suffix:  # a video file; a path without suffix is a folder for annotated stills
+            _writable_file(config.output.annotate, "output.annotate")
+        elif target.exists() and not target.is_dir():
+            raise ConfigError(f"output.annotate: {config.output.annotate!r} is a file; give a video path or a folder")
+    if config.sinks.file:
+        _writable_file(config.sinks.file, "sinks.file")
+    if config.mqtt.host and config.mqtt.password_file and not Path(config.mqtt.password_file).is_file():
+        raise ConfigError(f"mqtt.password_file: {config.mqtt.password_file!r} not found")
+    backend = getattr(config.detector, config.detector.name)
+    model_path = getattr(backend, "model_path", "")
+    if model_path and not Path(model_path).is_file():
+        raise ConfigError(f"detector.{config.detector.name}.model_path: {model_path!r} not found")
+    if config.detector.name == "yunet" and not model_path:
+        raise ConfigError("detector.yunet.model_path: the yunet detector needs its ONNX file "
+                          "(face_detection_yunet_2023mar.onnx from opencv_zoo)")
+    try:
+        load_contract(config.model.path)
+    except FerError as error:
+        raise ConfigError(f"model.path: {error}") from error

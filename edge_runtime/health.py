@@ -13,6 +13,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
+from edge_runtime.config import parse_listen
 from edge_runtime.core.contract import ModelContract, budget_state
 from edge_runtime.core.errors import ConfigError
 
@@ -91,9 +92,7 @@ class HealthServer:
     """A small threaded HTTP server for ``/healthz`` and ``/metrics``."""
 
     def __init__(self, listen: str, metrics: Metrics, health: Callable[[], tuple[bool, dict]]):
-        host, _, port = listen.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"http.listen: {listen!r} is not HOST:PORT (for example 127.0.0.1:9108)")
+        host, port = parse_listen(listen)
         metrics_ref, health_ref = metrics, health
 
         class Handler(BaseHTTPRequestHandler):
@@ -115,7 +114,7 @@ class HealthServer:
                 log.debug("http: " + format, *args)
 
         try:
-            self.server = ThreadingHTTPServer((host, int(port)), Handler)
+            self.server = ThreadingHTTPServer((host, port), Handler)
         except OSError as error:
             raise ConfigError(f"http.listen: cannot bind {listen}: {error.strerror}") from error
         self.server.daemon_threads = True

@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 
 from edge_runtime.config import Config
+from edge_runtime.core.errors import FerError
 from edge_runtime.pipeline import Runtime
 from edge_runtime.sinks import MqttSink, RotatingFileSink, StdoutSink
+from edge_runtime.sources import FolderSource, ImageFileSource
 from edge_runtime.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,11 @@ class Service:
             stats = self.runtime.run()
             log.info("processed %d frames, %d with faces, %d events", stats.frames, stats.frames_with_faces,
                      stats.events)
+            source = self.runtime.source
+            if stats.frames == 0 and isinstance(source, (ImageFileSource, FolderSource)):
+                skipped = source.health().skipped
+                raise FerError(f"{source.name}: no readable image" + (f" ({skipped} unreadable or not an image)"
+                                                                     if skipped else " (the folder is empty)"))
         finally:
             self.notifier.stopping()
             deadline = time.monotonic() + self.config.service.stop_timeout_s

@@ -116,6 +116,8 @@ class FolderSource(_Counters):
         index = 0
         while True:
             files = sorted(p for p in self.path.iterdir() if p.is_file())
+            if not files:
+                log.warning("%s: the folder holds no files", self.path)
             produced = False
             for file in files:
                 if file.suffix.lower() not in IMAGE_SUFFIXES:
@@ -305,5 +307,5 @@ def open_source(spec: str, *, loop: bool = False, camera_retries: int | None = N
         if path.suffix.lower() in IMAGE_SUFFIXES:
             return ImageFileSource(path)
         return VideoFileSource(path, loop=loop)
-    raise FerError(f"source {spec!r} not found: give an image, a folder, a video file, a camera index, /dev/videoN, "
-                   "an rtsp:// or http:// URL, or picamera2")
+    raise FerError(f"source.spec: {spec!r} not found: give an image, a folder, a video file, a camera index, "
+                   "/dev/videoN, an rtsp:// or http:// URL, or picamera2")
