@@ -97,7 +97,7 @@ def test_check_config_cli_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
     config.write_text('[http]\nlisten = "127.0.0.1:99999"\n')
     code, stderr = run_main(monkeypatch, capsys, "check-config", str(config))
     assert code == 2 and stderr.strip().splitlines()[-1] == (
-        f"error: http.listen: port 99999 in '127.0.0.1:99999' is outside 1..65535")
+        "error: http.listen: port 99999 in '127.0.0.1:99999' is outside 1..65535")
 
 
 def test_unreadable_inputs_exit_2(monkeypatch, capsys, tmp_path):
