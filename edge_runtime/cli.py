@@ -45,12 +45,13 @@ def _schema_option(name: str, path: str) -> inspect.Parameter:
 def run_command(config: Optional[Path] = None, **options) -> None:
     """Run the pipeline and write one JSON line per detected face per processed frame to stdout."""
     from edge_runtime.config import Config, load_config, preflight, with_overrides
-    from edge_runtime.service import Service
+    from edge_runtime.service import Service, StopRequest
 
+    stop_requested = StopRequest()  # from here on a SIGTERM ends the process cleanly, even before the first frame
     base = load_config(config) if config else Config()
     settings = with_overrides(base, {RUN_OPTIONS[name]: value for name, value in options.items()})
     preflight(settings)  # the same checks as check-config, before anything starts
-    raise typer.Exit(Service(settings).run())
+    raise typer.Exit(Service(settings).run(stop_requested))
 
 
 run_command.__signature__ = inspect.Signature(

@@ -158,8 +158,9 @@ class Runtime:
         return cls(config, source, detector, classifier, sinks)
 
     def stop(self) -> None:
-        """Ask the loop to finish after the current frame (thread- and signal-safe)."""
+        """Ask the loop to finish after the current frame (thread- and signal-safe); wakes a source that waits."""
         self._stop.set()
+        self.source.close()
 
     @property
     def stopping(self) -> bool:

@@ -25,6 +25,22 @@ from edge_runtime.systemd import Notifier
 log = logging.getLogger(__name__)
 
 
+class StopRequest:
+    """Catches SIGTERM/SIGINT from process start until :meth:`Service.run` installs its own handlers.
+
+    Without it a signal during start-up (loading the model takes a moment on a
+    Pi) would kill the process with the default action instead of a clean exit 0.
+    """
+
+    def __init__(self):
+        self.signal: int | None = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._record)
+
+    def _record(self, signum, _frame) -> None:
+        self.signal = signum
+
+
 def build_sinks(config: Config) -> list:
     """The sinks the config asks for, in order: stdout, file, MQTT."""
     sinks: list = []
@@ -106,9 +122,15 @@ class Service:
         self.notifier.stopping()
         self.runtime.stop()
 
-    def run(self) -> int:
-        """Run until the source ends or a stop is requested; flush and close everything; return the exit code."""
+    def run(self, stop_requested: "StopRequest | None" = None) -> int:
+        """Run until the source ends or a stop is requested; flush and close everything; return the exit code.
+
+        ``stop_requested``: a SIGTERM/SIGINT that arrived while the service was
+        being built (model loading, say) stops it before the first frame.
+        """
         previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if stop_requested is not None and stop_requested.signal is not None:
+            self.request_stop(stop_requested.signal)
         if self.http is not None:
             self.http.start()
         try:

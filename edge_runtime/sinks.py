@@ -157,6 +157,7 @@ class MqttSink:
         if username:
             self.client.username_pw_set(username, password or None)
         self.client.reconnect_delay_set(min_delay=1, max_delay=max_backoff_s)
+        self.client.connect_timeout = 2.0  # an unreachable broker must not hold a connect attempt for long
         self.client.max_queued_messages_set(0)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -235,10 +236,22 @@ class MqttSink:
                 self._lock.wait(min(remaining, 0.2))
         return True
 
-    def close(self, timeout: float = 5.0) -> None:
-        self.flush(timeout)
+    def close(self, timeout: float = 0.0) -> None:
+        """Stop sending; with ``timeout`` > 0, flush first. What is still queued is reported, not waited for.
+
+        A network thread still trying to reach an absent broker is not joined
+        (it is a daemon thread): a stop must not wait out its connect timeout.
+        """
+        if timeout > 0:
+            self.flush(timeout)
         self._closing = True
         with self._lock:
             self._lock.notify_all()
+            unsent = len(self.queue) + len(self._pending)
+            connected = self._connected
+        if unsent:
+            log.error("MQTT: %d events not delivered at stop (broker %s)", unsent,
+                      "connected" if connected else "unreachable")
         self.client.disconnect()
-        self.client.loop_stop()
+        if connected:
+            self.client.loop_stop()

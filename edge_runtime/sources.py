@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from pathlib import Path
 from dataclasses import dataclass
@@ -24,6 +25,17 @@ from edge_runtime.core.preprocessing import IMAGE_SUFFIXES
 log = logging.getLogger(__name__)
 
 STREAM_PATTERN = re.compile(r"^(rtsp|rtsps|http|https|udp|tcp)://", re.IGNORECASE)
+# A network stream that stops sending blocks a read in FFmpeg: bound it, so a stall is noticed (and a stop honoured)
+# within seconds rather than after FFmpeg's default of 30 s.
+STREAM_TIMEOUT_MS = 2000
+
+
+def _open_capture(spec: str | int):
+    """OpenCV's capture for a camera index, device path or stream URL (streams with bounded open/read waits)."""
+    if isinstance(spec, str) and STREAM_PATTERN.match(spec):
+        return cv2.VideoCapture(spec, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                                                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+    return cv2.VideoCapture(spec)
 
 
 class Frame(NamedTuple):
@@ -145,7 +157,7 @@ class VideoFileSource(_Counters):
         self.path = Path(path)
         self.name = str(self.path)
         self.loop = loop
-        self.capture = None
+        self._closed = False
 
     def _open(self):
         capture = cv2.VideoCapture(str(self.path))
@@ -156,25 +168,27 @@ class VideoFileSource(_Counters):
 
     def frames(self) -> Iterator[Frame]:
         index = 0
-        self.capture = self._open()
-        while self.capture is not None:
-            ok, image = self.capture.read()
-            if not ok or image is None:
-                if self.loop and index > 0:
-                    self.capture.release()
-                    self.capture = self._open()
-                    continue
-                log.info("%s: end of video after %d frames", self.path, index)
-                self.connected = False
-                return
-            self.connected = True
-            yield Frame(image, str(self.path), index, time.time())
-            index += 1
+        capture = self._open()
+        try:
+            while not self._closed:
+                ok, image = capture.read()
+                if not ok or image is None:
+                    if self.loop and index > 0:
+                        capture.release()
+                        capture = self._open()
+                        continue
+                    log.info("%s: end of video after %d frames", self.path, index)
+                    self.connected = False
+                    return
+                self.connected = True
+                yield Frame(image, str(self.path), index, time.time())
+                index += 1
+        finally:
+            capture.release()
 
     def close(self) -> None:
-        if self.capture is not None:
-            self.capture.release()
-            self.capture = None
+        """Stop after the current frame (safe from a signal handler); the frame loop releases the file."""
+        self._closed = True
 
 
 class CameraSource(_Counters):
@@ -189,16 +203,19 @@ class CameraSource(_Counters):
 
     def __init__(self, spec: str | int, *, width: int | None = None, height: int | None = None,
                  max_retries: int | None = None, initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0,
-                 opener: Callable[[str | int], object] | None = None, sleep: Callable[[float], None] = time.sleep):
+                 opener: Callable[[str | int], object] | None = None, sleep: Callable[[float], None] | None = None):
         self.spec = spec
         self.name = str(spec)
         self.width, self.height = width, height
         self.max_retries = max_retries
         self.initial_backoff_s, self.max_backoff_s = initial_backoff_s, max_backoff_s
-        self.opener = opener or cv2.VideoCapture  # replaced in tests: the camera is a hardware boundary
-        self.sleep = sleep
+        self.opener = opener or _open_capture  # replaced in tests: the camera is a hardware boundary
+        self._closing = threading.Event()
+        # The backoff wait ends early when close() is called (SIGTERM must not wait out a 30 s backoff).
+        self.sleep = sleep or self._closing.wait
         self.capture = None
         self._closed = False
+        self._reading = False
 
     def _open(self):
         capture = self.opener(self.spec)
@@ -229,7 +246,13 @@ class CameraSource(_Counters):
                 if index > 0 or failures > 0:
                     self.reconnects += 1
                     log.info("camera %s reconnected (%d reconnects)", self.spec, self.reconnects)
-            ok, image = self.capture.read()
+            self._reading = True
+            try:
+                ok, image = self.capture.read()
+            finally:
+                self._reading = False
+            if self._closed:
+                break
             if not ok or image is None:
                 log.warning("camera %s stopped delivering frames; reopening", self.spec)
                 self.skipped += 1
@@ -241,10 +264,15 @@ class CameraSource(_Counters):
             failures, backoff = 0, self.initial_backoff_s
             yield Frame(image, self.name, index, time.time())
             index += 1
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
 
     def close(self) -> None:
+        """Stop: wakes a backoff wait at once; the device is released when the frame loop ends (or here, outside it)."""
         self._closed = True
-        if self.capture is not None:
+        self._closing.set()
+        if self.capture is not None and not self._reading:
             self.capture.release()
             self.capture = None
 
@@ -261,6 +289,7 @@ class Picamera2Source(_Counters):
         self.camera_index, self.width, self.height = camera, width, height
         self.name = f"picamera2:{camera}"
         self.camera = None
+        self._closed = False
 
     def frames(self) -> Iterator[Frame]:
         try:
@@ -275,20 +304,20 @@ class Picamera2Source(_Counters):
         self.camera.start()
         index = 0
         try:
-            while self.camera is not None:
+            while not self._closed:
                 yuv = self.camera.capture_array("lores")
                 self.connected = True
                 # YUV420 planar: the first `height` rows are the luma (grayscale) plane.
                 yield Frame(np.ascontiguousarray(yuv[: self.height, : self.width]), self.name, index, time.time())
                 index += 1
         finally:
-            self.close()
+            camera, self.camera = self.camera, None
+            camera.stop()
+            camera.close()
 
     def close(self) -> None:
-        if self.camera is not None:
-            self.camera.stop()
-            self.camera.close()
-            self.camera = None
+        """Stop after the current frame (safe from a signal handler); the frame loop stops the camera."""
+        self._closed = True
 
 
 def open_source(spec: str, *, loop: bool = False, camera_retries: int | None = None) -> FrameSource:
