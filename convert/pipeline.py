@@ -98,6 +98,7 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     from train.provenance import file_sha256, provenance
     from train.quantization import is_quantization_aware
 
+    started = provenance()  # the code as it was when the conversion began (the tree may change while it runs)
     model_path = Path(model_path)
     keras_model = load_keras_model(model_path)
     if tuple(keras_model.input_shape[1:]) != (INPUT_SIZE, INPUT_SIZE, 1) or keras_model.output_shape[-1] != len(LABELS):
@@ -177,7 +178,7 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
         quantization=options.quantize, io_type=options.io_type, edge_graph=options.edge_graph,
         quantization_aware=quantization_aware, outputs={kind: str(path) for kind, path in outputs.items()},
         contracts={kind: contract.to_json() for kind, contract in contracts.items()}, models=models,
-        provenance=provenance(), calibration=calibration_summary, verification=verification, budget=budget,
+        provenance=started, calibration=calibration_summary, verification=verification, budget=budget,
         quantization_debugger=debugger, edgetpu=edgetpu)
     from convert.report import write_reports
 

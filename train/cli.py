@@ -171,9 +171,10 @@ def audit_command(
     from train.leakage import audit, audit_markdown
     from train.provenance import provenance, write_json
 
+    started = provenance()  # the code as it was when the audit began (the tree may change while it runs)
     result = audit(load_fer2013(data, limit_per_split=limit, seed=seed), seed=seed, model=model, epochs=epochs,
                    work_dir=Path("runs") / "audit")
-    result["provenance"] = provenance()
+    result["provenance"] = started
     write_json(out / "audit.json", result)
     table = audit_markdown(result)
     (out / "audit.md").write_text("# Leakage audit\n\n" + table + "\n")

@@ -15,6 +15,7 @@ from train.provenance import file_sha256, provenance, write_json
 
 def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset, report_dir: str | Path) -> dict:
     """Ship a run's best checkpoint: copy it, evaluate it on PrivateTest, write ``<dest>.metrics.json`` and a report."""
+    started = provenance()  # the code as it was when the export began
     run_dir, destination = Path(run_dir), Path(destination)
     state_file, best = run_dir / "state.json", run_dir / "best.keras"
     if not state_file.exists() or not best.exists():
@@ -49,7 +50,7 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
                                     if float_parent and Path(float_parent).is_file() else None),
         "PublicTest": {"accuracy": public["accuracy"], "macro_f1": public["macro"]["f1"]},
         "PrivateTest": private,
-        "provenance": provenance(),
+        "provenance": started,
     }
     write_json(destination.with_suffix(".metrics.json"), summary)
     write_report(private, report_dir, f"{summary['paper_name']} ({destination.name})", read_history(run_dir),
