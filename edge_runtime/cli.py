@@ -17,6 +17,22 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Facial expression recognition on the device: frames in, one JSON line per face out.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from edge_runtime import __version__
+
+        typer.echo(f"edge-runtime (fer-edge) {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    """Facial expression recognition on the device: frames in, one JSON line per face out."""
+
+
 # Each option of `run` sets one config key; its type, choices and help come from the schema (edge_runtime.config).
 RUN_OPTIONS: dict[str, str] = {
     "model": "model.path", "source": "source.spec", "threads": "model.threads", "backend": "model.backend",

@@ -321,3 +321,14 @@ def test_sidecar_records_refuse_unknown_missing_and_mistyped_fields(tmp_path):
         copy.with_suffix(".json").write_text(json.dumps(bad))
         with pytest.raises(ModelError, match=re.escape(message)):
             load_contract(copy)
+
+
+def test_version_is_printed_and_defined_once():
+    from importlib.metadata import version
+
+    from edge_runtime import __version__
+    from tests.conftest import run_cli
+
+    result = run_cli("-m", "edge_runtime.cli", "--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"edge-runtime (fer-edge) {__version__}"
+    assert version("fer-edge") == __version__  # pyproject.toml reads it from edge_runtime.__version__
