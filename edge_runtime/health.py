@@ -49,6 +49,8 @@ class Metrics:
                                     registry=self.registry)
         self.sink_failed = Counter(f"{p}_sink_failed_events", "Events a sink raised on (logged once per streak)",
                                    ["sink"], registry=self.registry)
+        self.sink_connected = Gauge(f"{p}_sink_connected", "1 while the sink delivers (MQTT: the broker is connected)",
+                                    ["sink"], registry=self.registry)
         self.source_connected = Gauge(f"{p}_source_connected", "1 while the source delivers frames",
                                       registry=self.registry)
         self.model_info = Gauge(f"{p}_model_info", "The loaded model (always 1); its labels say which one and whether "

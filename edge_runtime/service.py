@@ -83,7 +83,8 @@ class Service:
         stats = self.runtime.stats
         source = self.runtime.source.health()
         detail = {"frames": stats.frames, "events": stats.events, "source_connected": source.connected,
-                  "source_reconnects": source.reconnects, "source_skipped": source.skipped}
+                  "source_reconnects": source.reconnects, "source_skipped": source.skipped,
+                  "sinks": {sink.name: {"connected": sink.connected, "dropped": sink.dropped} for sink in self.sinks}}
         if stats.last_frame_monotonic is None:
             return False, {"status": "starting", **detail}
         since = time.monotonic() - stats.last_frame_monotonic
@@ -106,6 +107,7 @@ class Service:
             self.metrics.frame_done(len(events), [e.label for e in events], self.runtime.last_inference_seconds)
             failures = self.runtime.stats.sink_failures
             for sink in self.sinks:
+                self.metrics.sink_connected.labels(sink=sink.name).set(1 if sink.connected else 0)
                 self._count(self.metrics.sink_dropped.labels(sink=sink.name), f"dropped:{sink.name}", sink.dropped)
                 self._count(self.metrics.sink_failed.labels(sink=sink.name), f"failed:{sink.name}",
                             failures.get(sink.name, 0))

@@ -33,6 +33,10 @@ class Sink(Protocol):
     def dropped(self) -> int:
         """Events this sink had to throw away (a full buffer, say)."""
 
+    @property
+    def connected(self) -> bool:
+        """Whether events reach their destination now (a local sink always; MQTT while the broker is there)."""
+
     def __call__(self, event: FaceEvent) -> None:
         """Take one event; must return quickly (the processing loop waits for it)."""
 
@@ -43,6 +47,17 @@ class Sink(Protocol):
         """Flush and release the sink's resources."""
 
 
+def _connect_error(host: str, port: int) -> str:
+    """Why a TCP connection to ``host:port`` fails right now (paho's connect-failure callback does not say)."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=2.0):
+            return "the connection closed during the MQTT handshake"
+    except OSError as error:
+        return f"{error.__class__.__name__}: {error.strerror or error}"
+
+
 def _line(event: FaceEvent) -> str:
     return json.dumps(event.to_json(), separators=(",", ":")) + "\n"
 
@@ -51,6 +66,7 @@ class CallbackSink:
     """Hands each event to a function: for programs that embed the runtime (and for tests and benchmarks)."""
 
     dropped = 0
+    connected = True
 
     def __init__(self, callback: Callable[[FaceEvent], None], name: str = "callback"):
         self.callback, self.name = callback, name
@@ -70,6 +86,7 @@ class StdoutSink:
 
     name = "stdout"
     dropped = 0
+    connected = True
 
     def __call__(self, event: FaceEvent) -> None:
         sys.stdout.write(_line(event))
@@ -88,6 +105,7 @@ class RotatingFileSink:
 
     name = "file"
     dropped = 0
+    connected = True
 
     def __init__(self, path: str | Path, max_bytes: int = 10_000_000, backups: int = 5):
         self.path = Path(path)
@@ -141,7 +159,9 @@ class MqttSink:
             import paho.mqtt.client as mqtt
         except ImportError as error:
             raise ConfigError("the MQTT sink needs paho-mqtt: pip install 'fer-edge[service]'") from error
+        self.host, self.port = host, port
         self.topic, self.qos = topic, qos
+        self.failed_attempts = 0  # connection attempts that failed since the last success
         self.queue: collections.deque[str] = collections.deque()
         self.buffer_size = buffer_size
         self.dropped = 0
@@ -160,6 +180,7 @@ class MqttSink:
         self.client.connect_timeout = 2.0  # an unreachable broker must not hold a connect attempt for long
         self.client.max_queued_messages_set(0)
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.connect_async(host, port, keepalive)
@@ -176,9 +197,22 @@ class MqttSink:
             self._connected = not reason_code.is_failure
             self._lock.notify_all()
         if reason_code.is_failure:
-            log.warning("MQTT broker refused the connection: %s", reason_code)
-        else:
-            log.info("MQTT connected; %d events queued", len(self.queue))
+            self._failed(f"the broker refused the connection: {reason_code}")
+            return
+        after = f" after {self.failed_attempts} failed attempts" if self.failed_attempts else ""
+        self.failed_attempts = 0
+        log.info("MQTT connected to %s:%d%s; %d events queued", self.host, self.port, after, len(self.queue))
+
+    def _on_connect_fail(self, client, userdata):
+        self._failed(None)
+
+    def _failed(self, reason: str | None) -> None:
+        """Count a failed connection attempt; log the first of a streak, with why (then every 100th)."""
+        self.failed_attempts += 1
+        if self.failed_attempts == 1 or self.failed_attempts % 100 == 0:
+            reason = reason or _connect_error(self.host, self.port)
+            log.error("MQTT broker %s:%d unreachable: %s (%d failed attempts; retrying with backoff, events are "
+                      "buffered)", self.host, self.port, reason, self.failed_attempts)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self._lock:

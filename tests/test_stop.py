@@ -105,16 +105,32 @@ def test_stops_during_start_up(tmp_path):
     assert process.returncode == 0 and seconds < EXIT_BOUND_S, (process.returncode, seconds)
 
 
+def free_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    return port
+
+
 def test_stops_while_the_broker_is_unreachable_with_events_queued(tmp_path):
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()  # nothing listens there: every connect attempt is refused
+    import json
+    import urllib.request
+
+    broker_port, http_port = free_port(), free_port()
     process = start(tmp_path, "--source", str(MEDIA / "test.mp4"), "--loop", "--mqtt-host", "127.0.0.1",
-                    "--mqtt-port", str(port))
-    wait_for_log(process, "ready: model loaded, first frame read")
-    time.sleep(1.0)  # events pile up in the MQTT buffer: the stop has a flush to give up on
+                    "--mqtt-port", str(broker_port), "--http", f"127.0.0.1:{http_port}")
+    lines = wait_for_log(process, "ready: model loaded, first frame read")
+    time.sleep(3.0)  # several reconnect attempts; events pile up in the MQTT buffer for the stop to give up on
+    health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=5).read())
+    assert health["sinks"]["mqtt"]["connected"] is False
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5).read().decode()
+    assert 'fer_edge_sink_connected{sink="mqtt"} 0.0' in metrics
     seconds = stop_and_time(process)
     assert process.returncode == 0 and seconds < EXIT_BOUND_S, (process.returncode, seconds)
-    remaining = process.stderr.read()
-    assert "MQTT flush timed out" in remaining and "events not delivered at stop" in remaining
+    log = "".join(lines) + process.stderr.read()
+    # The failure is logged once for the streak, with where and why; the stop says what it could not deliver.
+    failures = [line for line in log.splitlines() if "MQTT broker" in line and "unreachable:" in line]
+    assert len(failures) == 1, failures
+    assert f"MQTT broker 127.0.0.1:{broker_port} unreachable: ConnectionRefusedError" in failures[0]
+    assert "MQTT flush timed out" in log and "events not delivered at stop" in log
