@@ -159,7 +159,7 @@ class _Checkpointer:
         import keras
 
         class Checkpointer(keras.callbacks.Callback):
-            def __init__(self, run_dir: Path, config: FitConfig, state: dict, validation: Split,
+            def __init__(self, run_dir: Path, config: FitConfig, state: RunState, validation: Split,
                          last_epoch: int | None):
                 super().__init__()
                 self.run_dir, self.config, self.state = run_dir, config, state
@@ -225,7 +225,7 @@ class _Checkpointer:
 
 
 def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: bool = False,
-        verbose: int | None = None, stop_after: int | None = None) -> dict:
+        verbose: int | None = None, stop_after: int | None = None) -> RunState:
     """Train ``config.model`` on ``dataset`` into ``run_dir``; returns the final :class:`RunState`.
 
     With ``resume=True`` an existing ``run_dir`` continues from ``last.keras``;
