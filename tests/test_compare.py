@@ -8,7 +8,7 @@ import pytest
 from edge_runtime.core.errors import FerError
 from train.evaluate import comparison_table
 from train.metrics import classification_report
-from train.modelio import RunState, run_epochs
+from train.modelio import FitConfig, RunState, run_epochs
 
 
 def _results(split: str) -> dict:
@@ -26,7 +26,7 @@ def test_rows_from_export_and_evaluate_metrics(tmp_path):
     # What `fer-train evaluate` writes for a checkpoint inside a run folder (run_epochs reads its state.json).
     run = tmp_path / "run"
     run.mkdir()
-    RunState(config={"model": "cnn"}, data_source="fer2013", train_images=420, validation_images=140,
+    RunState(config=FitConfig(model="cnn"), data_source="fer2013", train_images=420, validation_images=140,
              train_class_counts=(60,) * 7, epochs_done=3, best_epoch=2).write(run)
     evaluated = tmp_path / "metrics.json"
     evaluated.write_text(json.dumps({"title": "cnn (best.keras)", "model": "cnn", "parameters": 117031,

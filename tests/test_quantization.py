@@ -140,7 +140,7 @@ def test_fine_tuning_starts_from_the_simulated_copy_and_keeps_it_if_better(quant
     config = FitConfig(epochs=1, batch_size=32, learning_rate=1e-4, quantization_aware=str(folder / "small.keras"),
                        calibration_dir=str(tmp_path / "calibration"))
     state = fit(fer_small, tmp_path / "run", config, verbose=0)
-    assert state.config["model"] == "small" and state.config["quantization_aware"].endswith("small.keras")
+    assert state.config.model == "small" and state.config.quantization_aware.endswith("small.keras")
     assert state.epochs_done == 1
     # The copy before fine-tuning is scored on PublicTest: its accuracy is the untuned copy's, from the manifest's faces.
     from train.calibration import manifest_images
@@ -161,7 +161,7 @@ def test_fine_tuning_starts_from_the_simulated_copy_and_keeps_it_if_better(quant
         assert state.best_val_accuracy > state.start_val_accuracy
         assert not np.allclose(best_probabilities, untuned_probabilities)
     resumed = fit(fer_small, tmp_path / "run", FitConfig(**{**config.__dict__, "epochs": 2}), resume=True, verbose=0)
-    assert resumed.epochs_done == 2 and resumed.config["model"] == "small"
+    assert resumed.epochs_done == 2 and resumed.config.model == "small"
 
 
 @pytest.mark.slow

@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from edge_runtime.core.records import JsonRecord
+
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(JsonRecord):
     """Augmentation strengths.
 
     ``rotation_deg`` and ``shift`` (a fraction of the side) are maxima, ``zoom``

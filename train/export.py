@@ -26,8 +26,8 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
     model = load_keras_model(destination)
     private = evaluate(model, dataset, "PrivateTest")
     public = evaluate(model, dataset, "PublicTest")
-    name = state.config["model"]
-    float_parent = state.config.get("quantization_aware", "")
+    name = state.config.model
+    float_parent = state.config.quantization_aware
     summary = {
         "model": name,
         "paper_name": PAPER_NAMES.get(name, name) + (", quantization-aware" if float_parent else ""),
@@ -40,11 +40,11 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
             **epoch_summary(state),
             "stopped_early": state.stopped_early,
             "wall_seconds": state.wall_seconds,
-            "config": state.config,
+            "config": state.config.to_json(),
             "train_images": state.train_images,
             "train_class_counts": list(state.train_class_counts),
         },
-        "warm_start": _warm_start(state.config.get("init_weights", "")),
+        "warm_start": _warm_start(state.config.init_weights),
         # The float model a quantization-aware run fine-tuned; fer-convert compares the int8 model with it too.
         "quantization_aware_from": ({"file": float_parent, "sha256": file_sha256(float_parent)}
                                     if float_parent and Path(float_parent).is_file() else None),
@@ -68,4 +68,4 @@ def _warm_start(init_weights: str) -> dict | None:
     state = RunState.read(state_file.parent)
     return {"weights": init_weights, "epochs_run": state.epochs_done, "wall_seconds": state.wall_seconds,
             "commands": [p["command"] for p in state.provenance],
-            "git_commits": [p["git_commit"] for p in state.provenance], "config": state.config}
+            "git_commits": [p["git_commit"] for p in state.provenance], "config": state.config.to_json()}

@@ -17,49 +17,22 @@ import csv
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from edge_runtime.core.errors import DataError, FerError
 from edge_runtime.core.labels import NUM_CLASSES
-from train.augment import AugmentConfig
 from train.data import FerDataset, Split
 from train.data_checks import check_dataset
-from train.modelio import HISTORY_FIELDS, RunState, load_keras_model, to_model_input
+from train.modelio import HISTORY_FIELDS, FitConfig, RunState, load_keras_model, to_model_input
 from train.provenance import provenance
 
 log = logging.getLogger(__name__)
 
 BALANCE_MODES = ("oversample", "soft-oversample", "class-weight", "none")
 SCHEDULES = ("plateau", "cosine")
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """Hyper-parameters of one training run (recorded in ``run.json``)."""
-
-    model: str = "cnn_lstm"
-    epochs: int = 100
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    balance: str = "oversample"
-    seed: int = 0
-    patience: int = 15
-    lr_patience: int = 5
-    lr_factor: float = 0.5
-    min_learning_rate: float = 1e-5
-    schedule: str = "plateau"  # "cosine": warm-up, then cosine decay to min_learning_rate at the last epoch
-    warmup_epochs: int = 0
-    weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay instead of Adam
-    label_smoothing: float = 0.0
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    ignore_data_checks: bool = False
-    init_weights: str = ""
-    quantization_aware: str = ""  # a trained float .keras: fine-tune its int8-simulating copy (train.quantization)
-    calibration_dir: str = "calibration_data"  # its manifest names the images the copy's int8 ranges come from
-    jit_compile: bool = False  # measured: XLA is ~25% slower per step on a 2-core CPU
 
 
 def epoch_indices(labels: np.ndarray, epoch: int, steps: int, batch_size: int, balance: str, seed: int) -> np.ndarray:
@@ -256,15 +229,15 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     if resume and state_file.exists() and last.exists():
         state = RunState.read(run_dir)
         if config.quantization_aware:
-            config = replace(config, model=state.config.get("model", config.model))
-        if state.config.get("model") != config.model:
-            raise FerError(f"{run_dir} holds a {state.config.get('model')!r} run, not {config.model!r}; "
+            config = replace(config, model=state.config.model)
+        if state.config.model != config.model:
+            raise FerError(f"{run_dir} holds a {state.config.model!r} run, not {config.model!r}; "
                            "use another --out or the same --model")
         import train.quantization as _qat_layers  # noqa: F401  (registers the quantization-aware layers for loading)
 
         model = keras.models.load_model(last)
-        planned = state.config.get("epochs", config.epochs)
-        if state.config.get("schedule") == "cosine" and planned != config.epochs:
+        planned = state.config.epochs
+        if state.config.schedule == "cosine" and planned != config.epochs:
             log.warning("the cosine schedule of %s was set for %d epochs when the run started; --epochs %d does not "
                         "change it (epochs past %d train at the floor rate)", run_dir, planned, config.epochs, planned)
         _truncate_history(run_dir / "history.csv", state.epochs_done)
@@ -288,7 +261,7 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
         model.compile(optimizer=make_optimizer(config, max(1, len(train) // config.batch_size)), loss=loss,
                       metrics=["accuracy"], jit_compile=config.jit_compile)
-        state = RunState(config=asdict(config), data_source=dataset.source, train_images=len(train),
+        state = RunState(config=config, data_source=dataset.source, train_images=len(train),
                          validation_images=len(validation), train_class_counts=tuple(train.class_counts()))
     state = replace(state, provenance=(*state.provenance, provenance()),
                     data_checks={"statistics": data_statistics, "findings": [f._asdict() for f in findings]})
