@@ -282,14 +282,40 @@ class Picamera2Source(_Counters):
 
     picamera2 is imported lazily: it exists only on Raspberry Pi OS (apt
     ``python3-picamera2``), reachable from a venv created with
-    ``--system-site-packages``.
+    ``--system-site-packages``. A camera that is missing at start, or whose
+    frontend times out mid-stream (picamera2 raises from ``capture_array``),
+    is closed and reopened with the same backoff as :class:`CameraSource`
+    (0.5 s doubling to ``max_backoff_s``, cut short by :meth:`close`); a lost
+    capture counts as a skipped frame, a reopening as a reconnect.
     """
 
-    def __init__(self, camera: int = 0, width: int = 640, height: int = 480):
+    def __init__(self, camera: int = 0, width: int = 640, height: int = 480, *, max_retries: int | None = None,
+                 initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0):
         self.camera_index, self.width, self.height = camera, width, height
         self.name = f"picamera2:{camera}"
+        self.max_retries = max_retries
+        self.initial_backoff_s, self.max_backoff_s = initial_backoff_s, max_backoff_s
         self.camera = None
         self._closed = False
+        self._closing = threading.Event()
+
+    def _open(self, picamera2_class):
+        """A started camera, or None (logged) when it cannot be opened now."""
+        camera = None
+        try:
+            camera = picamera2_class(self.camera_index)
+            # The YUV420 "lores" stream costs the ISP little and its Y plane is the grayscale image the model needs.
+            config = camera.create_video_configuration(
+                main={"size": (self.width, self.height), "format": "YUV420"},
+                lores={"size": (self.width, self.height), "format": "YUV420"})
+            camera.configure(config)
+            camera.start()
+            return camera
+        except (RuntimeError, IndexError, OSError) as error:  # no camera (IndexError), busy or failed to start
+            log.warning("%s unavailable: %s: %s", self.name, error.__class__.__name__, error)
+            if camera is not None:
+                _release_picamera(camera)
+            return None
 
     def frames(self) -> Iterator[Frame]:
         try:
@@ -297,34 +323,64 @@ class Picamera2Source(_Counters):
         except ImportError as error:
             raise FerError("picamera2 is not installed: on Raspberry Pi OS run `sudo apt install python3-picamera2` "
                            "and create the venv with `python3 -m venv --system-site-packages`") from error
-        self.camera = Picamera2(self.camera_index)
-        config = self.camera.create_video_configuration(
-            main={"size": (self.width, self.height), "format": "YUV420"}, lores={"size": (self.width, self.height)})
-        self.camera.configure(config)
-        self.camera.start()
-        index = 0
+        index, failures, backoff = 0, 0, self.initial_backoff_s
         try:
             while not self._closed:
-                yuv = self.camera.capture_array("lores")
+                if self.camera is None:
+                    self.camera = self._open(Picamera2)
+                    if self.camera is None:
+                        self.connected = False
+                        failures += 1
+                        if self.max_retries is not None and failures > self.max_retries:
+                            raise FerError(f"{self.name} unavailable after {self.max_retries} retries; check the "
+                                           "ribbon cable, `rpicam-hello --list-cameras`, and the 'video' group")
+                        log.warning("%s: retrying in %.1f s", self.name, backoff)
+                        self._closing.wait(backoff)
+                        backoff = min(backoff * 2, self.max_backoff_s)
+                        continue
+                    if index > 0 or failures > 0:
+                        self.reconnects += 1
+                        log.info("%s reconnected (%d reconnects)", self.name, self.reconnects)
+                try:
+                    yuv = self.camera.capture_array("lores")
+                except RuntimeError as error:  # e.g. the frontend timed out: the sensor stopped sending
+                    log.warning("%s stopped delivering frames (%s); reopening", self.name, error)
+                    self.skipped += 1
+                    self.connected = False
+                    _release_picamera(self.camera)
+                    self.camera = None
+                    continue
                 self.connected = True
-                # YUV420 planar: the first `height` rows are the luma (grayscale) plane.
+                failures, backoff = 0, self.initial_backoff_s
+                # YUV420 planar: the first `height` rows are the luma (grayscale) plane; rows are padded past the
+                # width to the stride, so the crop drops the padding.
                 yield Frame(np.ascontiguousarray(yuv[: self.height, : self.width]), self.name, index, time.time())
                 index += 1
         finally:
-            camera, self.camera = self.camera, None
-            camera.stop()
-            camera.close()
+            if self.camera is not None:
+                _release_picamera(self.camera)
+                self.camera = None
 
     def close(self) -> None:
-        """Stop after the current frame (safe from a signal handler); the frame loop stops the camera."""
+        """Stop after the current frame (safe from a signal handler): cuts a backoff wait short."""
         self._closed = True
+        self._closing.set()
+
+
+def _release_picamera(camera) -> None:
+    """Stop and close a picamera2 camera, whatever state it is in (a failed one may refuse to stop)."""
+    for step in (camera.stop, camera.close):
+        try:
+            step()
+        except Exception as error:  # a camera that failed mid-stream can fail to stop too; closing must go on
+            log.debug("picamera2 %s failed: %s", step.__name__, error)
 
 
 def open_source(spec: str, *, loop: bool = False, camera_retries: int | None = None) -> FrameSource:
     """Pick a source from a spec: ``picamera2[:N]``, a camera index, ``/dev/videoN``, a stream URL, or a path."""
     if spec.startswith("picamera2"):
         index = int(spec.split(":", 1)[1]) if ":" in spec else 0
-        return Picamera2Source(index)
+        return Picamera2Source(index, max_retries=camera_retries)
     if spec.isdigit():
         return CameraSource(int(spec), max_retries=camera_retries)
     if spec.startswith("/dev/video") or STREAM_PATTERN.match(spec):

@@ -5,6 +5,9 @@ import json
 import logging
 import re
 import shutil
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -332,3 +335,72 @@ def test_version_is_printed_and_defined_once():
     result = run_cli("-m", "edge_runtime.cli", "--version")
     assert result.returncode == 0 and result.stdout.strip() == f"edge-runtime (fer-edge) {__version__}"
     assert version("fer-edge") == __version__  # pyproject.toml reads it from edge_runtime.__version__
+
+
+@pytest.fixture
+def stand_in_picamera2(monkeypatch):
+    """The picamera2 stand-in (tests/standin_picamera2.py) in place of the real package: a hardware boundary."""
+    from tests import standin_picamera2
+
+    standin_picamera2.Picamera2.cameras_missing_for = 0
+    standin_picamera2.Picamera2.fail_after_frames = []
+    standin_picamera2.Picamera2.opened = []
+    monkeypatch.setitem(sys.modules, "picamera2", standin_picamera2)
+    return standin_picamera2.Picamera2
+
+
+def test_picamera2_frames_are_the_luma_plane_without_stride_padding(stand_in_picamera2):
+    from edge_runtime.sources import Picamera2Source
+
+    source = Picamera2Source(0, width=320, height=240)
+    frames = source.frames()
+    first, second = next(frames), next(frames)
+    assert first.image.shape == (240, 320) and first.image.flags["C_CONTIGUOUS"]
+    assert first.image.max() < 200  # no chroma rows, no stride padding (both white in the stand-in)
+    assert first.image[0, 0] == 0 and second.image[0, 0] == 1 and second.index == 1
+    assert source.health() == SourceHealth(connected=True, reconnects=0, skipped=0)
+    frames.close()
+    (camera,) = stand_in_picamera2.opened
+    assert camera.stopped and camera.closed  # released when the frames end
+
+
+def test_picamera2_missing_at_start_is_retried_with_backoff(stand_in_picamera2, monkeypatch):
+    from edge_runtime.sources import Picamera2Source
+
+    stand_in_picamera2.cameras_missing_for = 2
+    source = Picamera2Source(0, width=64, height=48, initial_backoff_s=0.01, max_backoff_s=0.04)
+    waits = []
+    monkeypatch.setattr(source._closing, "wait", lambda seconds: waits.append(seconds))
+    frame = next(source.frames())
+    assert frame.index == 0 and waits == [0.01, 0.02]
+    assert source.health() == SourceHealth(connected=True, reconnects=1, skipped=0)
+
+
+def test_picamera2_frontend_timeout_mid_stream_reopens(stand_in_picamera2):
+    from edge_runtime.sources import Picamera2Source
+
+    stand_in_picamera2.fail_after_frames = [3]  # the first camera times out after 3 frames; the reopened one works
+    source = Picamera2Source(0, width=64, height=48, initial_backoff_s=0.01)
+    frames = source.frames()
+    indices = [next(frames).index for _ in range(5)]
+    assert indices == [0, 1, 2, 3, 4]
+    first, second = stand_in_picamera2.opened
+    assert first.stopped and first.closed and not second.closed
+    assert source.health() == SourceHealth(connected=True, reconnects=1, skipped=1)
+    frames.close()
+
+
+def test_picamera2_gives_up_after_max_retries_and_stops_on_close(stand_in_picamera2):
+    from edge_runtime.sources import Picamera2Source
+
+    stand_in_picamera2.cameras_missing_for = 10
+    source = Picamera2Source(0, max_retries=2, initial_backoff_s=0.01)
+    with pytest.raises(FerError, match="picamera2:0 unavailable after 2 retries"):
+        next(source.frames())
+    # close() cuts a long backoff short: the frames end at once instead of after 30 s.
+    stand_in_picamera2.cameras_missing_for = 10
+    waiting = Picamera2Source(0, initial_backoff_s=30.0)
+    threading.Timer(0.2, waiting.close).start()
+    started = time.monotonic()
+    assert list(waiting.frames()) == []
+    assert time.monotonic() - started < 5
