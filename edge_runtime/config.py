@@ -20,6 +20,7 @@ from edge_runtime.detectors import DETECTORS
 from edge_runtime.detectors.blazeface import BlazeFaceOptions
 from edge_runtime.detectors.haar import HaarOptions
 from edge_runtime.detectors.yunet import YuNetOptions
+from edge_runtime.reporting import OUTPUT_MODES
 from edge_runtime.schema import setting
 
 
@@ -72,6 +73,9 @@ class SmoothingConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
+    mode: str = setting("frames", "what the sinks get: frames (every face in every frame), changes (a face appeared, "
+                        "changed its label, left) or summary (every summary_seconds)", choices=OUTPUT_MODES)
+    summary_seconds: float = setting(60.0, "summary mode: the period each summary covers", minimum=0.01)
     annotate: str = setting("", "write frames with boxes and labels to this video/image path (off by default: privacy)")
 
 

@@ -23,6 +23,7 @@ from edge_runtime.config import Config
 from edge_runtime.core.preprocessing import preprocess_face
 from edge_runtime.detectors import Box, DetectorOptions, FaceDetector, crop_face, find_faces, make_detector
 from edge_runtime.events import FaceEvent
+from edge_runtime.reporting import Reporter
 from edge_runtime.sinks import Sink
 from edge_runtime.smoothing import FaceSmoother
 from edge_runtime.sources import Frame, FrameSource, open_source
@@ -137,6 +138,8 @@ class Runtime:
         self.smoother = FaceSmoother(classifier.labels, alpha=s.alpha, threshold=s.threshold, min_iou=s.min_iou,
                                      max_missed=s.max_missed)
         self.annotator = Annotator(config.output.annotate) if config.output.annotate else None
+        self.reporter = Reporter(config.output.mode, max_missed=s.max_missed,
+                                 summary_seconds=config.output.summary_seconds)
         self._stop = threading.Event()
         self.last_inference_seconds: list[float] = []
         self.frame_listeners: list[Callable[[Frame, list[FaceEvent]], None]] = []
@@ -212,12 +215,26 @@ class Runtime:
                 self._record(frame, events)
                 if limit and self.stats.frames >= limit:
                     break
+            self._emit(self.reporter.finish())  # faces still in view leave; the last partial summary
         finally:
             frames.close()
             self.source.close()
             if self.annotator is not None:
                 self.annotator.close()
         return self.stats
+
+    def _emit(self, records: list) -> None:
+        """Hand each record (a face event, a change or a summary, by output.mode) to every sink."""
+        for record in records:
+            for sink in self.sinks:
+                try:
+                    sink(record)
+                except Exception as error:  # a failing sink must never stop inference
+                    self._sink_failed(sink, error)
+                else:
+                    if self._failure_streaks.get(sink.name):
+                        log.warning("sink %s works again after %d failed events", sink.name,
+                                    self._failure_streaks.pop(sink.name))
 
     def _sink_failed(self, sink: Sink, error: Exception) -> None:
         """Count the failure; log once per streak of failures, not at frame rate."""
@@ -240,17 +257,8 @@ class Runtime:
                 stats.first_event_after_s = time.monotonic() - stats.started
         elif frame.still:
             log.info("%s: no face found", frame.source)
-        for event in events:
-            for sink in self.sinks:
-                try:
-                    sink(event)
-                except Exception as error:  # a failing sink must never stop inference
-                    self._sink_failed(sink, error)
-                else:
-                    if self._failure_streaks.get(sink.name):
-                        log.warning("sink %s works again after %d failed events", sink.name,
-                                    self._failure_streaks.pop(sink.name))
-            stats.events += 1
+        stats.events += len(events)
+        self._emit(self.reporter.feed(frame.index, frame.timestamp, frame.source, events, frame.still))
         for listener in self.frame_listeners:
             listener(frame, events)
         if self.annotator is not None:

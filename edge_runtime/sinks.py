@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from edge_runtime.core.errors import ConfigError
-from edge_runtime.events import FaceEvent
+from edge_runtime.core.records import JsonRecord
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Sink(Protocol):
     def connected(self) -> bool:
         """Whether events reach their destination now (a local sink always; MQTT while the broker is there)."""
 
-    def __call__(self, event: FaceEvent) -> None:
+    def __call__(self, event: JsonRecord) -> None:
         """Take one event; must return quickly (the processing loop waits for it)."""
 
     def flush(self, timeout: float = ...) -> bool:
@@ -58,7 +58,7 @@ def _connect_error(host: str, port: int) -> str:
         return f"{error.__class__.__name__}: {error.strerror or error}"
 
 
-def _line(event: FaceEvent) -> str:
+def _line(event: JsonRecord) -> str:
     return json.dumps(event.to_json(), separators=(",", ":")) + "\n"
 
 
@@ -68,10 +68,10 @@ class CallbackSink:
     dropped = 0
     connected = True
 
-    def __init__(self, callback: Callable[[FaceEvent], None], name: str = "callback"):
+    def __init__(self, callback: Callable[[JsonRecord], None], name: str = "callback"):
         self.callback, self.name = callback, name
 
-    def __call__(self, event: FaceEvent) -> None:
+    def __call__(self, event: JsonRecord) -> None:
         self.callback(event)
 
     def flush(self, timeout: float = 0.0) -> bool:
@@ -88,7 +88,7 @@ class StdoutSink:
     dropped = 0
     connected = True
 
-    def __call__(self, event: FaceEvent) -> None:
+    def __call__(self, event: JsonRecord) -> None:
         sys.stdout.write(_line(event))
         sys.stdout.flush()
 
@@ -113,7 +113,7 @@ class RotatingFileSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(self.path, "a", encoding="utf-8")
 
-    def __call__(self, event: FaceEvent) -> None:
+    def __call__(self, event: JsonRecord) -> None:
         self._handle.write(_line(event))
         if self._handle.tell() >= self.max_bytes:
             self._rotate()
@@ -228,7 +228,7 @@ class MqttSink:
                 self.acknowledged += 1
             self._lock.notify_all()
 
-    def __call__(self, event: FaceEvent) -> None:
+    def __call__(self, event: JsonRecord) -> None:
         with self._lock:
             if len(self.queue) >= self.buffer_size:
                 self.queue.popleft()

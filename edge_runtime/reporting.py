@@ -1,0 +1,169 @@
+"""What the sinks receive, by ``output.mode``: every face in every frame, only the changes, or periodic summaries.
+
+A camera at 25 fps with one face yields 25 face events a second: right for the
+journal or a file, too many for a home-automation system. ``changes`` turns the
+per-frame stream into a few events per face: when a tracked face appears, when
+its smoothed label changes, and when it leaves (with how long it stayed and the
+share of that time under each label). ``summary`` reports every
+``output.summary_seconds`` how many faces were seen and the label distribution.
+Both are pure functions of the per-frame events, so they are tested against the
+``frames`` output of the same video.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from edge_runtime.core.records import JsonRecord
+from edge_runtime.events import FaceEvent
+
+OUTPUT_MODES = ("frames", "changes", "summary")
+
+
+@dataclass(frozen=True)
+class FaceChange(JsonRecord):
+    """A tracked face appeared, changed its smoothed label, or left (``type``)."""
+
+    type: str  # "appeared", "changed" or "left"
+    source: str
+    ts: float  # when it happened (the frame's capture time)
+    track: int
+    label: str  # the label from now on (appeared, changed) or the last one (left)
+    previous_label: str | None = None  # changed: the label before
+    duration_s: float | None = None  # left: from the first to the last frame the face was seen in
+    label_shares: dict[str, float] | None = None  # left: share of its frames under each smoothed label
+
+
+@dataclass(frozen=True)
+class Summary(JsonRecord):
+    """What the camera saw over one period."""
+
+    type: str  # always "summary"
+    source: str
+    start_ts: float
+    end_ts: float
+    frames: int
+    faces: int  # distinct tracked faces seen in the period
+    face_frames: int  # face detections over all frames of the period
+    label_shares: dict[str, float]  # share of face detections under each smoothed label
+
+
+@dataclass
+class _Track:
+    first_ts: float
+    last_ts: float
+    label: str
+    last_frame: int
+    labels: Counter = field(default_factory=Counter)
+
+
+def _shares(counts: Counter) -> dict[str, float]:
+    total = sum(counts.values())
+    return {label: round(count / total, 4) for label, count in sorted(counts.items())} if total else {}
+
+
+class ChangeReporter:
+    """Per-frame face events in, :class:`FaceChange` events out.
+
+    A face has left once its track is absent for more than ``max_missed``
+    processed frames (the smoother forgets it then too), or when the stream ends.
+    """
+
+    def __init__(self, max_missed: int):
+        self.max_missed = max_missed
+        self.tracks: dict[int, _Track] = {}
+        self.frame = -1
+        self.source = ""
+
+    def feed(self, frame_index: int, source: str, events: list[FaceEvent]) -> list[FaceChange]:
+        self.frame += 1
+        self.source = source
+        out: list[FaceChange] = []
+        for event in events:
+            track = self.tracks.get(event.track)
+            if track is None:
+                self.tracks[event.track] = _Track(event.ts, event.ts, event.label, self.frame, Counter([event.label]))
+                out.append(FaceChange("appeared", event.source, event.ts, event.track, event.label))
+                continue
+            if event.label != track.label:
+                out.append(FaceChange("changed", event.source, event.ts, event.track, event.label, track.label))
+                track.label = event.label
+            track.last_ts, track.last_frame = event.ts, self.frame
+            track.labels[event.label] += 1
+        gone = [track_id for track_id, track in self.tracks.items() if self.frame - track.last_frame > self.max_missed]
+        return out + [self._left(track_id) for track_id in gone]
+
+    def finish(self) -> list[FaceChange]:
+        """The stream ended: every face still tracked has left."""
+        return [self._left(track_id) for track_id in list(self.tracks)]
+
+    def _left(self, track_id: int) -> FaceChange:
+        track = self.tracks.pop(track_id)
+        return FaceChange("left", self.source, track.last_ts, track_id, track.label,
+                          duration_s=round(track.last_ts - track.first_ts, 3), label_shares=_shares(track.labels))
+
+
+class SummaryReporter:
+    """Per-frame face events in, one :class:`Summary` per ``period_s`` of frame time out."""
+
+    def __init__(self, period_s: float):
+        self.period_s = period_s
+        self._reset(None)
+
+    def _reset(self, start_ts: float | None) -> None:
+        self.start_ts, self.end_ts = start_ts, start_ts
+        self.frames, self.face_frames = 0, 0
+        self.tracks: set[int] = set()
+        self.labels: Counter = Counter()
+        self.source = ""
+
+    def feed(self, timestamp: float, source: str, events: list[FaceEvent]) -> list[Summary]:
+        out = []
+        if self.start_ts is None:
+            self._reset(timestamp)
+        elif timestamp - self.start_ts >= self.period_s:
+            out.append(self._summary())
+            self._reset(timestamp)
+        self.source, self.end_ts = source, timestamp
+        self.frames += 1
+        self.face_frames += len(events)
+        self.tracks.update(event.track for event in events)
+        self.labels.update(event.label for event in events)
+        return out
+
+    def finish(self) -> list[Summary]:
+        """The stream ended: the partial period, if it saw any frame."""
+        return [self._summary()] if self.frames else []
+
+    def _summary(self) -> Summary:
+        return Summary("summary", self.source, round(self.start_ts, 3), round(self.end_ts, 3), self.frames,
+                       len(self.tracks), self.face_frames, _shares(self.labels))
+
+
+class Reporter:
+    """The ``output.mode`` in front of the sinks: what each processed frame hands them, and what the end does."""
+
+    def __init__(self, mode: str, *, max_missed: int, summary_seconds: float):
+        if mode not in OUTPUT_MODES:
+            raise ValueError(f"unknown output mode {mode!r}")
+        self.mode = mode
+        self._changes = ChangeReporter(max_missed) if mode == "changes" else None
+        self._summary = SummaryReporter(summary_seconds) if mode == "summary" else None
+
+    def feed(self, frame_index: int, timestamp: float, source: str, events: list[FaceEvent],
+             still: bool = False) -> list[FaceEvent | FaceChange | Summary]:
+        if self._changes is not None:
+            changes = self._changes.feed(frame_index, source, events)
+            # Photos are independent (the smoother starts afresh on each): their faces leave with the photo.
+            return changes + self._changes.finish() if still else changes
+        if self._summary is not None:
+            return self._summary.feed(timestamp, source, events)
+        return list(events)
+
+    def finish(self) -> list[FaceChange | Summary]:
+        if self._changes is not None:
+            return self._changes.finish()
+        if self._summary is not None:
+            return self._summary.finish()
+        return []

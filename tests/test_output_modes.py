@@ -1,0 +1,98 @@
+"""output.mode on a real video: `changes` and `summary` are exactly what the per-frame face events of the same run
+imply (derived here independently from those events, which the run hands its frame listeners)."""
+
+from collections import Counter
+
+import pytest
+
+from edge_runtime.config import Config, with_overrides
+from edge_runtime.pipeline import Runtime
+from edge_runtime.reporting import FaceChange, Summary
+from edge_runtime.sinks import CallbackSink
+from tests.conftest import MEDIA, SHIPPED_INT8, require
+
+
+def run(mode: str, **overrides):
+    """Run test.mp4 in ``mode``: what the sinks got, and the per-frame face events of the same run."""
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    video = require(MEDIA / "test.mp4", "test.mp4")
+    settings = with_overrides(Config(), {"model.path": str(model), "source.spec": str(video), "output.mode": mode,
+                                         **overrides})
+    delivered, per_frame = [], []
+    runtime = Runtime.from_config(settings, sinks=[CallbackSink(delivered.append)])
+    runtime.frame_listeners.append(lambda frame, events: per_frame.append(list(events)))
+    runtime.run()
+    return delivered, per_frame, settings
+
+
+def shares(labels):
+    counts = Counter(labels)
+    return {label: round(n / sum(counts.values()), 4) for label, n in sorted(counts.items())}
+
+
+def expected_changes(per_frame, max_missed):
+    """The spec, written out: appeared on a track's first frame, changed when its label changes, left after more
+    than max_missed frames without it (or at the end), with duration and label shares."""
+    out, seen = [], {}
+    for number, events in enumerate(per_frame):
+        for event in events:
+            if event.track not in seen:
+                seen[event.track] = {"first": event.ts, "last": event.ts, "label": event.label, "frame": number,
+                                     "labels": [event.label], "source": event.source}
+                out.append(("appeared", event.track, event.label, None))
+                continue
+            track = seen[event.track]
+            if event.label != track["label"]:
+                out.append(("changed", event.track, event.label, track["label"]))
+                track["label"] = event.label
+            track.update(last=event.ts, frame=number)
+            track["labels"].append(event.label)
+        for track_id in [t for t, track in seen.items() if number - track["frame"] > max_missed]:
+            track = seen.pop(track_id)
+            out.append(("left", track_id, track["label"], round(track["last"] - track["first"], 3),
+                        shares(track["labels"])))
+    for track_id in list(seen):
+        track = seen.pop(track_id)
+        out.append(("left", track_id, track["label"], round(track["last"] - track["first"], 3), shares(track["labels"])))
+    return out
+
+
+def test_changes_mode_reports_appear_change_and_leave(tmp_path):
+    delivered, per_frame, settings = run("changes")
+    assert all(isinstance(record, FaceChange) for record in delivered)
+    got = [(c.type, c.track, c.label, c.previous_label) if c.type != "left"
+           else (c.type, c.track, c.label, c.duration_s, c.label_shares) for c in delivered]
+    assert got == expected_changes(per_frame, settings.smoothing.max_missed)
+    # Far fewer messages than faces: the point of the mode.
+    faces = sum(len(events) for events in per_frame)
+    assert faces > 100 and 2 <= len(delivered) < faces / 5
+    assert delivered[0].type == "appeared" and delivered[-1].type == "left"
+
+
+@pytest.mark.parametrize("period", [0.05, 1000.0])  # seconds of frame time (a file: processing time)
+def test_summary_mode_reports_each_period(period):
+    delivered, per_frame, _ = run("summary", **{"output.summary_seconds": period})
+    assert all(isinstance(record, Summary) for record in delivered)
+    # The same periods, from the per-frame events' timestamps (frames without a face carry none: use the
+    # summaries' own boundaries, which the test checks are contiguous and cover every frame).
+    assert sum(summary.frames for summary in delivered) == len(per_frame)
+    assert sum(summary.face_frames for summary in delivered) == sum(len(events) for events in per_frame)
+    labels = [event.label for events in per_frame for event in events]
+    if period == 1000.0:  # one period holds the whole clip
+        (summary,) = delivered
+        assert summary.label_shares == shares(labels)
+        assert summary.faces == len({event.track for events in per_frame for event in events})
+    else:
+        assert len(delivered) >= 2
+        for earlier, later in zip(delivered, delivered[1:]):
+            assert later.start_ts - earlier.start_ts >= period
+        counted = Counter()
+        for summary in delivered:
+            for label, share in summary.label_shares.items():
+                counted[label] += round(share * summary.face_frames)
+        assert counted == Counter(labels)
+
+
+def test_frames_mode_is_every_face_in_every_frame():
+    delivered, per_frame, _ = run("frames", **{"source.max_frames": 20})
+    assert delivered == [event for events in per_frame for event in events]
