@@ -107,6 +107,10 @@ class MqttConfig:
                                minimum=1)
     keepalive: int = setting(30, "keep-alive seconds", minimum=5)
     max_backoff_s: int = setting(30, "longest wait between reconnect attempts", minimum=1)
+    discovery: bool = setting(True, "announce the runtime to Home Assistant (MQTT discovery, retained) with an "
+                              "availability topic and last will; its sensors follow output.mode changes or summary")
+    discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix")
+    node_id: str = setting("fer_edge", "this device's id in topics and Home Assistant ids (one per camera)")
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ import signal
 import time
 from pathlib import Path
 
+from edge_runtime import __version__
 from edge_runtime.config import Config
 from edge_runtime.core.errors import FerError
+from edge_runtime.homeassistant import Discovery
 from edge_runtime.pipeline import Runtime
 from edge_runtime.sinks import MqttSink, RotatingFileSink, StdoutSink
 from edge_runtime.sources import FolderSource, ImageFileSource
@@ -51,9 +53,10 @@ def build_sinks(config: Config) -> list:
     m = config.mqtt
     if m.host:
         password = Path(m.password_file).read_text().strip() if m.password_file else ""
+        discovery = Discovery(m.node_id, m.discovery_prefix, __version__) if m.discovery else None
         sinks.append(MqttSink(m.host, m.port, m.topic, qos=m.qos, client_id=m.client_id, buffer_size=m.buffer_size,
                               keepalive=m.keepalive, username=m.username, password=password,
-                              max_backoff_s=m.max_backoff_s))
+                              max_backoff_s=m.max_backoff_s, discovery=discovery))
     return sinks
 
 

@@ -16,10 +16,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.records import JsonRecord
+from edge_runtime.homeassistant import AVAILABLE, NOT_AVAILABLE, Discovery, StateTracker, state_payload
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,14 @@ class RotatingFileSink:
             self._handle.close()
 
 
+class Message(NamedTuple):
+    """One MQTT publication waiting in the sink's buffer."""
+
+    topic: str
+    payload: str
+    retain: bool = False
+
+
 class MqttSink:
     """Publishes events with QoS 1 (by default) to a topic; buffers while the broker is away.
 
@@ -154,7 +163,7 @@ class MqttSink:
 
     def __init__(self, host: str, port: int = 1883, topic: str = "fer/events", *, qos: int = 1,
                  client_id: str = "", buffer_size: int = 10_000, keepalive: int = 30, username: str = "",
-                 password: str = "", max_backoff_s: int = 30):
+                 password: str = "", max_backoff_s: int = 30, discovery: Discovery | None = None):
         try:
             import paho.mqtt.client as mqtt
         except ImportError as error:
@@ -162,7 +171,9 @@ class MqttSink:
         self.host, self.port = host, port
         self.topic, self.qos = topic, qos
         self.failed_attempts = 0  # connection attempts that failed since the last success
-        self.queue: collections.deque[str] = collections.deque()
+        self.queue: collections.deque[Message] = collections.deque()
+        self.discovery = discovery
+        self._state = StateTracker()
         self.buffer_size = buffer_size
         self.dropped = 0
         self.published = 0
@@ -176,6 +187,9 @@ class MqttSink:
                                   clean_session=not client_id)
         if username:
             self.client.username_pw_set(username, password or None)
+        if discovery is not None:
+            # The broker publishes this when the connection drops without a clean disconnect (a crash, a power cut).
+            self.client.will_set(discovery.availability_topic, NOT_AVAILABLE, qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=max_backoff_s)
         self.client.connect_timeout = 2.0  # an unreachable broker must not hold a connect attempt for long
         self.client.max_queued_messages_set(0)
@@ -201,6 +215,10 @@ class MqttSink:
             return
         after = f" after {self.failed_attempts} failed attempts" if self.failed_attempts else ""
         self.failed_attempts = 0
+        if self.discovery is not None:  # announce the device again on every (re)connection: retained, QoS 1
+            client.publish(self.discovery.availability_topic, AVAILABLE, qos=1, retain=True)
+            for topic, payload in self.discovery.configs():
+                client.publish(topic, json.dumps(payload), qos=1, retain=True)
         log.info("MQTT connected to %s:%d%s; %d events queued", self.host, self.port, after, len(self.queue))
 
     def _on_connect_fail(self, client, userdata):
@@ -229,13 +247,19 @@ class MqttSink:
             self._lock.notify_all()
 
     def __call__(self, event: JsonRecord) -> None:
+        messages = [Message(self.topic, _line(event).rstrip("\n"))]
+        state = self._state.update(event) if self.discovery is not None else None
+        if state is not None:  # the Home Assistant sensors' state, retained so a restarted HA sees it at once
+            messages.append(Message(self.discovery.state_topic, state_payload(state), retain=True))
         with self._lock:
-            if len(self.queue) >= self.buffer_size:
-                self.queue.popleft()
-                self.dropped += 1
-                if self.dropped == 1 or self.dropped % 1000 == 0:
-                    log.error("MQTT buffer full (%d events): dropped %d events so far", self.buffer_size, self.dropped)
-            self.queue.append(_line(event).rstrip("\n"))
+            for message in messages:
+                if len(self.queue) >= self.buffer_size:
+                    self.queue.popleft()
+                    self.dropped += 1
+                    if self.dropped == 1 or self.dropped % 1000 == 0:
+                        log.error("MQTT buffer full (%d events): dropped %d events so far", self.buffer_size,
+                                  self.dropped)
+                self.queue.append(message)
             self._lock.notify_all()
 
     def _send_loop(self) -> None:
@@ -245,8 +269,8 @@ class MqttSink:
                     self._lock.wait(0.5)
                 if self._closing and (not self._connected or not self.queue):
                     return
-                payload = self.queue[0]
-            info = self.client.publish(self.topic, payload, qos=self.qos)
+                message = self.queue[0]
+            info = self.client.publish(message.topic, message.payload, qos=self.qos, retain=message.retain)
             with self._lock:
                 if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
                     self.queue.popleft()
@@ -286,6 +310,8 @@ class MqttSink:
         if unsent:
             log.error("MQTT: %d events not delivered at stop (broker %s)", unsent,
                       "connected" if connected else "unreachable")
+        if connected and self.discovery is not None:  # a clean stop: say so (the last will is for crashes)
+            self.client.publish(self.discovery.availability_topic, NOT_AVAILABLE, qos=1, retain=True).wait_for_publish(1.0)
         self.client.disconnect()
         if connected:
             self.client.loop_stop()

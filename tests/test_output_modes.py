@@ -96,3 +96,22 @@ def test_summary_mode_reports_each_period(period):
 def test_frames_mode_is_every_face_in_every_frame():
     delivered, per_frame, _ = run("frames", **{"source.max_frames": 20})
     assert delivered == [event for events in per_frame for event in events]
+
+
+def test_home_assistant_state_follows_changes_and_summaries():
+    from edge_runtime.homeassistant import StateTracker
+
+    tracker = StateTracker()
+    states = [tracker.update(record) for record in (
+        FaceChange("appeared", "cam", 1.0, 0, "happy"),
+        FaceChange("appeared", "cam", 1.5, 1, "sad"),
+        FaceChange("changed", "cam", 2.0, 1, "happy", "sad"),
+        FaceChange("left", "cam", 3.0, 0, "happy", duration_s=2.0, label_shares={"happy": 1.0}),
+        FaceChange("left", "cam", 4.0, 1, "happy", duration_s=2.5, label_shares={"happy": 0.5, "sad": 0.5}),
+    )]
+    assert [(s["emotion"], s["faces"]) for s in states] == [("happy", 1), ("happy", 2), ("happy", 2), ("happy", 1),
+                                                            ("none", 0)]
+    assert states[1]["shares"] == {"happy": 0.5, "sad": 0.5} and states[2]["shares"] == {"happy": 1.0}
+    summary = Summary("summary", "cam", 0.0, 60.0, 1500, 2, 1400, {"happy": 0.25, "neutral": 0.75})
+    assert tracker.update(summary) == {"emotion": "neutral", "faces": 2, "shares": {"happy": 0.25, "neutral": 0.75},
+                                       "ts": 60.0}

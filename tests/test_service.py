@@ -270,7 +270,7 @@ def test_mqtt_bounded_buffer_counts_drops(mosquitto):
     try:
         for index in range(25):
             sink(face_event(index))
-        assert sink.dropped == 15 and [json.loads(m)["frame"] for m in sink.queue] == list(range(15, 25))
+        assert sink.dropped == 15 and [json.loads(m.payload)["frame"] for m in sink.queue] == list(range(15, 25))
     finally:
         sink.close(timeout=0.1)
 
@@ -307,3 +307,74 @@ def test_unit_file_is_hardened_with_the_camera_still_reachable():
                  "DeviceAllow=char-dma_heap rw", "DeviceAllow=char-usb_device rw", "DeviceAllow=char-apex rw",
                  "UMask=0027", "CapabilityBoundingSet=", "SupplementaryGroups=video plugdev"):
         assert f"\n{line}\n" in text, line
+
+
+def test_home_assistant_discovery_state_and_last_will(mosquitto):
+    """The runtime announces itself to Home Assistant (retained discovery configs, availability) and the broker
+    says `offline` through the last will when the process dies."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from edge_runtime import __version__
+
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    messages: dict[str, list] = {}
+    lock = threading.Lock()
+
+    def on_message(client, userdata, message):
+        with lock:
+            messages.setdefault(message.topic, []).append((message.payload.decode(), message.retain))
+
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ha-watcher")
+    watcher.on_connect = lambda c, u, f, rc, p: c.subscribe([("homeassistant/#", 1), ("fer-edge/#", 1)])
+    watcher.on_message = on_message
+    watcher.connect("127.0.0.1", mosquitto.port)
+    watcher.loop_start()
+    process = _start_service(model, None, "--output-mode", "changes", "--mqtt-host", "127.0.0.1",
+                             "--mqtt-port", str(mosquitto.port), "--no-stdout")
+    try:
+        configs = lambda: {t: m for t, m in messages.items() if t.startswith("homeassistant/")}  # noqa: E731
+        assert _wait_for(lambda: len(configs()) == 9 and "fer-edge/fer_edge/state" in messages, 30), list(messages)
+        with lock:
+            availability = [payload for payload, _ in messages["fer-edge/fer_edge/availability"]]
+            discovered = {topic: json.loads(payloads[-1][0]) for topic, payloads in configs().items()}
+            state = json.loads(messages["fer-edge/fer_edge/state"][-1][0])
+        assert availability[-1] == "online"
+        expected_objects = {"emotion", "faces", *(f"share_{label}" for label in
+                                                  ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"))}
+        assert {topic.split("/")[3] for topic in discovered} == expected_objects
+        for topic, config in discovered.items():
+            # Home Assistant's MQTT sensor keys (home-assistant.io/integrations/sensor.mqtt): a state topic, a unique
+            # id (needed for a device), availability by topic (not together with an availability list), a device.
+            assert topic.startswith("homeassistant/sensor/fer_edge/") and topic.endswith("/config")
+            assert config["state_topic"] == "fer-edge/fer_edge/state" and "value_json." in config["value_template"]
+            assert config["unique_id"].startswith("fer_edge_fer_edge_") and config["name"]
+            assert config["availability_topic"] == "fer-edge/fer_edge/availability" and "availability" not in config
+            assert (config["payload_available"], config["payload_not_available"]) == ("online", "offline")
+            device = config["device"]
+            assert isinstance(device["identifiers"], list) and device["sw_version"] == __version__
+            assert device["manufacturer"] == "fer-edge" and device["name"]
+        assert len({config["unique_id"] for config in discovered.values()}) == 9
+        assert set(state) == {"emotion", "faces", "shares", "ts"} and isinstance(state["faces"], int)
+        # A crash (no clean disconnect): the broker publishes the last will.
+        process.kill()
+        process.wait(10)
+        assert _wait_for(lambda: messages["fer-edge/fer_edge/availability"][-1][0] == "offline", 30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        watcher.loop_stop()
+        watcher.disconnect()
+    # Retained: a client that connects now (Home Assistant after a restart) gets the configs and `offline` at once.
+    late: dict[str, str] = {}
+    reader = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ha-late")
+    reader.on_connect = lambda c, u, f, rc, p: c.subscribe([("homeassistant/#", 1), ("fer-edge/+/availability", 1)])
+    reader.on_message = lambda c, u, message: late.__setitem__(message.topic, message.payload.decode())
+    reader.connect("127.0.0.1", mosquitto.port)
+    reader.loop_start()
+    try:
+        assert _wait_for(lambda: len(late) == 10, 10) and late["fer-edge/fer_edge/availability"] == "offline"
+    finally:
+        reader.loop_stop()
+        reader.disconnect()

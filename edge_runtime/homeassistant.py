@@ -1,0 +1,93 @@
+"""Home Assistant MQTT discovery: the runtime appears in Home Assistant by itself, as one device with sensors.
+
+On connecting, the MQTT sink publishes (retained) one discovery config per sensor under
+``<prefix>/sensor/<node_id>/<object_id>/config``: the dominant emotion, the number of faces in view, and the share of
+each label. The sensors read one retained JSON state topic, fed by the ``changes`` and ``summary`` output modes
+(``frames`` mode sends too many messages for a home-automation system and feeds no state). An availability topic says
+``online`` once connected; the broker publishes the MQTT last will ``offline`` when the runtime vanishes, and the
+runtime publishes it itself on a clean stop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+from edge_runtime.core.labels import LABELS
+from edge_runtime.reporting import FaceChange, Summary
+
+AVAILABLE, NOT_AVAILABLE = "online", "offline"
+
+
+@dataclass
+class Discovery:
+    """Where the device's topics are, and the messages that announce it."""
+
+    node_id: str = "fer_edge"
+    prefix: str = "homeassistant"
+    version: str = ""
+
+    @property
+    def base(self) -> str:
+        return f"fer-edge/{self.node_id}"
+
+    @property
+    def availability_topic(self) -> str:
+        return f"{self.base}/availability"
+
+    @property
+    def state_topic(self) -> str:
+        return f"{self.base}/state"
+
+    def device(self) -> dict:
+        return {"identifiers": [f"fer_edge_{self.node_id}"], "name": f"fer-edge {self.node_id}",
+                "manufacturer": "fer-edge", "model": "CNN+LSTM facial expression recognition (FER2013)",
+                "sw_version": self.version}
+
+    def configs(self) -> list[tuple[str, dict]]:
+        """``(topic, payload)`` of every sensor's retained discovery config."""
+        common = {"state_topic": self.state_topic, "availability_topic": self.availability_topic,
+                  "payload_available": AVAILABLE, "payload_not_available": NOT_AVAILABLE, "device": self.device()}
+        sensors = [("emotion", {"name": "Emotion", "value_template": "{{ value_json.emotion }}",
+                                "icon": "mdi:emoticon-outline"}),
+                   ("faces", {"name": "Faces", "value_template": "{{ value_json.faces }}", "state_class": "measurement",
+                              "icon": "mdi:account-multiple"})]
+        sensors += [(f"share_{label}", {"name": f"{label.capitalize()} share", "unit_of_measurement": "%",
+                                        "state_class": "measurement", "icon": "mdi:percent",
+                                        "value_template": f"{{{{ (value_json.shares.{label} | float(0) * 100) | round(1) }}}}"})
+                    for label in LABELS]
+        return [(f"{self.prefix}/sensor/{self.node_id}/{object_id}/config",
+                 {**sensor, "unique_id": f"fer_edge_{self.node_id}_{object_id}",
+                  "object_id": f"fer_edge_{self.node_id}_{object_id}", **common})
+                for object_id, sensor in sensors]
+
+
+@dataclass
+class StateTracker:
+    """The sensors' state from the change and summary records: who is in view, and what they show."""
+
+    present: dict[int, str] = field(default_factory=dict)  # track -> current label (changes mode)
+
+    def update(self, record) -> dict | None:
+        """The new state JSON for a record that changes it, else None."""
+        if isinstance(record, Summary):
+            shares = record.label_shares
+            emotion = max(shares, key=shares.get) if shares else "none"
+            return {"emotion": emotion, "faces": record.faces, "shares": shares, "ts": record.end_ts}
+        if isinstance(record, FaceChange):
+            if record.type == "left":
+                self.present.pop(record.track, None)
+            else:
+                self.present[record.track] = record.label
+            counts = Counter(self.present.values())
+            total = sum(counts.values())
+            emotion = counts.most_common(1)[0][0] if counts else "none"
+            return {"emotion": emotion, "faces": len(self.present),
+                    "shares": {label: round(n / total, 4) for label, n in sorted(counts.items())} if total else {},
+                    "ts": record.ts}
+        return None
+
+
+def state_payload(state: dict) -> str:
+    return json.dumps(state, separators=(",", ":"))
