@@ -84,6 +84,8 @@ class HttpConfig:
     listen: str = setting("", "serve /healthz and /metrics on HOST:PORT, e.g. 127.0.0.1:9108 (empty = off)")
     stall_seconds: float = setting(10.0, "/healthz answers 503 when no frame arrived for this long", minimum=0.5)
     metrics_prefix: str = setting("fer_edge", "prefix of every Prometheus metric name")
+    preview: bool = setting(False, "serve a live view at / (MJPEG at /stream.mjpg, with boxes and labels) on this "
+                            "listener; nothing is written to disk, and it costs nothing while nobody watches")
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,8 @@ def preflight(config: Config) -> None:
         raise ConfigError(str(error)) from error
     if config.http.listen:
         parse_listen(config.http.listen)
+    elif config.http.preview:
+        raise ConfigError("http.preview: the live view needs http.listen (for example 127.0.0.1:9108)")
     if config.output.annotate:
         target = Path(config.output.annotate)
         if target.suffix:  # a video file; a path without suffix is a folder for annotated stills

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from edge_runtime.config import parse_listen
+from edge_runtime.preview import BOUNDARY
 from edge_runtime.core.contract import ModelContract, budget_state
 from edge_runtime.core.errors import ConfigError
 
@@ -93,19 +94,33 @@ class Metrics:
 class HealthServer:
     """A small threaded HTTP server for ``/healthz`` and ``/metrics``."""
 
-    def __init__(self, listen: str, metrics: Metrics, health: Callable[[], tuple[bool, dict]]):
+    def __init__(self, listen: str, metrics: Metrics, health: Callable[[], tuple[bool, dict]], preview=None):
         host, port = parse_listen(listen)
         metrics_ref, health_ref = metrics, health
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (the stdlib's name)
-                if self.path.split("?")[0] == "/metrics":
+                path = self.path.split("?")[0]
+                if preview is not None and path == "/stream.mjpg":
+                    self.send_response(200)
+                    self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+                    self.send_header("Cache-Control", "no-store")
+                    self.end_headers()
+                    try:
+                        preview.stream(self.wfile.write)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # the viewer closed the page
+                    return
+                if preview is not None and path == "/":
+                    body, status, kind = preview.page(), 200, "text/html; charset=utf-8"
+                elif path == "/metrics":
                     body, status, kind = metrics_ref.render(), 200, "text/plain; version=0.0.4; charset=utf-8"
-                elif self.path.split("?")[0] == "/healthz":
+                elif path == "/healthz":
                     healthy, detail = health_ref()
                     body, status, kind = json.dumps(detail).encode(), 200 if healthy else 503, "application/json"
                 else:
-                    body, status, kind = b"not found: try /healthz or /metrics\n", 404, "text/plain"
+                    body, status, kind = b"not found: try /healthz or /metrics (or / with http.preview)\n", 404, \
+                        "text/plain"
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))

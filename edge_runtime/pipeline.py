@@ -87,6 +87,17 @@ def event_for(frame: Frame, face_index: int, box: Box, raw_probabilities: np.nda
         probs={label: round(float(p), 4) for label, p in zip(labels, smoothed.probabilities)})
 
 
+def draw_events(image: np.ndarray, events: list[FaceEvent]) -> np.ndarray:
+    """A BGR copy of ``image`` with each face's box, smoothed label and score drawn on it."""
+    image = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    for event in events:
+        x, y, w, h = event.box
+        cv2.rectangle(image, (x, y), (x + w, y + h), (0, 255, 0), 2)
+        cv2.putText(image, f"{event.label} {event.score:.2f}", (x, max(12, y - 6)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1, cv2.LINE_AA)
+    return image
+
+
 class Annotator:
     """Draws boxes and labels and writes them to a video (moving sources) or image files (stills).
 
@@ -98,13 +109,7 @@ class Annotator:
         self.writer = None
 
     def write(self, frame: Frame, events: list[FaceEvent]) -> None:
-        image = frame.image if frame.image.ndim == 3 else cv2.cvtColor(frame.image, cv2.COLOR_GRAY2BGR)
-        image = image.copy()
-        for event in events:
-            x, y, w, h = event.box
-            cv2.rectangle(image, (x, y), (x + w, y + h), (0, 255, 0), 2)
-            cv2.putText(image, f"{event.label} {event.score:.2f}", (x, max(12, y - 6)),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1, cv2.LINE_AA)
+        image = draw_events(frame.image, events)
         if frame.still:
             self.target.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(self.target / (Path(frame.source).stem + "_annotated.jpg")), image)

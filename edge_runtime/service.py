@@ -71,6 +71,9 @@ class Service:
         self.notifier = notifier or (Notifier() if config.service.notify else Notifier(environ={}))
         self.metrics = None
         self.http = None
+        self.preview = None
+        self._recent: list[float] = []  # when the last frames were processed, for /healthz's fps
+        self._faces_in_view = 0
         self._ready = False
         self._counted: dict[str, int] = {}  # what the Prometheus counters were last advanced to
         self.runtime.frame_listeners.append(self._on_frame)
@@ -79,7 +82,11 @@ class Service:
 
             self.metrics = Metrics(config.http.metrics_prefix)
             self.metrics.describe_model(Path(config.model.path).name, self.runtime.classifier.contract)
-            self.http = HealthServer(config.http.listen, self.metrics, self.health)
+            if config.http.preview:
+                from edge_runtime.preview import Preview
+
+                self.preview = Preview(Path(config.model.path).name)
+            self.http = HealthServer(config.http.listen, self.metrics, self.health, self.preview)
 
     def health(self) -> tuple[bool, dict]:
         """Healthy while frames arrive within ``http.stall_seconds``."""
@@ -88,6 +95,11 @@ class Service:
         detail = {"frames": stats.frames, "events": stats.events, "source_connected": source.connected,
                   "source_reconnects": source.reconnects, "source_skipped": source.skipped,
                   "sinks": {sink.name: {"connected": sink.connected, "dropped": sink.dropped} for sink in self.sinks}}
+        now = time.monotonic()
+        recent = [t for t in self._recent if now - t <= 5.0]
+        detail["fps"] = round((len(recent) - 1) / (recent[-1] - recent[0]), 2) if len(recent) > 1 and \
+            recent[-1] > recent[0] else 0.0
+        detail["faces_in_view"] = self._faces_in_view
         if stats.last_frame_monotonic is None:
             return False, {"status": "starting", **detail}
         since = time.monotonic() - stats.last_frame_monotonic
@@ -102,6 +114,13 @@ class Service:
             self.notifier.ready(f"processing {self.runtime.source.name}")
             log.info("ready: model loaded, first frame read from %s", self.runtime.source.name)
         self.notifier.watchdog()
+        now = time.monotonic()
+        self._recent.append(now)
+        while self._recent and now - self._recent[0] > 5.0:
+            self._recent.pop(0)
+        self._faces_in_view = len(events)
+        if self.preview is not None:
+            self.preview.offer(frame.image, events)
         if self.metrics is not None:
             source = self.runtime.source.health()
             self._count(self.metrics.reconnects, "source:reconnects", source.reconnects)
@@ -156,6 +175,8 @@ class Service:
                     sink.close()
                 except Exception as error:  # closing one sink must not keep the others from flushing
                     log.error("closing sink %s failed: %s", sink.name, error)
+            if self.preview is not None:
+                self.preview.close()
             if self.http is not None:
                 self.http.close()
             self.notifier.close()

@@ -1,0 +1,95 @@
+"""The live view: off by default, free while nobody watches, and a real browser sees the picture move."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_runtime.preview import Preview
+from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, require
+
+
+def test_nothing_is_encoded_while_nobody_watches():
+    preview = Preview("m.tflite")
+    frame = np.zeros((48, 64, 3), np.uint8)
+    preview.offer(frame, [])
+    assert preview.jpeg is None and preview.frame_id == 0  # no viewer: not even a JPEG encode
+
+
+def test_one_shared_frame_for_every_viewer():
+    preview = Preview("m.tflite")
+    preview.min_interval = 0.0  # no rate limit for this test
+    preview.viewers = 2  # as if two browsers were connected
+    for shade in (10, 200):
+        preview.offer(np.full((48, 64, 3), shade, np.uint8), [])
+    decoded = cv2.imdecode(np.frombuffer(preview.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert preview.frame_id == 2 and abs(int(decoded.mean()) - 200) < 3  # only the newest frame is held
+
+
+def _port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _screenshot(url: str, path, wait_ms: int, profile) -> np.ndarray:
+    subprocess.run([shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", f"--user-data-dir={profile}", "--window-size=1100,600", f"--timeout={wait_ms}",
+                    f"--screenshot={path}", url], capture_output=True, timeout=60)
+    image = cv2.imread(str(path))
+    assert image is not None, "chromium wrote no screenshot"
+    return image
+
+
+@pytest.mark.slow
+def test_a_browser_sees_the_live_view_update(tmp_path):
+    if shutil.which("chromium") is None:
+        pytest.skip("chromium is not installed (CI installs it from Debian)")
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    port = _port()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    service = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--model", str(model), "--source",
+                                str(MEDIA / "test.mp4"), "--loop", "--http", f"127.0.0.1:{port}", "--preview",
+                                "--no-stdout"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.2)
+        assert 'src="/stream.mjpg"' in page and "fer_cnn_lstm_int8.tflite" in page
+        url = f"http://127.0.0.1:{port}/"
+        first = _screenshot(url, tmp_path / "first.png", 2500, tmp_path / "profile1")
+        second = _screenshot(url, tmp_path / "second.png", 4500, tmp_path / "profile2")
+        # The stream sits at the page's left (see docs/deploy.md for a screenshot): a real picture, and a moving one.
+        left_first, left_second = first[80:420, 16:614].astype(int), second[80:420, 16:614].astype(int)
+        assert left_first.std() > 20 and left_second.std() > 20, "the stream area is blank"
+        assert np.abs(left_first - left_second).mean() > 2, "the picture did not change between the screenshots"
+        # The side panel polls /healthz; the browser drew it (a lighter text area right of the picture).
+        assert (first[100:360, 630:900] > 120).any()
+    finally:
+        service.terminate()
+        service.wait(20)
+    assert service.returncode == 0
+
+
+def test_preview_is_off_by_default_and_needs_a_listener(tmp_path):
+    from edge_runtime.config import Config, config_from_dict, preflight
+    from edge_runtime.core.errors import ConfigError
+
+    assert Config().http.preview is False
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    with pytest.raises(ConfigError, match="http.preview: the live view needs http.listen"):
+        preflight(config_from_dict({"model": {"path": str(model)}, "source": {"spec": str(MEDIA / "justin.jpg")},
+                                    "http": {"preview": True}}))
