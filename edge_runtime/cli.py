@@ -40,7 +40,7 @@ RUN_OPTIONS: dict[str, str] = {
     "max_faces": "detector.max_faces", "alpha": "smoothing.alpha", "threshold": "smoothing.threshold",
     "annotate": "output.annotate", "output_mode": "output.mode", "max_frames": "source.max_frames", "loop": "source.loop", "http": "http.listen", "preview": "http.preview",
     "jsonl": "sinks.file", "stdout": "sinks.stdout", "mqtt_host": "mqtt.host", "mqtt_port": "mqtt.port",
-    "mqtt_topic": "mqtt.topic",
+    "mqtt_topic": "mqtt.topic", "mqtt_spool": "mqtt.spool_file",
 }
 
 

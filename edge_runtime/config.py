@@ -109,6 +109,10 @@ class MqttConfig:
                                minimum=1)
     keepalive: int = setting(30, "keep-alive seconds", minimum=5)
     max_backoff_s: int = setting(30, "longest wait between reconnect attempts", minimum=1)
+    spool_file: str = setting("", "keep events the broker cannot take on disk here (append-only, fsync'd in batches) "
+                              "and send them first at reconnection or the next start (empty = memory only)")
+    spool_max_bytes: int = setting(100_000_000, "the spool's size limit; beyond it new events are dropped and counted",
+                                   minimum=1024)
     discovery: bool = setting(True, "announce the runtime to Home Assistant (MQTT discovery, retained) with an "
                               "availability topic and last will; its sensors follow output.mode changes or summary")
     discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix")
@@ -302,6 +306,8 @@ def preflight(config: Config) -> None:
             raise ConfigError(f"output.annotate: {config.output.annotate!r} is a file; give a video path or a folder")
     if config.sinks.file:
         _writable_file(config.sinks.file, "sinks.file")
+    if config.mqtt.host and config.mqtt.spool_file:
+        _writable_file(config.mqtt.spool_file, "mqtt.spool_file")
     if config.mqtt.host and config.mqtt.password_file and not Path(config.mqtt.password_file).is_file():
         raise ConfigError(f"mqtt.password_file: {config.mqtt.password_file!r} not found")
     backend = getattr(config.detector, config.detector.name)

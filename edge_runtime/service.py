@@ -22,6 +22,7 @@ from edge_runtime.homeassistant import Discovery
 from edge_runtime.pipeline import Runtime
 from edge_runtime.sinks import MqttSink, RotatingFileSink, StdoutSink
 from edge_runtime.sources import FolderSource, ImageFileSource
+from edge_runtime.spool import Spool
 from edge_runtime.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,10 @@ def build_sinks(config: Config) -> list:
     if m.host:
         password = Path(m.password_file).read_text().strip() if m.password_file else ""
         discovery = Discovery(m.node_id, m.discovery_prefix, __version__) if m.discovery else None
+        spool = Spool(m.spool_file, m.spool_max_bytes) if m.spool_file else None
         sinks.append(MqttSink(m.host, m.port, m.topic, qos=m.qos, client_id=m.client_id, buffer_size=m.buffer_size,
                               keepalive=m.keepalive, username=m.username, password=password,
-                              max_backoff_s=m.max_backoff_s, discovery=discovery))
+                              max_backoff_s=m.max_backoff_s, discovery=discovery, spool=spool))
     return sinks
 
 

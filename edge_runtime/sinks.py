@@ -20,6 +20,7 @@ from typing import Callable, NamedTuple, Protocol
 
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.records import JsonRecord
+from edge_runtime.spool import Spool, SpooledMessage
 from edge_runtime.homeassistant import AVAILABLE, NOT_AVAILABLE, Discovery, StateTracker, state_payload
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ class Message(NamedTuple):
     topic: str
     payload: str
     retain: bool = False
+    spooled: bool = False  # read back from the spool: the spool may be emptied once all such are acknowledged
 
 
 class MqttSink:
@@ -163,7 +165,8 @@ class MqttSink:
 
     def __init__(self, host: str, port: int = 1883, topic: str = "fer/events", *, qos: int = 1,
                  client_id: str = "", buffer_size: int = 10_000, keepalive: int = 30, username: str = "",
-                 password: str = "", max_backoff_s: int = 30, discovery: Discovery | None = None):
+                 password: str = "", max_backoff_s: int = 30, discovery: Discovery | None = None,
+                 spool: Spool | None = None):
         try:
             import paho.mqtt.client as mqtt
         except ImportError as error:
@@ -178,8 +181,15 @@ class MqttSink:
         self.dropped = 0
         self.published = 0
         self.acknowledged = 0
-        self._pending: set[int] = set()
+        self._pending: dict[int, Message] = {}  # published, not yet acknowledged (kept to spool them if need be)
         self._lock = threading.Condition()
+        # With a spool, nothing waits in memory while the broker is away: it goes to disk, in order, and is read
+        # back on reconnection (and at the next start).
+        self.spool = spool
+        self.spool_unacknowledged = 0  # messages read back from the spool, not yet acknowledged
+        self._spool_full = False
+        if spool is not None and spool.count():  # read back on connecting, before anything new
+            log.info("MQTT: %d messages spooled by an earlier run will be sent first (%s)", spool.count(), spool.path)
         self._connected = False
         self._closing = False
         self._mqtt = mqtt
@@ -209,6 +219,10 @@ class MqttSink:
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         with self._lock:
             self._connected = not reason_code.is_failure
+            if self._connected and self.spool is not None and not self.queue and self.spool.count():
+                # What was spooled during the outage goes first, before anything new.
+                self.queue.extend(Message(*m, spooled=True) for m in self.spool.read_all())
+                self.spool_unacknowledged = len(self.queue)
             self._lock.notify_all()
         if reason_code.is_failure:
             self._failed(f"the broker refused the connection: {reason_code}")
@@ -235,16 +249,44 @@ class MqttSink:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self._lock:
             self._connected = False
+            if self.spool is not None and not self._closing:
+                self._to_spool()
         if not self._closing:
             log.warning("MQTT disconnected (%s); buffering up to %d events and reconnecting", reason_code,
                         self.buffer_size)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         with self._lock:
-            if mid in self._pending:
-                self._pending.discard(mid)
+            message = self._pending.pop(mid, None)
+            if message is not None:
                 self.acknowledged += 1
+                if message.spooled:
+                    self.spool_unacknowledged -= 1
+                    if self.spool_unacknowledged == 0 and self.spool is not None:
+                        self.spool.clear()  # everything read back from disk has been delivered
             self._lock.notify_all()
+
+    def _to_spool(self) -> None:
+        """Move every undelivered message (unacknowledged first, then queued) to the spool, in order. Under lock."""
+        undelivered = [*self._pending.values(), *self.queue]
+        if self.spool_unacknowledged:  # the spool was read back and its rest is in memory too: rewrite it from memory
+            self.spool.clear()
+        for message in undelivered:
+            self._spool_append(message)
+        self.spool.sync()
+        self._pending.clear()
+        self.queue.clear()
+        self.spool_unacknowledged = 0
+
+    def _spool_append(self, message: Message) -> None:
+        if self.spool.append(SpooledMessage(message.topic, message.payload, message.retain)):
+            self._spool_full = False
+            return
+        self.dropped += 1
+        if not self._spool_full:
+            log.error("MQTT spool %s is full (mqtt.spool_max_bytes = %d): dropping new events until it drains; "
+                      "counted in fer_edge_sink_dropped_events_total", self.spool.path, self.spool.max_bytes)
+        self._spool_full = True
 
     def __call__(self, event: JsonRecord) -> None:
         messages = [Message(self.topic, _line(event).rstrip("\n"))]
@@ -252,6 +294,10 @@ class MqttSink:
         if state is not None:  # the Home Assistant sensors' state, retained so a restarted HA sees it at once
             messages.append(Message(self.discovery.state_topic, state_payload(state), retain=True))
         with self._lock:
+            if self.spool is not None and not self._connected and not self._closing:
+                for message in messages:  # the broker is away: straight to disk, in order
+                    self._spool_append(message)
+                return
             for message in messages:
                 if len(self.queue) >= self.buffer_size:
                     self.queue.popleft()
@@ -276,7 +322,7 @@ class MqttSink:
                     self.queue.popleft()
                     self.published += 1
                     if self.qos > 0:
-                        self._pending.add(info.mid)
+                        self._pending[info.mid] = message
                     else:
                         self.acknowledged += 1
                 else:  # the connection dropped between the check and the publish: keep it, retry after reconnect
@@ -307,7 +353,15 @@ class MqttSink:
             self._lock.notify_all()
             unsent = len(self.queue) + len(self._pending)
             connected = self._connected
-        if unsent:
+            if self.spool is not None:
+                self._to_spool()
+                spooled = self.spool.count()
+                self.spool.close()
+        if self.spool is not None:
+            if spooled:
+                log.warning("MQTT: %d events not delivered by the stop timeout are in the spool %s; they go first at "
+                            "the next start", spooled, self.spool.path)
+        elif unsent:
             log.error("MQTT: %d events not delivered at stop (broker %s)", unsent,
                       "connected" if connected else "unreachable")
         if connected and self.discovery is not None:  # a clean stop: say so (the last will is for crashes)

@@ -1,0 +1,101 @@
+"""A durable, append-only spool for messages the MQTT sink could not deliver (Mosquitto-style persistence).
+
+One message per line (``topic``, ``retain`` and ``payload`` as JSON), appended with one ``os.write`` each, so a
+killed process loses at most the line it was writing; ``fsync`` runs in batches. On opening, a torn last line (no
+newline, or not JSON) is cut off and counted. The spool is bounded: an append that would pass ``max_bytes`` is
+refused and the caller counts the drop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+log = logging.getLogger(__name__)
+
+
+class SpooledMessage(NamedTuple):
+    topic: str
+    payload: str
+    retain: bool
+
+
+class Spool:
+    """Undelivered messages on disk, oldest first."""
+
+    def __init__(self, path: str | Path, max_bytes: int, sync_every: int = 50):
+        self.path = Path(path)
+        self.max_bytes, self.sync_every = max_bytes, sync_every
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.torn = self._recover()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self.size = os.fstat(self._fd).st_size
+        self._unsynced = 0
+
+    def _recover(self) -> int:
+        """Cut a torn last line off; returns how many lines were lost (0 or 1)."""
+        if not self.path.exists():
+            return 0
+        data = self.path.read_bytes()
+        good = data.rfind(b"\n") + 1  # everything up to the last newline was written whole
+        torn = 1 if good < len(data) else 0
+        if good:  # the last complete line must also be a message (a kill can land mid-line only at the end)
+            last_start = data.rfind(b"\n", 0, good - 1) + 1
+            try:
+                json.loads(data[last_start:good])
+            except ValueError:
+                good, torn = last_start, torn + 1
+        if good < len(data):
+            with open(self.path, "r+b") as handle:
+                handle.truncate(good)
+                os.fsync(handle.fileno())
+            log.error("spool %s: %d torn message(s) at the end (a crash while writing) could not be recovered",
+                      self.path, torn)
+        return torn
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def count(self) -> int:
+        with open(self.path, "rb") as handle:
+            return sum(1 for _ in handle)
+
+    def append(self, message: SpooledMessage) -> bool:
+        """Append one message; False when the spool is full (the message is not written)."""
+        line = (json.dumps({"topic": message.topic, "retain": message.retain, "payload": message.payload},
+                           separators=(",", ":")) + "\n").encode()
+        if self.size + len(line) > self.max_bytes:
+            return False
+        os.write(self._fd, line)
+        self.size += len(line)
+        self._unsynced += 1
+        if self._unsynced >= self.sync_every:
+            self.sync()
+        return True
+
+    def sync(self) -> None:
+        if self._unsynced:
+            os.fsync(self._fd)
+            self._unsynced = 0
+
+    def read_all(self) -> list[SpooledMessage]:
+        """Every message in the spool, oldest first."""
+        messages = []
+        with open(self.path, "rb") as handle:
+            for line in handle:
+                record = json.loads(line)
+                messages.append(SpooledMessage(record["topic"], record["payload"], bool(record["retain"])))
+        return messages
+
+    def clear(self) -> None:
+        """Empty the spool (its messages were delivered or taken back into memory)."""
+        os.ftruncate(self._fd, 0)
+        os.fsync(self._fd)
+        self.size, self._unsynced = 0, 0
+
+    def close(self) -> None:
+        self.sync()
+        os.close(self._fd)
