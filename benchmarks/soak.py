@@ -1,8 +1,10 @@
 """Soak test of the runtime as a service: looped video, MQTT through a real mosquitto, broker outage mid-run.
 
 Runs `edge-runtime run --loop` for --minutes, samples RSS and /metrics, stops
-the broker for --outage-seconds in the middle, then SIGTERMs the service and
-compares events produced (the JSONL sink) with events the subscriber received.
+the broker for --outage-seconds in the middle and restarts the service halfway
+through that outage (SIGTERM, then a new process on the same spool), then
+SIGTERMs the service and compares the events produced (the JSONL sink) with the
+events the subscriber received, by id (capture time, frame, face).
 
     python benchmarks/soak.py --model models/fer_cnn_lstm_int8.tflite --minutes 10
 """
@@ -69,13 +71,15 @@ def main() -> None:
         return process
 
     broker = start_broker()
-    received = 0
+    received: list[tuple] = []
     lock = threading.Lock()
 
+    def event_id(event: dict) -> tuple:
+        return event["ts"], event["frame"], event["face"]
+
     def on_message(client, userdata, message):
-        nonlocal received
         with lock:
-            received += 1
+            received.append(event_id(json.loads(message.payload)))
 
     subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="soak-subscriber", clean_session=False)
     subscriber.on_connect = lambda c, u, f, rc, p: c.subscribe("fer/soak", qos=1)
@@ -104,17 +108,23 @@ port = {broker_port}
 topic = "fer/soak"
 client_id = "fer-edge-soak"
 max_backoff_s = 5
+spool_file = "{work}/spool.jsonl"
+discovery = false
 [service]
 stop_timeout_s = 30
 """)
-    service = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--config", str(config)], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=open(work / "service.log", "w"),
-                               env={**os.environ, "FER_LOG_LEVEL": "INFO"})
+    def start_service():
+        return subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--config", str(config)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=open(work / "service.log", "a"),
+                                env={**os.environ, "FER_LOG_LEVEL": "INFO"})
+
+    service = start_service()
     started = time.monotonic()
     samples = []
     duration = args.minutes * 60
     outage_start = duration / 2 - args.outage_seconds / 2
-    outage_done = False
+    outage_done = restarted = False
+    restart = {}
     while time.monotonic() - started < duration:
         time.sleep(10)
         elapsed = time.monotonic() - started
@@ -127,6 +137,15 @@ stop_timeout_s = 30
             broker.terminate()
             broker.wait(10)
             outage_at = elapsed
+        if not restarted and broker.poll() is not None and elapsed >= outage_start + args.outage_seconds / 2:
+            restart["rss_mb_before"] = rss_mb(service.pid)
+            stopping = time.monotonic()
+            service.send_signal(signal.SIGTERM)
+            restart["exit_code"] = service.wait(60)
+            restart["stop_seconds"] = round(time.monotonic() - stopping, 2)
+            restart["at_s"] = round(time.monotonic() - started, 1)
+            service = start_service()
+            restarted = True
         if not outage_done and broker.poll() is not None and elapsed >= outage_start + args.outage_seconds:
             broker = start_broker()
             outage_done = True
@@ -136,7 +155,8 @@ stop_timeout_s = 30
     time.sleep(5)  # let the subscriber drain what the flush pushed out
     subscriber.loop_stop()
     broker.terminate()
-    produced = sum(1 for _ in open(work / "events.jsonl"))
+    produced = [event_id(json.loads(line)) for line in open(work / "events.jsonl")]
+    delivered = set(received)
     warm = [s for s in samples if s["t_s"] >= 60]
     result = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -145,9 +165,11 @@ stop_timeout_s = 30
         "rss_mb_first_sample": samples[0]["rss_mb"], "rss_mb_after_1_min": warm[0]["rss_mb"] if warm else None,
         "rss_mb_end": samples[-1]["rss_mb"], "rss_mb_max": max(s["rss_mb"] for s in samples),
         "broker_outage_seconds": args.outage_seconds, "broker_stopped_at_s": round(outage_at, 1),
-        "events_produced": produced, "events_received_by_subscriber": received,
-        "events_dropped_by_sink": dropped, "events_lost": produced - received,
-        "exit_code": service.returncode, "samples": samples,
+        "service_restart_during_outage": restart,
+        "events_produced": len(produced), "distinct_event_ids_produced": len(set(produced)),
+        "events_received_by_subscriber": len(received), "distinct_events_delivered": len(delivered),
+        "events_lost": len(set(produced) - delivered), "duplicates_delivered": len(received) - len(delivered),
+        "events_dropped_by_sink": dropped, "exit_code": service.returncode, "samples": samples,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

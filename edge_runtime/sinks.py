@@ -149,7 +149,7 @@ class Message(NamedTuple):
     topic: str
     payload: str
     retain: bool = False
-    spooled: bool = False  # read back from the spool: the spool may be emptied once all such are acknowledged
+    spool_start: int = -1  # where it starts in the spool file (-1: not from the spool)
 
 
 class MqttSink:
@@ -183,12 +183,14 @@ class MqttSink:
         self.acknowledged = 0
         self._pending: dict[int, Message] = {}  # published, not yet acknowledged (kept to spool them if need be)
         self._lock = threading.Condition()
-        # With a spool, nothing waits in memory while the broker is away: it goes to disk, in order, and is read
-        # back on reconnection (and at the next start).
+        # With a spool, nothing waits in memory while the broker is away: it goes to disk, in order. While the spool
+        # holds anything, new events are appended to it too (order), and the sender streams it back in batches;
+        # once everything in it is acknowledged it is emptied and events flow through memory again.
         self.spool = spool
-        self.spool_unacknowledged = 0  # messages read back from the spool, not yet acknowledged
+        self._spool_offset = 0  # how far the sender has read the spool
+        self._spool_unacknowledged = 0  # messages read from the spool and not yet acknowledged
         self._spool_full = False
-        if spool is not None and spool.count():  # read back on connecting, before anything new
+        if spool is not None and spool.size:
             log.info("MQTT: %d messages spooled by an earlier run will be sent first (%s)", spool.count(), spool.path)
         self._connected = False
         self._closing = False
@@ -219,10 +221,6 @@ class MqttSink:
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         with self._lock:
             self._connected = not reason_code.is_failure
-            if self._connected and self.spool is not None and not self.queue and self.spool.count():
-                # What was spooled during the outage goes first, before anything new.
-                self.queue.extend(Message(*m, spooled=True) for m in self.spool.read_all())
-                self.spool_unacknowledged = len(self.queue)
             self._lock.notify_all()
         if reason_code.is_failure:
             self._failed(f"the broker refused the connection: {reason_code}")
@@ -260,23 +258,34 @@ class MqttSink:
             message = self._pending.pop(mid, None)
             if message is not None:
                 self.acknowledged += 1
-                if message.spooled:
-                    self.spool_unacknowledged -= 1
-                    if self.spool_unacknowledged == 0 and self.spool is not None:
-                        self.spool.clear()  # everything read back from disk has been delivered
+                if message.spool_start >= 0:
+                    self._spool_unacknowledged -= 1
+                    if not self._spool_unacknowledged and self._spool_offset >= self.spool.size:
+                        self.spool.clear()  # everything in it has been delivered: back to memory
+                        self._spool_offset = 0
             self._lock.notify_all()
 
     def _to_spool(self) -> None:
-        """Move every undelivered message (unacknowledged first, then queued) to the spool, in order. Under lock."""
+        """The broker went away (or the sink stops): nothing undelivered stays only in memory. Under lock.
+
+        Messages read from the spool are still in it: reading restarts at the
+        first of them. Messages that never were (sent while the spool was empty)
+        are appended, unacknowledged first, then queued: the order they were made.
+        """
         undelivered = [*self._pending.values(), *self.queue]
-        if self.spool_unacknowledged:  # the spool was read back and its rest is in memory too: rewrite it from memory
+        starts = [m.spool_start for m in undelivered if m.spool_start >= 0]
+        if starts:
+            self._spool_offset = min(starts)
+        elif self.spool.size and self._spool_offset >= self.spool.size and not self._spool_unacknowledged:
             self.spool.clear()
+            self._spool_offset = 0
         for message in undelivered:
-            self._spool_append(message)
+            if message.spool_start < 0:
+                self._spool_append(message)
         self.spool.sync()
         self._pending.clear()
         self.queue.clear()
-        self.spool_unacknowledged = 0
+        self._spool_unacknowledged = 0
 
     def _spool_append(self, message: Message) -> None:
         if self.spool.append(SpooledMessage(message.topic, message.payload, message.retain)):
@@ -294,9 +303,10 @@ class MqttSink:
         if state is not None:  # the Home Assistant sensors' state, retained so a restarted HA sees it at once
             messages.append(Message(self.discovery.state_topic, state_payload(state), retain=True))
         with self._lock:
-            if self.spool is not None and not self._connected and not self._closing:
-                for message in messages:  # the broker is away: straight to disk, in order
+            if self.spool is not None and not self._closing and (not self._connected or self.spool.size):
+                for message in messages:  # the broker is away, or the spool is being sent: to disk, in order
                     self._spool_append(message)
+                self._lock.notify_all()
                 return
             for message in messages:
                 if len(self.queue) >= self.buffer_size:
@@ -308,13 +318,25 @@ class MqttSink:
                 self.queue.append(message)
             self._lock.notify_all()
 
+    def _spool_unread(self) -> bool:
+        return self.spool is not None and self._spool_offset < self.spool.size
+
     def _send_loop(self) -> None:
         while True:
             with self._lock:
-                while not self._closing and (not self._connected or not self.queue):
+                while not self._closing and (not self._connected or not (self.queue or self._spool_unread())):
+                    if self.spool is not None:
+                        self.spool.sync()  # idle: make what was appended durable
                     self._lock.wait(0.5)
                 if self._closing and (not self._connected or not self.queue):
                     return
+                if not self.queue:  # the next batch from the spool, in order
+                    batch = self.spool.read_from(self._spool_offset, 500)
+                    self.queue.extend(Message(m.topic, m.payload, m.retain, start) for m, start, _ in batch)
+                    self._spool_offset = batch[-1][2] if batch else self.spool.size
+                    self._spool_unacknowledged += len(batch)
+                    if not batch:
+                        continue
                 message = self.queue[0]
             info = self.client.publish(message.topic, message.payload, qos=self.qos, retain=message.retain)
             with self._lock:
@@ -355,7 +377,7 @@ class MqttSink:
             connected = self._connected
             if self.spool is not None:
                 self._to_spool()
-                spooled = self.spool.count()
+                spooled = self.spool.count() if self.spool.size else 0
                 self.spool.close()
         if self.spool is not None:
             if spooled:

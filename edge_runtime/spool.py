@@ -81,6 +81,21 @@ class Spool:
             os.fsync(self._fd)
             self._unsynced = 0
 
+    def read_from(self, offset: int, limit: int) -> list[tuple[SpooledMessage, int, int]]:
+        """Up to ``limit`` messages from byte ``offset`` on: ``(message, start, end)`` with their byte range."""
+        found = []
+        with open(self.path, "rb") as handle:
+            handle.seek(offset)
+            position = offset
+            for line in handle:
+                if not line.endswith(b"\n") or len(found) >= limit:
+                    break
+                record = json.loads(line)
+                found.append((SpooledMessage(record["topic"], record["payload"], bool(record["retain"])), position,
+                              position + len(line)))
+                position += len(line)
+        return found
+
     def read_all(self) -> list[SpooledMessage]:
         """Every message in the spool, oldest first."""
         messages = []
