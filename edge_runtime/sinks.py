@@ -250,8 +250,9 @@ class MqttSink:
             if self.spool is not None and not self._closing:
                 self._to_spool()
         if not self._closing:
-            log.warning("MQTT disconnected (%s); buffering up to %d events and reconnecting", reason_code,
-                        self.buffer_size)
+            where = f"spooling to {self.spool.path}" if self.spool is not None else \
+                f"buffering up to {self.buffer_size} events in memory"
+            log.warning("MQTT disconnected (%s); %s and reconnecting", reason_code, where)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         with self._lock:
