@@ -111,6 +111,10 @@ def test_notify_watchdog_sigterm_flush_and_http(tmp_path):
     jsonl = tmp_path / "events.jsonl"
     process = _start_service(model, {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "1000000"},
                              "--http", f"127.0.0.1:{port}", "--jsonl", str(jsonl))
+    # Read the events as journald would: an unread pipe would fill and stall the service mid-write.
+    collected: list[str] = []
+    drain = threading.Thread(target=lambda: collected.extend(process.stdout), daemon=True)
+    drain.start()
     try:
         messages = [receiver.recv(4096).decode()]
         assert messages[0].startswith("READY=1")
@@ -141,7 +145,9 @@ def test_notify_watchdog_sigterm_flush_and_http(tmp_path):
         assert not_found.value.code == 404
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=20)
+        process.wait(timeout=20)
+        drain.join(10)
+        stdout, stderr = "".join(collected), process.stderr.read()
         assert process.returncode == 0, stderr[-2000:]
         assert time.monotonic() - started < 10
         while "STOPPING=1" not in messages:
