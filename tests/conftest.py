@@ -19,7 +19,7 @@ FER_ARCHIVE = SHARED_DATA / "fer2013" / "fer2013-images.tar.gz"  # sharp in ever
 FER_BLURRED_ARCHIVE = SHARED_DATA / "fer2013" / "fer2013-images-blurred-train.tar.gz"
 FER_HEAD_CSV = SHARED_DATA / "fer2013" / "fer2013-head.csv"
 MEDIA = SHARED_DATA / "media"
-SHIPPED_KERAS = ROOT / "models" / "fer_cnn_lstm_qat.keras"  # the quantization-aware model the shipped int8 file is made from
+SHIPPED_KERAS = ROOT / "models" / "fer_cnn_lstm.keras"  # the Keras model the shipped int8 file is made from
 SHIPPED_INT8 = ROOT / "models" / "fer_cnn_lstm_int8.tflite"
 
 
