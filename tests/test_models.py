@@ -38,3 +38,22 @@ def test_unknown_model():
 def test_the_cli_names_are_the_builders_names():
     """The CLI validates --model against train.paper (no Keras import); the builders must use the same names."""
     assert tuple(MODEL_BUILDERS) == MODEL_NAMES
+
+
+@pytest.mark.slow
+def test_the_shipped_float_model_loads_with_plain_keras(tmp_path):
+    """No custom layer left in the shipped float model: stock Keras opens it without importing this project."""
+    import subprocess
+    import sys
+
+    from tests.conftest import SHIPPED_KERAS, require
+
+    model = require(SHIPPED_KERAS, "shipped float model")
+    script = ("import sys, keras; model = keras.saving.load_model(sys.argv[1]); "
+              "ours = [m for m in sys.modules if m.split('.')[0] in ('train', 'convert', 'edge_runtime')]; "
+              "print(model.count_params(), ours)")
+    result = subprocess.run([sys.executable, "-c", script, str(model)], capture_output=True, text=True, cwd=tmp_path,
+                            env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2", "HOME": str(tmp_path)},
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[0] == "457863" and result.stdout.strip().endswith("[]")
