@@ -35,7 +35,7 @@ class ModelConfig:
     backend: str = setting("cpu", "inference backend", choices=("cpu", "edgetpu"))
     fallback_to_cpu: bool = setting(True, "run on the CPU when the Edge TPU is missing or the model is not compiled for it")
     threads: int = setting(1, "interpreter and OpenCV threads", minimum=1, maximum=64)
-    tta: str = setting("none", "test-time augmentation: flip also classifies the mirrored face and averages the "
+    tta: str = setting("flip", "test-time augmentation: flip also classifies the mirrored face and averages the "
                        "two (two invokes per face)", choices=TTA_MODES)
 
 

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -404,3 +405,19 @@ def test_picamera2_gives_up_after_max_retries_and_stops_on_close(stand_in_picame
     started = time.monotonic()
     assert list(waiting.frames()) == []
     assert time.monotonic() - started < 5
+
+
+def test_flip_tta_averages_the_face_and_its_mirror():
+    from edge_runtime.classifier import EmotionClassifier
+    from edge_runtime.config import Config
+
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    plain = EmotionClassifier.from_file(model)
+    flip = EmotionClassifier.from_file(model, tta="flip")
+    face = cv2.resize(cv2.imread(str(require(MEDIA / "justin.jpg", "justin.jpg")), cv2.IMREAD_GRAYSCALE), (48, 48))
+    expected = (plain.probabilities(face) + plain.probabilities(np.ascontiguousarray(face[:, ::-1]))) / 2
+    np.testing.assert_allclose(flip.probabilities(face), expected, atol=1e-6)
+    assert not np.allclose(plain.probabilities(face), expected)  # the mirror really changes the answer
+    assert Config().model.tta == "flip"  # the default: +1.1 pp PrivateTest accuracy for one more invoke per face
+    with pytest.raises(ModelError, match="choose none or flip"):
+        EmotionClassifier.from_file(model, tta="rotate")
