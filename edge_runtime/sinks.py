@@ -259,7 +259,7 @@ class MqttSink:
             message = self._pending.pop(mid, None)
             if message is not None:
                 self.acknowledged += 1
-                if message.spool_start >= 0:
+                if message.spool_start >= 0 and not self._closing:  # (a closed spool is left as it was written)
                     self._spool_unacknowledged -= 1
                     if not self._spool_unacknowledged and self._spool_offset >= self.spool.size:
                         self.spool.clear()  # everything in it has been delivered: back to memory
@@ -352,10 +352,13 @@ class MqttSink:
                     self._connected = False
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued event is published and acknowledged, or ``timeout`` passes."""
+        """Wait until every queued event is published and acknowledged, or ``timeout`` passes.
+
+        With a spool, that includes what the spool still holds while the broker is there to take it.
+        """
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self.queue or self._pending:
+            while self.queue or self._pending or (self._connected and self._spool_unread()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     log.warning("MQTT flush timed out: %d queued, %d unacknowledged", len(self.queue), len(self._pending))
