@@ -69,12 +69,7 @@ class RunState(JsonRecord):
     def read(cls, run_dir: str | Path) -> "RunState":
         """The state of the run in ``run_dir``."""
         path = Path(run_dir) / "state.json"
-        raw = json.loads(path.read_text())
-        config = raw.get("config", {})
-        # Runs started before the inference blur was removed record it; switched off (0), it changed nothing.
-        if config.get("inference_blur", 0.0) == 0.0:
-            config.pop("inference_blur", None)
-        return cls.from_json(raw, str(path))
+        return cls.from_json(json.loads(path.read_text()), str(path))
 
     def write(self, run_dir: str | Path) -> None:
         """Write ``state.json`` atomically."""
