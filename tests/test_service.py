@@ -316,6 +316,7 @@ def test_unit_file_is_hardened_with_the_camera_still_reachable():
         assert f"\n{line}\n" in text, line
 
 
+@pytest.mark.slow
 def test_home_assistant_discovery_state_and_last_will(mosquitto):
     """The runtime announces itself to Home Assistant (retained discovery configs, availability) and the broker
     says `offline` through the last will when the process dies."""
@@ -408,6 +409,7 @@ def _run_service(model, source, port, spool, *extra, timeout=120):
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
+@pytest.mark.slow
 def test_events_produced_while_the_broker_is_down_arrive_after_a_restart(mosquitto, tmp_path):
     """Broker down -> events -> service stops -> broker up -> service starts -> every event arrives, by id."""
     model = require(SHIPPED_INT8, "shipped int8 model")
@@ -436,6 +438,7 @@ def test_events_produced_while_the_broker_is_down_arrive_after_a_restart(mosquit
     assert spool.read_text() == ""  # delivered: the spool is empty again
 
 
+@pytest.mark.slow
 def test_a_kill_while_spooling_loses_at_most_the_torn_record(mosquitto, tmp_path):
     model = require(SHIPPED_INT8, "shipped int8 model")
     spool = tmp_path / "spool.jsonl"

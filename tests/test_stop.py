@@ -17,6 +17,8 @@ import pytest
 
 from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, require
 
+pytestmark = pytest.mark.slow  # each test runs the service in a subprocess and waits for a state (seconds each)
+
 STOP_TIMEOUT_S = 2.0
 EXIT_BOUND_S = STOP_TIMEOUT_S + 3.0  # the stop budget plus process teardown
 
