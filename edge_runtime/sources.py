@@ -75,6 +75,29 @@ class FrameSource(Protocol):
         ...
 
 
+class _Backoff:
+    """Reopening a lost camera: waits that double up to a cap (``wait`` ends early on close), up to ``max_retries``."""
+
+    def __init__(self, name: str, hint: str, initial_s: float, maximum_s: float, max_retries: int | None,
+                 wait: Callable[[float], object]):
+        self.name, self.hint, self.initial_s, self.maximum_s = name, hint, initial_s, maximum_s
+        self.max_retries, self.wait = max_retries, wait
+        self.failures, self.delay = 0, initial_s
+
+    def failed(self) -> None:
+        """An open failed: give up (FerError) after ``max_retries``, else wait the current delay and double it."""
+        self.failures += 1
+        if self.max_retries is not None and self.failures > self.max_retries:
+            raise FerError(f"{self.name} unavailable after {self.max_retries} retries; {self.hint}")
+        log.warning("%s unavailable, retrying in %.1f s", self.name, self.delay)
+        self.wait(self.delay)
+        self.delay = min(self.delay * 2, self.maximum_s)
+
+    def succeeded(self) -> None:
+        """A frame arrived: the next failure starts the backoff afresh."""
+        self.failures, self.delay = 0, self.initial_s
+
+
 class _Counters:
     """The counters behind :meth:`FrameSource.health`, shared by every source."""
 
@@ -229,21 +252,17 @@ class CameraSource(_Counters):
         return capture
 
     def frames(self) -> Iterator[Frame]:
-        index, failures, backoff = 0, 0, self.initial_backoff_s
+        index = 0
+        backoff = _Backoff(f"camera {self.spec}", "check the cable/URL and that the user is in the 'video' group",
+                           self.initial_backoff_s, self.max_backoff_s, self.max_retries, self.sleep)
         while not self._closed:
             if self.capture is None:
                 self.capture = self._open()
                 if self.capture is None:
                     self.connected = False
-                    failures += 1
-                    if self.max_retries is not None and failures > self.max_retries:
-                        raise FerError(f"camera {self.spec} unavailable after {self.max_retries} retries; check the "
-                                       "cable/URL and that the user is in the 'video' group")
-                    log.warning("camera %s unavailable, retrying in %.1f s", self.spec, backoff)
-                    self.sleep(backoff)
-                    backoff = min(backoff * 2, self.max_backoff_s)
+                    backoff.failed()
                     continue
-                if index > 0 or failures > 0:
+                if index > 0 or backoff.failures > 0:
                     self.reconnects += 1
                     log.info("camera %s reconnected (%d reconnects)", self.spec, self.reconnects)
             self._reading = True
@@ -261,7 +280,7 @@ class CameraSource(_Counters):
                 self.connected = False
                 continue
             self.connected = True
-            failures, backoff = 0, self.initial_backoff_s
+            backoff.succeeded()
             yield Frame(image, self.name, index, time.time())
             index += 1
         if self.capture is not None:
@@ -323,22 +342,18 @@ class Picamera2Source(_Counters):
         except ImportError as error:
             raise FerError("picamera2 is not installed: on Raspberry Pi OS run `sudo apt install python3-picamera2` "
                            "and create the venv with `python3 -m venv --system-site-packages`") from error
-        index, failures, backoff = 0, 0, self.initial_backoff_s
+        index = 0
+        backoff = _Backoff(self.name, "check the ribbon cable, `rpicam-hello --list-cameras`, and the 'video' group",
+                           self.initial_backoff_s, self.max_backoff_s, self.max_retries, self._closing.wait)
         try:
             while not self._closed:
                 if self.camera is None:
                     self.camera = self._open(Picamera2)
                     if self.camera is None:
                         self.connected = False
-                        failures += 1
-                        if self.max_retries is not None and failures > self.max_retries:
-                            raise FerError(f"{self.name} unavailable after {self.max_retries} retries; check the "
-                                           "ribbon cable, `rpicam-hello --list-cameras`, and the 'video' group")
-                        log.warning("%s: retrying in %.1f s", self.name, backoff)
-                        self._closing.wait(backoff)
-                        backoff = min(backoff * 2, self.max_backoff_s)
+                        backoff.failed()
                         continue
-                    if index > 0 or failures > 0:
+                    if index > 0 or backoff.failures > 0:
                         self.reconnects += 1
                         log.info("%s reconnected (%d reconnects)", self.name, self.reconnects)
                 try:
@@ -351,7 +366,7 @@ class Picamera2Source(_Counters):
                     self.camera = None
                     continue
                 self.connected = True
-                failures, backoff = 0, self.initial_backoff_s
+                backoff.succeeded()
                 # YUV420 planar: the first `height` rows are the luma (grayscale) plane; rows are padded past the
                 # width to the stride, so the crop drops the padding.
                 yield Frame(np.ascontiguousarray(yuv[: self.height, : self.width]), self.name, index, time.time())
