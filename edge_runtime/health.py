@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
@@ -19,6 +19,31 @@ from edge_runtime.core.contract import ModelContract, budget_state
 from edge_runtime.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+class FrameRate:
+    """Frames processed per second over a sliding window; one count serves ``/healthz`` and the Prometheus gauge."""
+
+    def __init__(self, window_s: float = 5.0):
+        self.window_s = window_s
+        self._times: deque[float] = deque()  # monotonic times of the frames inside the window, oldest first
+
+    def tick(self, now: float) -> None:
+        """Count one frame processed at ``now`` (monotonic seconds)."""
+        self._times.append(now)
+        self._drop_before(now)
+
+    def rate(self, now: float) -> float | None:
+        """Frames per second over the window ending at ``now``; ``None`` while fewer than two frames are in it."""
+        self._drop_before(now)
+        if len(self._times) < 2:
+            return None
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    def _drop_before(self, now: float) -> None:
+        while self._times and now - self._times[0] > self.window_s:
+            self._times.popleft()
 
 
 class Metrics:
@@ -60,7 +85,6 @@ class Metrics:
         self.model_verified_accuracy = Gauge(f"{p}_model_verified_accuracy_ratio", "Accuracy fer-convert verified "
                                              "for the loaded model on held-out faces (0..1)", ["split"],
                                              registry=self.registry)
-        self._window: list[tuple[float, int]] = []
 
     def describe_model(self, file: str, contract: ModelContract) -> None:
         """Publish which model runs and what its conversion verified (a fleet dashboard's first question)."""
@@ -69,21 +93,17 @@ class Metrics:
         if contract.verified is not None:
             self.model_verified_accuracy.labels(split=contract.verified.split).set(contract.verified.accuracy)
 
-    def frame_done(self, faces: int, labels: list[str], inference_seconds: list[float], now: float | None = None) -> None:
-        """Record one processed frame."""
-        now = time.monotonic() if now is None else now
+    def frame_done(self, faces: int, labels: list[str], inference_seconds: list[float],
+                   frames_per_second: float | None) -> None:
+        """Record one processed frame; ``frames_per_second`` is :meth:`FrameRate.rate` (``None`` keeps the gauge)."""
         self.frames.inc()
         self.faces.inc(faces)
         for label in labels:
             self.events.labels(label=label).inc()
         for seconds in inference_seconds:
             self.inference_seconds.observe(seconds)
-        self._window.append((now, 1))
-        while self._window and now - self._window[0][0] > 5.0:
-            self._window.pop(0)
-        if len(self._window) > 1:
-            span = self._window[-1][0] - self._window[0][0]
-            self.fps.set((len(self._window) - 1) / span if span > 0 else 0.0)
+        if frames_per_second is not None:
+            self.fps.set(frames_per_second)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest

@@ -18,6 +18,7 @@ from pathlib import Path
 from edge_runtime import __version__
 from edge_runtime.config import Config
 from edge_runtime.core.errors import FerError
+from edge_runtime.health import FrameRate
 from edge_runtime.homeassistant import Discovery
 from edge_runtime.pipeline import Runtime
 from edge_runtime.sinks import MqttSink, RotatingFileSink, StdoutSink
@@ -74,7 +75,7 @@ class Service:
         self.metrics = None
         self.http = None
         self.preview = None
-        self._recent: list[float] = []  # when the last frames were processed, for /healthz's fps
+        self.frame_rate = FrameRate()
         self._faces_in_view = 0
         self._ready = False
         self._counted: dict[str, int] = {}  # what the Prometheus counters were last advanced to
@@ -97,10 +98,8 @@ class Service:
         detail = {"frames": stats.frames, "events": stats.events, "source_connected": source.connected,
                   "source_reconnects": source.reconnects, "source_skipped": source.skipped,
                   "sinks": {sink.name: {"connected": sink.connected, "dropped": sink.dropped} for sink in self.sinks}}
-        now = time.monotonic()
-        recent = [t for t in self._recent if now - t <= 5.0]
-        detail["fps"] = round((len(recent) - 1) / (recent[-1] - recent[0]), 2) if len(recent) > 1 and \
-            recent[-1] > recent[0] else 0.0
+        frames_per_second = self.frame_rate.rate(time.monotonic())
+        detail["fps"] = 0.0 if frames_per_second is None else round(frames_per_second, 2)
         detail["faces_in_view"] = self._faces_in_view
         if stats.last_frame_monotonic is None:
             return False, {"status": "starting", **detail}
@@ -117,9 +116,7 @@ class Service:
             log.info("ready: model loaded, first frame read from %s", self.runtime.source.name)
         self.notifier.watchdog()
         now = time.monotonic()
-        self._recent.append(now)
-        while self._recent and now - self._recent[0] > 5.0:
-            self._recent.pop(0)
+        self.frame_rate.tick(now)
         self._faces_in_view = len(events)
         if self.preview is not None:
             self.preview.offer(frame.image, events)
@@ -128,7 +125,8 @@ class Service:
             self._count(self.metrics.reconnects, "source:reconnects", source.reconnects)
             self._count(self.metrics.frames_dropped, "source:skipped", source.skipped)
             self.metrics.source_connected.set(1 if source.connected else 0)
-            self.metrics.frame_done(len(events), [e.label for e in events], self.runtime.last_inference_seconds)
+            self.metrics.frame_done(len(events), [e.label for e in events], self.runtime.last_inference_seconds,
+                                    self.frame_rate.rate(now))
             failures = self.runtime.stats.sink_failures
             for sink in self.sinks:
                 self.metrics.sink_connected.labels(sink=sink.name).set(1 if sink.connected else 0)

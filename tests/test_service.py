@@ -177,6 +177,20 @@ def test_health_reports_stall():
     assert not healthy and detail["status"] == "stalled"
 
 
+def test_frame_rate_counts_the_last_five_seconds():
+    from edge_runtime.health import FrameRate
+
+    rate = FrameRate()
+    assert rate.rate(0.0) is None  # no frames yet: unknown, not zero
+    for i in range(11):  # 10 frames per second for one second...
+        rate.tick(i * 0.1)
+    assert rate.rate(1.0) == pytest.approx(10.0)
+    for second in range(2, 7):  # ...then one per second
+        rate.tick(float(second))
+    assert rate.rate(6.0) == pytest.approx(1.0)  # the fast second (older than 5 s) has left the window
+    assert rate.rate(20.0) is None  # a long stall empties it
+
+
 @pytest.fixture
 def mosquitto(tmp_path):
     """A real mosquitto broker on loopback with persistence (so a restart keeps the subscriber's session)."""
