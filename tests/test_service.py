@@ -416,11 +416,18 @@ def _collect(port, received, topic="fer/events"):
     return client
 
 
+_SERVICE_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def _service_command(model, source, port, spool, *extra):
+    """`fer-edge run` publishing to the test broker, spooling to ``spool``, with no stdout sink."""
+    return [sys.executable, "-m", "edge_runtime.cli", "run", "--model", str(model), "--source", source,
+            "--mqtt-host", "127.0.0.1", "--mqtt-port", str(port), "--mqtt-spool", str(spool), "--no-stdout", *extra]
+
+
 def _run_service(model, source, port, spool, *extra, timeout=120):
-    return subprocess.run([sys.executable, "-m", "edge_runtime.cli", "run", "--model", str(model), "--source", source,
-                           "--mqtt-host", "127.0.0.1", "--mqtt-port", str(port), "--mqtt-spool", str(spool),
-                           "--no-stdout", *extra], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return subprocess.run(_service_command(model, source, port, spool, *extra), capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=_SERVICE_ENV)
 
 
 @pytest.mark.slow
@@ -457,11 +464,8 @@ def test_a_kill_while_spooling_loses_at_most_the_torn_record(mosquitto, tmp_path
     model = require(SHIPPED_INT8, "shipped int8 model")
     spool = tmp_path / "spool.jsonl"
     mosquitto.stop()
-    service = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--model", str(model), "--source",
-                                str(MEDIA / "test.mp4"), "--loop", "--mqtt-host", "127.0.0.1", "--mqtt-port",
-                                str(mosquitto.port), "--mqtt-spool", str(spool), "--no-stdout"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    service = subprocess.Popen(_service_command(model, str(MEDIA / "test.mp4"), mosquitto.port, spool, "--loop"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=_SERVICE_ENV)
     assert _wait_for(lambda: spool.exists() and spool.stat().st_size > 50_000, 60)
     service.kill()  # SIGKILL while events stream into the spool
     service.wait(10)
