@@ -11,6 +11,7 @@ import typer
 from convert.quantize import IO_TYPES, QUANTIZE_MODES
 from edge_runtime.core.cli_support import require_extra, run_cli
 from train.data import SPLITS
+from train.explicit_lstm import DEFAULT_CELL_STATE_RANGE
 
 log = logging.getLogger("fer-convert")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -46,6 +47,8 @@ def convert_main(
     reference_model: Optional[Path] = typer.Option(
         None, help="also compare every model with this Keras model, reported but not judged (default for a "
         "quantization-aware model: the float model it was fine-tuned from, as its .metrics.json records)"),
+    cell_range: float = typer.Option(DEFAULT_CELL_STATE_RANGE, help="int8 with LSTMs: cap the cell state's range "
+                                     "at +-this (0: plain min/max calibration, as for every other tensor)"),
 ) -> None:
     """Convert MODEL, verify float vs quantized on held-out data, write reports; exit non-zero over budget."""
     require_extra("train")
@@ -55,7 +58,7 @@ def convert_main(
                              split=split, out_dir=out, report_dir=report_dir, calibration_dir=calibration_dir,
                              edgetpu=edgetpu, verify=not no_verify, debug_layers=not no_debug_layers,
                              edge_graph=not no_edge_graph, limit=limit, reference_model=reference_model,
-                             name=name)
+                             name=name, cell_range=cell_range)
     report = run_conversion(model, options, data)
     log.info("wrote %s; report %s", ", ".join(report.outputs.values()), report.report_files["markdown"])
 

@@ -24,6 +24,7 @@ from edge_runtime.core.contract import (Budget, FloatReference, ModelContract, T
 from edge_runtime.core.errors import FerError
 from edge_runtime.core.labels import LABELS
 from edge_runtime.core.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION
+from train.explicit_lstm import DEFAULT_CELL_STATE_RANGE
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class ConvertOptions:
     limit: int | None = None
     reference_model: Path | None = None  # also compare with this Keras model (default for QAT: its float parent)
     name: str | None = None  # output file stem; default: the model file's stem
+    # int8 of a model with LSTMs: their cell states get at most +-this range (0: plain min/max like every tensor).
+    cell_range: float = DEFAULT_CELL_STATE_RANGE
 
     def __post_init__(self):
         # Checked before any model is loaded or converted: a wrong combination fails in well under a second.
@@ -65,6 +68,9 @@ class ConvertOptions:
         if self.edgetpu and self.quantize != "int8":
             raise FerError(f"--edgetpu needs --quantize int8 (got {self.quantize}): the Edge TPU runs only "
                            "full-integer 8-bit models")
+        if self.cell_range < 0:
+            raise FerError(f"--cell-range {self.cell_range:g} is negative; give the cell state's int8 bound (default "
+                           f"{DEFAULT_CELL_STATE_RANGE:g}), or 0 for plain min/max calibration")
 
 
 def _tensor_spec(detail: dict) -> TensorSpec:
@@ -128,6 +134,15 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     # A quantization-aware model already has explicit LSTM gates (train.quantization builds them).
     rebuild = options.edge_graph and not quantization_aware
     graph = edge_friendly_model(keras_model) if rebuild else batch_one_model(keras_model)
+    # With LSTMs, int8 comes from the calibrated int8-simulating copy: the converter's ranges for every tensor,
+    # except the cell states, capped (the converter has no per-tensor range override; the copy's FakeQuants are one).
+    capped_graph = None
+    if (options.quantize == "int8" and not quantization_aware and options.cell_range > 0 and calibration is not None
+            and _has_lstm(keras_model)):
+        from train.quantization import quantization_aware_model
+
+        capped_graph = batch_one_model(quantization_aware_model(keras_model, calibration.images,
+                                                                cell_range=options.cell_range))
     stem = options.name or model_path.stem
     outputs = {"float32": options.out_dir / f"{stem}_float32.tflite"}
     if options.quantize != "none":
@@ -136,8 +151,11 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     for kind, path in outputs.items():
         mode = "none" if kind == "float32" else options.quantize
         log.info("converting %s -> %s", model_path.name, path)
-        content = convert(graph, mode, io_type=options.io_type, quantization_aware=quantization_aware,
-                          calibration=calibration.images if calibration is not None else None)
+        if kind == "int8" and capped_graph is not None:
+            content = convert(capped_graph, mode, io_type=options.io_type, quantization_aware=True)
+        else:
+            content = convert(graph, mode, io_type=options.io_type, quantization_aware=quantization_aware,
+                              calibration=calibration.images if calibration is not None else None)
         contracts[kind] = write_tflite(content, path, mode, model_path, source_sha256)
 
     calibration_summary = None
@@ -146,13 +164,21 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
                                                  images=int(len(calibration.labels)),
                                                  histogram=calibration.histogram(), warnings=calibration.warnings,
                                                  source="Training split only")
+        if capped_graph is not None:
+            calibration_summary = replace(
+                calibration_summary, method=f"min/max of every tensor over the calibration images, except the LSTM "
+                f"cell states, capped at +-{options.cell_range:g} (--cell-range; train.quantization's calibrated "
+                "int8 graph)")
     models = _describe_models(outputs)
     verification = budget = None
     if options.verify and dataset is not None:
         verification, budget, latencies = _verify(keras_model, dataset, outputs, options, reference_path)
         models = {kind: replace(model, latency_1_thread=latencies[kind]) for kind, model in models.items()}
     debugger: tuple = ()
-    if options.quantize == "int8" and options.debug_layers and calibration is not None:
+    if capped_graph is not None and options.debug_layers:
+        # The debugger re-quantizes with the converter's own ranges: it would describe another int8 model.
+        log.info("per-layer quantization error: not measured (the int8 ranges are not the converter's own)")
+    elif options.quantize == "int8" and options.debug_layers and calibration is not None:
         from convert.verify import quantization_debug
 
         log.info("per-layer quantization error (QuantizationDebugger)")
@@ -186,6 +212,12 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     if budget is not None and not budget.passed:
         raise BudgetExceeded("; ".join(budget.failures) + f" (report: {report.report_files['markdown']})")
     return report
+
+
+def _has_lstm(model) -> bool:
+    from keras import layers
+
+    return any(isinstance(layer, layers.LSTM) for layer in model.layers)
 
 
 def _describe_models(outputs: dict[str, Path]) -> dict[str, ModelFile]:

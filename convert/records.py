@@ -103,6 +103,7 @@ class CalibrationSummary(JsonRecord):
     histogram: dict[str, int]
     warnings: tuple[str, ...]
     source: str
+    method: str = "min/max of every tensor over the calibration images (the TFLite converter's own)"
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ def notes(report: ConversionReport) -> list[str]:
     if report.calibration is not None:
         histogram = ", ".join(f"{k} {v}" for k, v in report.calibration.histogram.items())
         lines.append(f"Calibration: {report.calibration.images} images from the {report.calibration.source}, per "
-                     f"class: {histogram}.")
+                     f"class: {histogram}. Ranges: {report.calibration.method}.")
         lines += [f"Warning: {w}" for w in report.calibration.warnings]
     return lines
 

@@ -94,9 +94,10 @@ def test_each_quantization_mode(mode, tmp_path):
 
 @pytest.mark.slow
 def test_pipeline_writes_models_sidecars_and_reports(tiny_keras, generated_csv, tmp_path):
+    # cell_range=0: the converter's own calibration, which the per-layer debugger describes.
     options = ConvertOptions(quantize="int8", out_dir=tmp_path / "models", report_dir=tmp_path / "reports",
                              calibration_dir=tmp_path / "calibration", calibration_per_class=5, max_drop_pp=100,
-                             min_agreement=0.0, edgetpu=True)
+                             min_agreement=0.0, edgetpu=True, cell_range=0.0)
     report = run_conversion(tiny_keras, options, str(generated_csv))
     sidecar = json.loads((tmp_path / "models" / "tiny_int8.json").read_text())
     assert sidecar["labels"] == list(LABELS) and sidecar["input"]["dtype"] == "uint8"
@@ -118,6 +119,36 @@ def test_pipeline_writes_models_sidecars_and_reports(tiny_keras, generated_csv, 
     markdown = (tmp_path / "reports" / "tiny_int8.md").read_text()
     assert "**PASSED its budget" in markdown and "Calibration: 35 images" in markdown
     check_html_report(tmp_path / "reports" / "tiny_int8.html", "passed")
+
+
+@pytest.mark.slow
+def test_lstm_cell_states_get_the_capped_int8_range(tiny_keras, generated_csv, tmp_path):
+    """With LSTMs, int8 takes min/max ranges everywhere except the cell states, which get at most +-cell_range."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    def convert_with(cell_range):
+        out = tmp_path / f"range_{cell_range}"
+        options = ConvertOptions(out_dir=out, report_dir=out, calibration_dir=tmp_path / "calibration",
+                                 calibration_per_class=5, max_drop_pp=100, min_agreement=0.0, edgetpu=True,
+                                 cell_range=cell_range)
+        report = run_conversion(tiny_keras, options, str(generated_csv))
+        interpreter = Interpreter(model_path=str(out / "tiny_int8.tflite"))
+        capped_step = 2 * 0.05 / 255  # the int8 step of the range -0.05..0.05
+        capped_tensors = sum(bool(np.isclose(detail["quantization"][0], capped_step, rtol=1e-4))
+                             for detail in interpreter.get_tensor_details())
+        return report, capped_tensors
+
+    capped, capped_tensors = convert_with(0.05)
+    plain, plain_tensors = convert_with(0.0)
+    # 11 steps after the first each store f*c and c; the tiny model's cell states exceed +-0.05 on both sides.
+    assert capped_tensors >= 2 * 11 and plain_tensors == 0
+    assert "capped at +-0.05" in capped.calibration.method and "capped" not in plain.calibration.method
+    assert capped.quantization_debugger == () and plain.quantization_debugger  # it would describe another model
+    assert capped.models["int8"].float_ops == 0 and capped.models["int8"].io == {"input": "uint8", "output": "uint8"}
+    assert capped.edgetpu.static_check["compatible"] is True
+    assert capped.verification.comparisons["float32"].top1_agreement == 1.0  # the float file is the float model's
+    with pytest.raises(FerError, match="--cell-range -1 is negative"):
+        ConvertOptions(cell_range=-1)
 
 
 @pytest.mark.slow

@@ -114,6 +114,26 @@ def test_the_quantization_aware_model_is_the_float_model_plus_rounding(quantizat
 
 
 @pytest.mark.slow
+def test_cell_state_ranges_are_capped_and_nothing_else(quantization_aware, real_faces):
+    float_model, _, _ = quantization_aware
+
+    def ranges(cell_range):
+        model = quantization_aware_model(float_model, real_faces[0], cell_range=cell_range)
+        return {layer.name: (layer.low, layer.high) for layer in model.layers if isinstance(layer, FakeQuant)}
+
+    plain, capped = ranges(0.0), ranges(0.05)
+    assert plain.keys() == capped.keys()
+    cell_states = {name for name in plain if name.endswith(("_c", "_fc")) and "_t" in name}
+    assert len(cell_states) == 2 * 11  # f*c and c at each step after the first
+    for name in cell_states:
+        assert capped[name] == (max(plain[name][0], -0.05), min(plain[name][1], 0.05))
+    assert any(capped[name] != plain[name] for name in cell_states)
+    assert all(capped[name] == plain[name] for name in plain.keys() - cell_states)
+    with pytest.raises(FerError, match="is negative"):
+        quantization_aware_model(float_model, real_faces[0], cell_range=-1)
+
+
+@pytest.mark.slow
 def test_refuses_what_it_cannot_simulate(quantization_aware, real_faces):
     import keras
     from keras import layers

@@ -11,6 +11,7 @@ import typer
 from edge_runtime.core.cli_support import require_extra, run_cli
 from edge_runtime.core.errors import FerError
 from train.data import SPLITS
+from train.explicit_lstm import DEFAULT_CELL_STATE_RANGE
 from train.fit import BALANCE_MODES, SCHEDULES
 from train.paper import MODEL_NAMES
 
@@ -65,6 +66,8 @@ def fit_command(
         "shipped model)"),
     calibration_dir: Path = typer.Option(Path("calibration_data"), help="with --quantization-aware: the folder whose "
                                          "manifest.csv names the calibration images (fer-convert's)"),
+    cell_range: float = typer.Option(DEFAULT_CELL_STATE_RANGE, help="with --quantization-aware: cap the LSTM cell "
+                                     "state's int8 range at +-this, as fer-convert does (0: min/max)"),
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest."""
     require_extra("train")
@@ -79,7 +82,7 @@ def fit_command(
                                              contrast=contrast, erase_probability=erase),
                        ignore_data_checks=ignore_data_checks,
                        init_weights=init_weights or "", quantization_aware=quantization_aware or "",
-                       calibration_dir=str(calibration_dir))
+                       calibration_dir=str(calibration_dir), cell_range=cell_range)
     dataset = load_fer2013(data, skip_bad=skip_bad, limit_per_split=limit, seed=seed)
     default_out = Path("runs") / (f"{Path(quantization_aware).stem}_qat" if quantization_aware else model)
     state = fit(dataset, out or default_out, config, resume=resume, stop_after=stop_after)

@@ -249,7 +249,8 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "history.csv").unlink(missing_ok=True)
         if config.quantization_aware:
-            model = _quantization_aware_start(config.quantization_aware, dataset, Path(config.calibration_dir))
+            model = _quantization_aware_start(config.quantization_aware, dataset, Path(config.calibration_dir),
+                                               config.cell_range)
             config = replace(config, model=model.name.removesuffix("_qat"))
         else:
             model = build_model(config.model)
@@ -292,18 +293,20 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     return state
 
 
-def _quantization_aware_start(float_model_path: str, dataset: FerDataset, calibration_dir: Path):
+def _quantization_aware_start(float_model_path: str, dataset: FerDataset, calibration_dir: Path,
+                               cell_range: float):
     """The int8-simulating copy of a trained float model, its ranges from fer-convert's calibration images.
 
     The images are those of the manifest in ``calibration_dir`` (the checked-in
     ``calibration_data/manifest.csv`` by default), found in ``dataset`` as
-    ``fer-convert`` finds them, so both measure ranges on the same faces.
+    ``fer-convert`` finds them, so both measure ranges on the same faces; LSTM
+    cell states are capped at +-``cell_range`` as ``fer-convert`` caps them.
     """
     from train.calibration import MANIFEST_NAME, manifest_images
     from train.quantization import quantization_aware_model
 
     calibration = manifest_images(dataset, calibration_dir / MANIFEST_NAME)
-    model = quantization_aware_model(load_keras_model(float_model_path), calibration)
+    model = quantization_aware_model(load_keras_model(float_model_path), calibration, cell_range=cell_range)
     log.info("quantization-aware fine-tuning of %s (ranges from %d calibration images)", float_model_path,
              len(calibration))
     return model

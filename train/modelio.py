@@ -17,6 +17,7 @@ import numpy as np
 from edge_runtime.core.errors import ModelError
 from edge_runtime.core.records import JsonRecord
 from train.augment import AugmentConfig
+from train.explicit_lstm import DEFAULT_CELL_STATE_RANGE
 from train.provenance import write_json
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class FitConfig(JsonRecord):
     init_weights: str = ""
     quantization_aware: str = ""  # a trained float .keras: fine-tune its int8-simulating copy (train.quantization)
     calibration_dir: str = "calibration_data"  # its manifest names the images the copy's int8 ranges come from
+    cell_range: float = DEFAULT_CELL_STATE_RANGE  # the copy's LSTM cell states: at most +-this (0: min/max)
     jit_compile: bool = False  # measured: XLA is ~25% slower per step on a 2-core CPU
 
 
