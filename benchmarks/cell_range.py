@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 # Groups of fake-quantized tensors, by the names train.quantization gives them (fq_<layer or step tensor>).
 GROUPS = {
+    "none: weights only": r"(?!)",
     "everything": r".",
     "conv trunk (input, ReLUs)": r"^fq_(input|rescale|c\d_relu)$",
     "lstm1, all tensors": r"^fq_lstm1_",
