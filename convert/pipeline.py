@@ -136,8 +136,9 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
     graph = edge_friendly_model(keras_model) if rebuild else batch_one_model(keras_model)
     # With LSTMs, int8 comes from the calibrated int8-simulating copy: the converter's ranges for every tensor,
     # except the cell states, capped (the converter has no per-tensor range override; the copy's FakeQuants are one).
+    # --no-edge-graph asks for Keras' own graph, converted as is: no cap there.
     capped_graph = None
-    if (options.quantize == "int8" and not quantization_aware and options.cell_range > 0 and calibration is not None
+    if (options.quantize == "int8" and rebuild and options.cell_range > 0 and calibration is not None
             and _has_lstm(keras_model)):
         from train.quantization import quantization_aware_model
 

@@ -14,7 +14,7 @@ from edge_runtime.core.errors import FerError
 
 GATES = ("input", "forget", "cell", "output")  # Keras' order of the 4 gate blocks in kernel and bias
 CELL_STATE = "cell_state"  # the ``output`` tag of the cell-state tensors (f*c and c) passed to ``quantize``
-# The int8 range of the cell state, +-: min/max calibration lets a few integrating units, which add ~1 per step and
+# The int8 range of the cell state, +-: min/max calibration lets the integrating units, which add ~1 per step and
 # reach +-15 by step 16, set a step of 0.12 for every unit, too coarse for the units near 0 whose tanh(c) matters.
 # Capping it at +-3 (tanh(3) = 0.995: the capped units are saturated already) took Model 3's int8 top-1 agreement
 # on PublicTest from 96.5% to 98.4% in the simulation (+-2: 98.2%, +-4: 98.1%; docs/quantization.md).
