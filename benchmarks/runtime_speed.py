@@ -57,7 +57,7 @@ def child(args) -> None:
     first = []
     settings = with_overrides(Config(), {"model.path": args.model, "source.spec": args.video,
                                          "model.threads": args.threads, "detector.every_n": args.every_n,
-                                         "detector.name": args.detector})
+                                         "detector.name": args.detector, "model.tta": args.tta})
     runtime = Runtime.from_config(settings, sinks=[CallbackSink(lambda e: first.append(time.time()) if not first else None)])
     started = time.perf_counter()
     stats = runtime.run()
@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--every-n", type=int, default=2, help=argparse.SUPPRESS)
     parser.add_argument("--detector", default="blazeface", help=argparse.SUPPRESS)
+    parser.add_argument("--tta", default="flip", help=argparse.SUPPRESS)
     parser.add_argument("--spawned", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -105,8 +106,10 @@ def main() -> None:
         return
     cores = os.cpu_count() or 1
     ours = [sys.executable, str(Path(__file__).resolve()), "--child", "--model", args.model, "--video", args.video]
+    from train.provenance import provenance  # the commit the figures were measured at
+
     results = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "machine": f"{cores} cores",
-               "video": Path(args.video).name, "runs": {}}
+               "video": Path(args.video).name, "provenance": provenance(), "runs": {}}
     plan = []
     for detector in ("blazeface", "haar"):
         with_detector = ours + ["--detector", detector]
@@ -116,6 +119,9 @@ def main() -> None:
                   with_detector + ["--threads", "1", "--every-n", "1"], True),
                  (f"edge_runtime + {detector}, {cores} threads, detect every 2nd frame",
                   with_detector + ["--threads", str(cores)], False)]
+    # Every run above uses the runtime's default flip TTA (two invokes per face); this one shows what it costs.
+    plan.insert(1, ("edge_runtime + blazeface, 1 thread, pinned to 1 core, detect every 2nd frame, --tta none",
+                    ours + ["--detector", "blazeface", "--threads", "1", "--tta", "none"], True))
     if args.fer_python:
         plan.append(("fer 25.10.3 (Haar + TFLite defaults), pinned to 1 core",
                      [args.fer_python, "-c", FER_CHILD, "SPAWNED", args.video], True))
