@@ -114,6 +114,12 @@ def notes(report: ConversionReport) -> list[str]:
         lines.append("The source is a quantization-aware model (fer-train fit --quantization-aware): it computes in int8 "
                      "steps itself, and its FakeQuant ranges become the int8 model's quantization parameters. No "
                      "representative dataset or per-layer debugger is used.")
+    elif report.quantization == "int8":
+        # Which path and why, as the report must say (the alternative is fer-train fit --quantization-aware).
+        lines.append("Post-training quantization of the float model itself, so the int8 file is judged against the "
+                     "model that was trained and evaluated. Quantization-aware fine-tuning (fer-train fit "
+                     "--quantization-aware) is the alternative when this misses the budget; for the shipped model "
+                     "it cost accuracy and was not needed (docs/quantization.md).")
     if report.verification is not None:
         near_tie = next(iter(report.verification.comparisons.values())).near_tie_share
         lines.append(f"Verified on {report.verification.split} ({report.verification.images} images) through the "

@@ -118,6 +118,7 @@ def test_pipeline_writes_models_sidecars_and_reports(tiny_keras, generated_csv, 
     assert json.dumps(read_back.to_json()) == json.dumps(report.to_json())  # NaN-safe equality (tiny model: no decisive)
     markdown = (tmp_path / "reports" / "tiny_int8.md").read_text()
     assert "**PASSED its budget" in markdown and "Calibration: 35 images" in markdown
+    assert "Post-training quantization of the float model itself" in markdown
     check_html_report(tmp_path / "reports" / "tiny_int8.html", "passed")
 
 
