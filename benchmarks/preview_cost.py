@@ -12,7 +12,6 @@ Results: benchmarks/results/preview_cost.json and a Markdown table on stdout (do
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -86,6 +85,8 @@ def measure(case: str, args) -> dict:
 
 
 def main() -> None:
+    from train.provenance import write_json
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(ROOT / "models" / "fer_cnn_lstm_int8.tflite"))
     parser.add_argument("--video", default=str(ROOT.parent / "shared" / "data" / "media" / "test.mp4"))
@@ -97,9 +98,7 @@ def main() -> None:
     base = rows[0]["frames_per_second"]
     for row in rows:
         row["relative_to_off"] = round(row["frames_per_second"] / base, 3) if base else None
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": "python benchmarks/preview_cost.py --seconds "
-                                               f"{args.seconds:g}", "rows": rows}, indent=2) + "\n")
+    write_json(args.out, {"command": f"python benchmarks/preview_cost.py --seconds {args.seconds:g}", "rows": rows})
     print("| case | frames per second (1 thread, 1 core) | relative to preview off | JPEGs per second to the viewer |")
     print("|---|---:|---:|---:|")
     for row in rows:

@@ -106,7 +106,7 @@ def main() -> None:
         return
     cores = os.cpu_count() or 1
     ours = [sys.executable, str(Path(__file__).resolve()), "--child", "--model", args.model, "--video", args.video]
-    from train.provenance import provenance  # the commit the figures were measured at
+    from train.provenance import provenance, write_json  # provenance: the commit the figures were measured at
 
     results = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "machine": f"{cores} cores",
                "video": Path(args.video).name, "provenance": provenance(), "runs": {}}
@@ -130,8 +130,7 @@ def main() -> None:
             command = command + ["--spawned", "SPAWNED"]
         results["runs"][name] = median_run(command, pin, args.repeats)
         print(f"{name}: {results['runs'][name]['fps']:.1f} fps", file=sys.stderr)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.out, results)
     lines = ["| run | fps (median of %d) | first event (s) | peak RSS (MB) | frames with a face | decode / detect / preprocess / inference (ms, mean) |" % args.repeats,
              "|---|---:|---:|---:|---:|---|"]
     for name, run in results["runs"].items():

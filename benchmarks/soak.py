@@ -47,6 +47,8 @@ def metric(port: int, name: str) -> float:
 
 
 def main() -> None:
+    from train.provenance import write_json
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "models" / "fer_cnn_lstm_int8.tflite"))
     parser.add_argument("--video", default=str(ROOT.parent / "shared" / "data" / "media" / "test.mp4"))
@@ -171,8 +173,7 @@ stop_timeout_s = 30
         "events_lost": len(set(produced) - delivered), "duplicates_delivered": len(received) - len(delivered),
         "events_dropped_by_sink": dropped, "exit_code": service.returncode, "samples": samples,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
 
 

@@ -12,7 +12,6 @@ Results: benchmarks/results/train_throughput.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -23,6 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
+    from train.provenance import write_json
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("FER2013_DIR"))
     parser.add_argument("--models", default="cnn,cnn_lstm_small,cnn_lstm")
@@ -54,8 +55,7 @@ def main() -> None:
         results["models"][name] = {"images_per_second": round(images_per_second, 1),
                                    "seconds_per_epoch": round(steps_per_epoch * args.batch_size / images_per_second, 1)}
         print(name, results["models"][name], flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.out, results)
 
 
 if __name__ == "__main__":
