@@ -64,11 +64,21 @@ def _line(event: JsonRecord) -> str:
     return json.dumps(event.to_json(), separators=(",", ":")) + "\n"
 
 
-class CallbackSink:
-    """Hands each event to a function: for programs that embed the runtime (and for tests and benchmarks)."""
+class _LocalSink:
+    """What every in-process sink shares: it never drops, is always connected, and closes by flushing."""
 
     dropped = 0
     connected = True
+
+    def flush(self, timeout: float = 0.0) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.flush()
+
+
+class CallbackSink(_LocalSink):
+    """Hands each event to a function: for programs that embed the runtime (and for tests and benchmarks)."""
 
     def __init__(self, callback: Callable[[JsonRecord], None], name: str = "callback"):
         self.callback, self.name = callback, name
@@ -76,19 +86,11 @@ class CallbackSink:
     def __call__(self, event: JsonRecord) -> None:
         self.callback(event)
 
-    def flush(self, timeout: float = 0.0) -> bool:
-        return True
 
-    def close(self) -> None:
-        pass
-
-
-class StdoutSink:
+class StdoutSink(_LocalSink):
     """One JSON line per event on stdout, flushed at once (journald and pipes see it immediately)."""
 
     name = "stdout"
-    dropped = 0
-    connected = True
 
     def __call__(self, event: JsonRecord) -> None:
         sys.stdout.write(_line(event))
@@ -98,16 +100,11 @@ class StdoutSink:
         sys.stdout.flush()
         return True
 
-    def close(self) -> None:
-        self.flush()
 
-
-class RotatingFileSink:
+class RotatingFileSink(_LocalSink):
     """JSON lines appended to a file, rotated to ``file.1`` .. ``file.N`` when it passes ``max_bytes``."""
 
     name = "file"
-    dropped = 0
-    connected = True
 
     def __init__(self, path: str | Path, max_bytes: int = 10_000_000, backups: int = 5):
         self.path = Path(path)
