@@ -35,8 +35,7 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
         "file": destination.name,
         "sha256": file_sha256(destination),
         "training": {
-            "commands": [p["command"] for p in state.provenance],
-            "git_commits": [p["git_commit"] for p in state.provenance],
+            **_origin(state),
             **epoch_summary(state),
             "stopped_early": state.stopped_early,
             "wall_seconds": state.wall_seconds,
@@ -67,5 +66,10 @@ def _warm_start(init_weights: str) -> dict | None:
         return {"weights": init_weights, "note": "no state.json beside the weights: origin unknown"}
     state = RunState.read(state_file.parent)
     return {"weights": init_weights, "epochs_run": state.epochs_done, "wall_seconds": state.wall_seconds,
-            "commands": [p["command"] for p in state.provenance],
-            "git_commits": [p["git_commit"] for p in state.provenance], "config": state.config.to_json()}
+            **_origin(state), "config": state.config.to_json()}
+
+
+def _origin(state: RunState) -> dict:
+    """The commands that ran a training run (one per start or resume) and the commits they ran at."""
+    return {"commands": [p["command"] for p in state.provenance],
+            "git_commits": [p["git_commit"] for p in state.provenance]}
