@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from edge_runtime.core.labels import LABELS
-from edge_runtime.reporting import FaceChange, Summary
+from edge_runtime.reporting import FaceChange, Summary, shares_of
 
 AVAILABLE, NOT_AVAILABLE = "online", "offline"
 
@@ -81,11 +81,8 @@ class StateTracker:
             else:
                 self.present[record.track] = record.label
             counts = Counter(self.present.values())
-            total = sum(counts.values())
             emotion = counts.most_common(1)[0][0] if counts else "none"
-            return {"emotion": emotion, "faces": len(self.present),
-                    "shares": {label: round(n / total, 4) for label, n in sorted(counts.items())} if total else {},
-                    "ts": record.ts}
+            return {"emotion": emotion, "faces": len(self.present), "shares": shares_of(counts), "ts": record.ts}
         return None
 
 

@@ -58,7 +58,8 @@ class _Track:
     labels: Counter = field(default_factory=Counter)
 
 
-def _shares(counts: Counter) -> dict[str, float]:
+def shares_of(counts: Counter) -> dict[str, float]:
+    """Each label's share of ``counts`` (4 decimals, labels sorted); empty when there is nothing to share."""
     total = sum(counts.values())
     return {label: round(count / total, 4) for label, count in sorted(counts.items())} if total else {}
 
@@ -101,7 +102,7 @@ class ChangeReporter:
     def _left(self, track_id: int) -> FaceChange:
         track = self.tracks.pop(track_id)
         return FaceChange("left", self.source, track.last_ts, track_id, track.label,
-                          duration_s=round(track.last_ts - track.first_ts, 3), label_shares=_shares(track.labels))
+                          duration_s=round(track.last_ts - track.first_ts, 3), label_shares=shares_of(track.labels))
 
 
 class SummaryReporter:
@@ -138,7 +139,7 @@ class SummaryReporter:
 
     def _summary(self) -> Summary:
         return Summary("summary", self.source, round(self.start_ts, 3), round(self.end_ts, 3), self.frames,
-                       len(self.tracks), self.face_frames, _shares(self.labels))
+                       len(self.tracks), self.face_frames, shares_of(self.labels))
 
 
 class Reporter:

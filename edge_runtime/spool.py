@@ -23,6 +23,12 @@ class SpooledMessage(NamedTuple):
     retain: bool
 
 
+def _decode(line: bytes) -> SpooledMessage:
+    """One spool line back into its message (the inverse of :meth:`Spool.append`'s encoding)."""
+    record = json.loads(line)
+    return SpooledMessage(record["topic"], record["payload"], bool(record["retain"]))
+
+
 class Spool:
     """Undelivered messages on disk, oldest first."""
 
@@ -90,20 +96,14 @@ class Spool:
             for line in handle:
                 if not line.endswith(b"\n") or len(found) >= limit:
                     break
-                record = json.loads(line)
-                found.append((SpooledMessage(record["topic"], record["payload"], bool(record["retain"])), position,
-                              position + len(line)))
+                found.append((_decode(line), position, position + len(line)))
                 position += len(line)
         return found
 
     def read_all(self) -> list[SpooledMessage]:
         """Every message in the spool, oldest first."""
-        messages = []
         with open(self.path, "rb") as handle:
-            for line in handle:
-                record = json.loads(line)
-                messages.append(SpooledMessage(record["topic"], record["payload"], bool(record["retain"])))
-        return messages
+            return [_decode(line) for line in handle]
 
     def clear(self) -> None:
         """Empty the spool (its messages were delivered or taken back into memory)."""
