@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from train.data import load_fer2013
     from train.modelio import load_keras_model, predict_probabilities
     from train.provenance import provenance, write_json
-    from train.quantization import quantization_aware_model
+    from train.quantization import measure_ranges, quantization_aware_model
 
     started = provenance()
     dataset = load_fer2013(args.data)
@@ -85,12 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     reference_top1 = predict_probabilities(model, public.images).argmax(1)
     float_accuracy = float(np.mean(reference_top1 == public.labels))
 
-    plain = quantization_aware_model(model, calibration, cell_range=0.0)
-    groups = {name: _agreement(_with_only(plain, pattern), public.images, reference_top1, public.labels)
+    ranges = measure_ranges(model, calibration)  # once: every copy below differs only in the cell-state cap
+    copies = {cell_range: quantization_aware_model(model, calibration, cell_range=cell_range, ranges=ranges)
+              for cell_range in CELL_RANGES}
+    groups = {name: _agreement(_with_only(copies[0.0], pattern), public.images, reference_top1, public.labels)
               for name, pattern in GROUPS.items()}
-    sweep = {f"{cell_range:g}": _agreement(quantization_aware_model(model, calibration, cell_range=cell_range),
-                                           public.images, reference_top1, public.labels)
-             for cell_range in CELL_RANGES}
+    sweep = {f"{cell_range:g}": _agreement(copy, public.images, reference_top1, public.labels)
+             for cell_range, copy in copies.items()}
     results = {"model": Path(args.model).name, "split": "PublicTest", "images": int(len(public)),
                "float_accuracy": float_accuracy, "calibration_images": int(len(calibration)),
                "rounded_groups_with_min_max_ranges": groups, "cell_range_sweep": sweep, "provenance": started}

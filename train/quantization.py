@@ -247,21 +247,24 @@ def measure_ranges(model, calibration: np.ndarray) -> dict[str, tuple[float, flo
     return {name: (float(np.min(v)), float(np.max(v))) for name, v in zip(names, values)}
 
 
-def quantization_aware_model(model, calibration: np.ndarray, *,
-                             cell_range: float = DEFAULT_CELL_STATE_RANGE) -> keras.Model:
+def quantization_aware_model(model, calibration: np.ndarray, *, cell_range: float = DEFAULT_CELL_STATE_RANGE,
+                             ranges: dict[str, tuple[float, float]] | None = None) -> keras.Model:
     """The int8-simulating copy of a trained float ``model``, its ranges calibrated on ``calibration``.
 
     Every range is the min/max over ``calibration``, except that LSTM cell
     states keep at most +-``cell_range`` (0: their min/max too). Its
     predictions are those of the int8 model the converter will make from it;
     fine-tune it with ``fer-train fit --quantization-aware FLOAT.keras``.
+    ``ranges`` from :func:`measure_ranges` on the same images saves measuring
+    them again when several copies are built.
     """
     if cell_range < 0:
         raise FerError(f"cell-state range {cell_range:g} is negative; give a positive bound such as "
                        f"{DEFAULT_CELL_STATE_RANGE:g}, or 0 for plain min/max calibration")
     if is_quantization_aware(model):
         raise FerError(f"{model.name} is already quantization-aware; start from the float model it came from")
-    ranges = measure_ranges(model, calibration)
+    if ranges is None:
+        ranges = measure_ranges(model, calibration)
     qat = _Builder(ranges, cell_range).build(model)
     log.info("quantization-aware copy of %s: %d fake-quantized tensors (LSTM cell state %s)", model.name, len(ranges),
              f"within +-{cell_range:g}" if cell_range > 0 else "min/max")
