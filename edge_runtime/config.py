@@ -22,11 +22,18 @@ from edge_runtime.detectors.haar import HaarOptions
 from edge_runtime.detectors.yunet import YuNetOptions
 from edge_runtime.reporting import OUTPUT_MODES
 from edge_runtime.schema import setting
+from edge_runtime.smoothing import SmoothingOptions
 
 
 
 
 TTA_MODES = ("none", "flip")
+# Keys that were replaced, with what replaced them: an old config gets told what to write instead.
+RENAMED_KEYS = {
+    "smoothing.alpha": "smoothing.time_constant_s (the average now runs on time: a time constant in seconds, "
+                       "not a per-frame weight)",
+    "smoothing.max_missed": "smoothing.max_missed_s (seconds without a detection, not frames)",
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,8 @@ class SourceConfig:
     loop: bool = setting(False, "replay a video file or folder endlessly (soak tests, demos)")
     camera_retries: int = setting(-1, "reopen attempts before giving up on a camera (-1 = forever, with backoff)", minimum=-1)
     max_frames: int = setting(0, "stop after this many frames (0 = no limit)", minimum=0)
+    realtime: bool = setting(False, "play a video file at its own frame rate, as a camera delivers frames (demos, "
+                             "live-view checks); off = as fast as it decodes (batch work)")
 
 
 @dataclass(frozen=True)
@@ -56,19 +65,14 @@ class DetectorConfig:
     every_n: int = setting(2, "detect on every Nth frame of a video and reuse the boxes in between", minimum=1)
     detect_width: int = setting(240, "downscale wider frames to this width for detection only (0 = full size); "
                                 "the crop still comes from the full frame", minimum=0)
-    margin: float = setting(0.1, "crop margin around the box, as a fraction of its side", minimum=0.0, maximum=1.0)
+    align: bool = setting(True, "level each face by its eyes and frame it as FER2013 frames a face (detectors that find "
+                          "eyes: blazeface, yunet); off, or without eyes, the crop is the box plus margin")
+    margin: float = setting(0.1, "crop margin around the box, as a fraction of its side (crops not aligned by the eyes)",
+                            minimum=0.0, maximum=1.0)
     # Each backend's own options (Frigate-style): only the chosen detector's section is used.
     blazeface: BlazeFaceOptions = field(default_factory=BlazeFaceOptions)
     haar: HaarOptions = field(default_factory=HaarOptions)
     yunet: YuNetOptions = field(default_factory=YuNetOptions)
-
-
-@dataclass(frozen=True)
-class SmoothingConfig:
-    alpha: float = setting(0.4, "weight of the newest frame in the moving average (1 = no smoothing)", minimum=0.01, maximum=1.0)
-    threshold: float = setting(0.4, "below this smoothed probability the label is 'uncertain'", minimum=0.0, maximum=1.0)
-    min_iou: float = setting(0.3, "box overlap that makes two detections the same face", minimum=0.0, maximum=1.0)
-    max_missed: int = setting(5, "frames a face may vanish before its track is dropped", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
-    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
     output: OutputConfig = field(default_factory=OutputConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     sinks: SinksConfig = field(default_factory=SinksConfig)
@@ -158,8 +162,11 @@ def _build(cls, raw: dict, prefix: str):
     hints = get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(raw) - set(known))
+    where = f"{prefix}." if prefix else ""
+    for key in unknown:
+        if where + key in RENAMED_KEYS:
+            raise ConfigError(f"{where}{key} was replaced by {RENAMED_KEYS[where + key]}")
     if unknown:
-        where = f"{prefix}." if prefix else ""
         raise ConfigError(f"unknown key(s) {', '.join(where + k for k in unknown)}; allowed in "
                           f"{prefix or 'the top level'}: {', '.join(known)}")
     values = {}

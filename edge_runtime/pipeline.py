@@ -21,7 +21,7 @@ import numpy as np
 from edge_runtime.classifier import EmotionClassifier
 from edge_runtime.config import Config
 from edge_runtime.core.preprocessing import preprocess_face
-from edge_runtime.detectors import Box, DetectorOptions, FaceDetector, crop_face, find_faces, make_detector
+from edge_runtime.detectors import Box, DetectorOptions, FaceDetector, face_crop, find_faces, make_detector
 from edge_runtime.events import FaceEvent
 from edge_runtime.reporting import Reporter
 from edge_runtime.sinks import Sink
@@ -140,10 +140,9 @@ class Runtime:
         self.timer = StageTimer()
         self.stats = RunStats()
         s = config.smoothing
-        self.smoother = FaceSmoother(classifier.labels, alpha=s.alpha, threshold=s.threshold, min_iou=s.min_iou,
-                                     max_missed=s.max_missed)
+        self.smoother = FaceSmoother(classifier.labels, s)
         self.annotator = Annotator(config.output.annotate) if config.output.annotate else None
-        self.reporter = Reporter(config.output.mode, max_missed=s.max_missed,
+        self.reporter = Reporter(config.output.mode, max_missed_s=s.max_missed_s,
                                  summary_seconds=config.output.summary_seconds)
         self._stop = threading.Event()
         self.last_inference_seconds: list[float] = []
@@ -162,7 +161,8 @@ class Runtime:
                                                          detect_width=d.detect_width, threads=config.model.threads),
                                  getattr(d, d.name))
         retries = None if config.source.camera_retries < 0 else config.source.camera_retries
-        source = open_source(config.source.spec, loop=config.source.loop, camera_retries=retries)
+        source = open_source(config.source.spec, loop=config.source.loop, camera_retries=retries,
+                             realtime=config.source.realtime)
         return cls(config, source, detector, classifier, sinks)
 
     def stop(self) -> None:
@@ -184,7 +184,7 @@ class Runtime:
         self.last_inference_seconds = []
         for box in boxes:
             started = time.perf_counter()
-            crop = crop_face(frame.image, box, self.config.detector.margin)
+            crop = face_crop(frame.image, box, self.config.detector.margin, self.config.detector.align)
             if crop is None:
                 log.debug("frame %d: face box %s lies outside the frame, skipped", frame.index, box)
                 continue
@@ -198,7 +198,7 @@ class Runtime:
             kept_boxes.append(box)
         if frame.still:
             self.smoother.reset()  # photos are independent: nothing carries from one to the next
-        smoothed = self.smoother.update(kept_boxes, raw)
+        smoothed = self.smoother.update(kept_boxes, raw, frame.timestamp)
         events = [event_for(frame, i, box, probs, result, self.classifier.labels)
                   for i, (box, probs, result) in enumerate(zip(kept_boxes, raw, smoothed))]
         return boxes, events

@@ -67,17 +67,19 @@ def shares_of(counts: Counter) -> dict[str, float]:
 class ChangeReporter:
     """Per-frame face events in, :class:`FaceChange` events out.
 
-    A face has left once its track is absent for more than ``max_missed``
-    processed frames (the smoother forgets it then too), or when the stream ends.
+    A face has left once its track has had no detection for more than
+    ``max_missed_s`` of frame time (the smoother forgets it then too), or when
+    the stream ends.
     """
 
-    def __init__(self, max_missed: int):
-        self.max_missed = max_missed
+    def __init__(self, max_missed_s: float):
+        self.max_missed_s = max_missed_s
         self.tracks: dict[int, _Track] = {}
         self.frame = -1
         self.source = ""
 
-    def feed(self, frame_index: int, source: str, events: list[FaceEvent]) -> list[FaceChange]:
+    def feed(self, timestamp: float, source: str, events: list[FaceEvent]) -> list[FaceChange]:
+        """The changes one processed frame (at ``timestamp``) brings."""
         self.frame += 1
         self.source = source
         out: list[FaceChange] = []
@@ -92,7 +94,7 @@ class ChangeReporter:
                 track.label = event.label
             track.last_ts, track.last_frame = event.ts, self.frame
             track.labels[event.label] += 1
-        gone = [track_id for track_id, track in self.tracks.items() if self.frame - track.last_frame > self.max_missed]
+        gone = [track_id for track_id, track in self.tracks.items() if timestamp - track.last_ts > self.max_missed_s]
         return out + [self._left(track_id) for track_id in gone]
 
     def finish(self) -> list[FaceChange]:
@@ -145,17 +147,17 @@ class SummaryReporter:
 class Reporter:
     """The ``output.mode`` in front of the sinks: what each processed frame hands them, and what the end does."""
 
-    def __init__(self, mode: str, *, max_missed: int, summary_seconds: float):
+    def __init__(self, mode: str, *, max_missed_s: float, summary_seconds: float):
         if mode not in OUTPUT_MODES:
             raise ValueError(f"unknown output mode {mode!r}")
         self.mode = mode
-        self._changes = ChangeReporter(max_missed) if mode == "changes" else None
+        self._changes = ChangeReporter(max_missed_s) if mode == "changes" else None
         self._summary = SummaryReporter(summary_seconds) if mode == "summary" else None
 
     def feed(self, frame_index: int, timestamp: float, source: str, events: list[FaceEvent],
              still: bool = False) -> list[FaceEvent | FaceChange | Summary]:
         if self._changes is not None:
-            changes = self._changes.feed(frame_index, source, events)
+            changes = self._changes.feed(timestamp, source, events)
             # Photos are independent (the smoother starts afresh on each): their faces leave with the photo.
             return changes + self._changes.finish() if still else changes
         if self._summary is not None:

@@ -1,30 +1,74 @@
-"""Temporal smoothing of per-face probabilities, and abstention when the model is unsure.
+"""A steady reading per face: tracks that survive missed detections, and a state that changes only when the face does.
 
-Faces are matched across frames by box overlap (IoU); each tracked face keeps
-an exponential moving average of its class probabilities, so a label does not
-flicker with every frame. The smoothed top class is reported only when its
-probability reaches the threshold; otherwise the label is ``uncertain``.
+Everything here runs on the frame's own clock (media time for a video file,
+capture time for a camera), never on frame counts, so the same settings behave
+the same at 5 frames a second on a Pi and at 300 on a desktop.
+
+Per tracked face:
+
+- **Averaging.** The class probabilities are averaged exponentially with time
+  constant ``time_constant_s``: a frame ``dt`` seconds after the previous one
+  gets the weight ``1 - exp(-dt / time_constant_s)``.
+- **Hysteresis.** The face's *state* (the label it reports) changes only when
+  another label has led the current one by at least ``margin`` in the averaged
+  probabilities, continuously for ``dwell_s``.
+- **Abstention.** The state becomes ``uncertain`` only after the averaged top
+  probability has stayed below ``threshold`` for ``uncertain_after_s``; one
+  unsure frame is never reported. A face leaves ``uncertain`` the same way a
+  label is entered: a label above the threshold for ``dwell_s``.
+- **Tracking.** Detections are matched to tracks by box overlap with where
+  each track is predicted to be (its last box moved at its recent velocity), so
+  two faces that cross keep their ids. A track with no detection keeps its
+  state for ``max_missed_s`` and is then dropped.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
 from edge_runtime.detectors import Box
+from edge_runtime.schema import setting
 
 UNCERTAIN = "uncertain"
+# How much of a new velocity estimate enters a track's velocity: detections jitter, so one frame must not swing it.
+VELOCITY_GAIN = 0.5
 
 
 class Smoothed(NamedTuple):
-    """A face's smoothed result: its track id, label (or ``uncertain``), score and probabilities."""
+    """A face's steady reading: track id, state (a label or ``uncertain``), its averaged score and probabilities."""
 
     track_id: int
     label: str
     score: float
     probabilities: np.ndarray
+
+
+@dataclass(frozen=True)
+class SmoothingOptions:
+    """``[smoothing]``: how a face's state follows its probabilities (all times in the frame's own seconds)."""
+
+    time_constant_s: float = setting(
+        0.5, "time constant of the probability average: larger is steadier, smaller follows faster", minimum=0.01,
+        maximum=60.0)
+    dwell_s: float = setting(
+        0.4, "another label must lead the state for this long before the state changes (longer = steadier, "
+        "later)", minimum=0.0, maximum=60.0)
+    margin: float = setting(
+        0.1, "... and lead it by at least this much averaged probability", minimum=0.0, maximum=1.0)
+    threshold: float = setting(
+        0.4, "an averaged top probability below this is low confidence", minimum=0.0, maximum=1.0)
+    uncertain_after_s: float = setting(
+        1.0, "the state becomes 'uncertain' after low confidence for this long (never for a blip)", minimum=0.0,
+        maximum=600.0)
+    min_iou: float = setting(
+        0.3, "box overlap with a track's predicted box that makes a detection that face", minimum=0.0, maximum=1.0)
+    max_missed_s: float = setting(
+        1.0, "a face keeps its track and state this long without a detection, then it has left", minimum=0.0,
+        maximum=600.0)
 
 
 def iou(a: Box, b: Box) -> float:
@@ -41,28 +85,96 @@ def decide(probabilities: np.ndarray, labels: tuple[str, ...], threshold: float)
     return (labels[top] if score >= threshold else UNCERTAIN), score
 
 
+def average_weight(dt: float, time_constant_s: float) -> float:
+    """The weight of a frame ``dt`` seconds after the previous one in an exponential average of time constant tau."""
+    return 1.0 - math.exp(-max(dt, 0.0) / time_constant_s)
+
+
+@dataclass
+class FaceState:
+    """One face's reading over time: averaged probabilities and a state with hysteresis (no tracking here)."""
+
+    labels: tuple[str, ...]
+    options: SmoothingOptions
+    probabilities: np.ndarray
+    last_ts: float
+    state: str = UNCERTAIN
+    candidate: str | None = None  # the label (or UNCERTAIN) that is challenging the state
+    candidate_since: float = 0.0
+
+    @classmethod
+    def start(cls, labels: tuple[str, ...], options: SmoothingOptions, probabilities: np.ndarray,
+              ts: float) -> "FaceState":
+        """A new face: its first frame's top label is its state (``uncertain`` below the threshold)."""
+        face = cls(labels, options, probabilities.astype(np.float32).copy(), ts)
+        face.state = decide(face.probabilities, labels, options.threshold)[0]
+        return face
+
+    def update(self, probabilities: np.ndarray, ts: float) -> None:
+        """Fold in one frame's probabilities at time ``ts`` and move the state if a challenger has held long enough."""
+        weight = average_weight(ts - self.last_ts, self.options.time_constant_s)
+        self.probabilities = self.probabilities + weight * (probabilities - self.probabilities)
+        self.last_ts = max(self.last_ts, ts)
+        challenger = self._challenger()
+        if challenger is None or challenger != self.candidate:
+            self.candidate, self.candidate_since = challenger, ts
+        if challenger is not None:
+            needed = self.options.uncertain_after_s if challenger == UNCERTAIN else self.options.dwell_s
+            if ts - self.candidate_since >= needed:
+                self.state, self.candidate = challenger, None
+
+    def _challenger(self) -> str | None:
+        """The state the averaged probabilities argue for now, when it is not the current one."""
+        top = int(np.argmax(self.probabilities))
+        lead = float(self.probabilities[top])
+        if lead < self.options.threshold:
+            return UNCERTAIN if self.state != UNCERTAIN else None
+        leader = self.labels[top]
+        if leader == self.state:
+            return None
+        if self.state == UNCERTAIN:
+            return leader
+        current = float(self.probabilities[self.labels.index(self.state)])
+        return leader if lead - current >= self.options.margin else None
+
+    @property
+    def score(self) -> float:
+        """The averaged probability of the state (of the top label while ``uncertain``)."""
+        if self.state == UNCERTAIN:
+            return float(self.probabilities.max())
+        return float(self.probabilities[self.labels.index(self.state)])
+
+
 @dataclass
 class _Track:
     track_id: int
     box: Box
-    probabilities: np.ndarray
-    missed: int = 0
+    face: FaceState
+    last_seen: float
+    velocity: tuple[float, float] = (0.0, 0.0)  # box centre, pixels per second
+
+    def predicted(self, ts: float) -> Box:
+        """Where the track's box should be at ``ts`` if the face keeps moving as it did."""
+        dt = max(0.0, ts - self.last_seen)
+        return self.box._replace(x=int(round(self.box.x + self.velocity[0] * dt)),
+                                 y=int(round(self.box.y + self.velocity[1] * dt)))
+
+    def move_to(self, box: Box, ts: float) -> None:
+        dt = ts - self.last_seen
+        if dt > 0:
+            vx = (box.x + box.w / 2 - self.box.x - self.box.w / 2) / dt
+            vy = (box.y + box.h / 2 - self.box.y - self.box.h / 2) / dt
+            self.velocity = (self.velocity[0] + VELOCITY_GAIN * (vx - self.velocity[0]),
+                             self.velocity[1] + VELOCITY_GAIN * (vy - self.velocity[1]))
+        self.box, self.last_seen = box, max(self.last_seen, ts)
 
 
 @dataclass
 class FaceSmoother:
-    """Tracks faces between frames and smooths their probabilities.
-
-    ``alpha`` is the weight of the newest frame (1.0 = no smoothing);
-    ``min_iou`` the overlap needed to call two boxes the same face;
-    ``max_missed`` how many frames a face may vanish before its track is dropped.
-    """
+    """Tracks faces between frames and keeps each one's steady state (see the module docstring)."""
 
     labels: tuple[str, ...]
-    alpha: float = 0.4
-    threshold: float = 0.4
-    min_iou: float = 0.3
-    max_missed: int = 5
+    options: SmoothingOptions = SmoothingOptions()
     _tracks: list[_Track] = field(default_factory=list)
     _next_id: int = 0
 
@@ -70,32 +182,40 @@ class FaceSmoother:
         """Forget every track (a new still image, or a source restart)."""
         self._tracks.clear()
 
-    def update(self, boxes: list[Box], probabilities: list[np.ndarray]) -> list[Smoothed]:
-        """Smoothed results for this frame's faces, in the order given."""
-        unmatched = set(range(len(self._tracks)))
+    @property
+    def track_ids(self) -> list[int]:
+        """The ids of the faces tracked now, including those briefly out of sight."""
+        return [track.track_id for track in self._tracks]
+
+    def update(self, boxes: list[Box], probabilities: list[np.ndarray], ts: float) -> list[Smoothed]:
+        """Steady readings for the faces detected at time ``ts``, in the order given."""
+        assignment = self._match(boxes, ts)
         results = []
-        # Greedy matching, best overlaps first: faces rarely cross each other between consecutive frames.
-        pairs = sorted(((iou(box, self._tracks[t].box), i, t) for i, box in enumerate(boxes)
-                        for t in range(len(self._tracks))), reverse=True)
-        assignment: dict[int, int] = {}
-        for overlap, face, track in pairs:
-            if overlap < self.min_iou:
-                break
-            if face not in assignment and track in unmatched:
-                assignment[face] = track
-                unmatched.discard(track)
-        for face, (box, probs) in enumerate(zip(boxes, probabilities)):
-            if face in assignment:
-                track = self._tracks[assignment[face]]
-                track.probabilities = self.alpha * probs + (1 - self.alpha) * track.probabilities
-                track.box, track.missed = box, 0
+        for index, (box, probs) in enumerate(zip(boxes, probabilities)):
+            if index in assignment:
+                track = self._tracks[assignment[index]]
+                track.face.update(probs, ts)
+                track.move_to(box, ts)
             else:
-                track = _Track(self._next_id, box, probs.astype(np.float32).copy())
+                track = _Track(self._next_id, box, FaceState.start(self.labels, self.options, probs, ts), ts)
                 self._next_id += 1
                 self._tracks.append(track)
-            label, score = decide(track.probabilities, self.labels, self.threshold)
-            results.append(Smoothed(track.track_id, label, score, track.probabilities))
-        for index in unmatched:
-            self._tracks[index].missed += 1
-        self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
+            face = track.face
+            results.append(Smoothed(track.track_id, face.state, face.score, face.probabilities))
+        self._tracks = [t for t in self._tracks if ts - t.last_seen <= self.options.max_missed_s]
         return results
+
+    def _match(self, boxes: list[Box], ts: float) -> dict[int, int]:
+        """Detection index -> track index, greedily by the best overlaps with each track's predicted box."""
+        predicted = [track.predicted(ts) for track in self._tracks]
+        pairs = sorted(((iou(box, guess), i, t) for i, box in enumerate(boxes) for t, guess in enumerate(predicted)),
+                       reverse=True)
+        assignment: dict[int, int] = {}
+        taken: set[int] = set()
+        for overlap, face, track in pairs:
+            if overlap < self.options.min_iou:
+                break
+            if face not in assignment and track not in taken:
+                assignment[face] = track
+                taken.add(track)
+        return assignment

@@ -173,14 +173,53 @@ class FolderSource(_Counters):
         pass
 
 
-class VideoFileSource(_Counters):
-    """A video file, optionally replayed endlessly (``loop``) for soak tests and demos."""
+class MediaClock:
+    """A video file's frame times: the wall-clock start of playback plus each frame's own media time.
 
-    def __init__(self, path: str | Path, loop: bool = False):
+    Frames are stamped with their position in the file, not with when they
+    were decoded, so time-based smoothing sees the file's real pace even when
+    it decodes at 8x real time. With ``realtime``, :meth:`pace` waits until a
+    frame's moment has come, as a camera would deliver it.
+    """
+
+    def __init__(self, fps: float, realtime: bool, wait: Callable[[float], object],
+                 now: Callable[[], float] = time.time):
+        self.frame_s = 1.0 / fps if fps and 0 < fps < 1000 else 1.0 / 25  # a file without a usable rate: 25 fps
+        self.realtime, self.wait, self.now = realtime, wait, now
+        self.start = now()
+        self.offset_s = 0.0  # media time of earlier loops
+        self.last_s = -self.frame_s
+
+    def stamp(self, position_ms: float) -> float:
+        """The timestamp of a frame at ``position_ms`` in the file (its index-based time when that is unknown)."""
+        media_s = position_ms / 1000 if position_ms > 0 else self.last_s + self.frame_s
+        if media_s <= self.last_s:  # a container with missing or repeated times: keep the clock moving
+            media_s = self.last_s + self.frame_s
+        self.last_s = media_s
+        return self.start + self.offset_s + media_s
+
+    def rewind(self) -> None:
+        """The file starts again (``loop``): its times continue after the last frame's."""
+        self.offset_s += self.last_s + self.frame_s
+        self.last_s = -self.frame_s
+
+    def pace(self, timestamp: float) -> None:
+        """With ``realtime``, wait until ``timestamp`` has come."""
+        if self.realtime:
+            ahead = timestamp - self.now()
+            if ahead > 0:
+                self.wait(ahead)
+
+
+class VideoFileSource(_Counters):
+    """A video file, optionally replayed endlessly (``loop``) or at its own frame rate (``realtime``)."""
+
+    def __init__(self, path: str | Path, loop: bool = False, realtime: bool = False):
         self.path = Path(path)
         self.name = str(self.path)
-        self.loop = loop
+        self.loop, self.realtime = loop, realtime
         self._closed = False
+        self._closing = threading.Event()
 
     def _open(self):
         capture = cv2.VideoCapture(str(self.path))
@@ -192,6 +231,7 @@ class VideoFileSource(_Counters):
     def frames(self) -> Iterator[Frame]:
         index = 0
         capture = self._open()
+        clock = MediaClock(capture.get(cv2.CAP_PROP_FPS), self.realtime, self._closing.wait)
         try:
             while not self._closed:
                 ok, image = capture.read()
@@ -199,12 +239,15 @@ class VideoFileSource(_Counters):
                     if self.loop and index > 0:
                         capture.release()
                         capture = self._open()
+                        clock.rewind()
                         continue
                     log.info("%s: end of video after %d frames", self.path, index)
                     self.connected = False
                     return
                 self.connected = True
-                yield Frame(image, str(self.path), index, time.time())
+                timestamp = clock.stamp(capture.get(cv2.CAP_PROP_POS_MSEC))
+                clock.pace(timestamp)
+                yield Frame(image, str(self.path), index, timestamp)
                 index += 1
         finally:
             capture.release()
@@ -212,6 +255,7 @@ class VideoFileSource(_Counters):
     def close(self) -> None:
         """Stop after the current frame (safe from a signal handler); the frame loop releases the file."""
         self._closed = True
+        self._closing.set()
 
 
 class CameraSource(_Counters):
@@ -391,7 +435,8 @@ def _release_picamera(camera) -> None:
             log.debug("picamera2 %s failed: %s", step.__name__, error)
 
 
-def open_source(spec: str, *, loop: bool = False, camera_retries: int | None = None) -> FrameSource:
+def open_source(spec: str, *, loop: bool = False, camera_retries: int | None = None,
+                realtime: bool = False) -> FrameSource:
     """Pick a source from a spec: ``picamera2[:N]``, a camera index, ``/dev/videoN``, a stream URL, or a path."""
     if spec.startswith("picamera2"):
         index = int(spec.split(":", 1)[1]) if ":" in spec else 0
@@ -406,6 +451,6 @@ def open_source(spec: str, *, loop: bool = False, camera_retries: int | None = N
     if path.is_file():
         if path.suffix.lower() in IMAGE_SUFFIXES:
             return ImageFileSource(path)
-        return VideoFileSource(path, loop=loop)
+        return VideoFileSource(path, loop=loop, realtime=realtime)
     raise FerError(f"source.spec: {spec!r} not found: give an image, a folder, a video file, a camera index, "
                    "/dev/videoN, an rtsp:// or http:// URL, or picamera2")

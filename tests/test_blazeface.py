@@ -34,11 +34,13 @@ def test_decode_offsets_from_the_anchor_and_thresholds_the_sigmoid():
     anchors = np.array([[0.25, 0.25], [0.5, 0.5], [0.75, 0.75]], np.float32)
     regressors = np.zeros((3, 16), np.float32)
     regressors[1, :4] = [12.8, -6.4, 32.0, 64.0]   # input pixels of a 128-pixel input
+    regressors[1, 4:8] = [-12.8, -12.8, 12.8, -6.4]  # the eyes, also offsets from the anchor
     logits = np.array([-3.0, 2.0, 0.1])            # sigmoid: 0.047, 0.881, 0.525
     (detection,) = decode(regressors, logits, anchors, 128, threshold=0.6)
     assert detection.score == pytest.approx(1 / (1 + np.exp(-2.0)))
     centre_x, centre_y = 0.5 + 0.1, 0.5 - 0.05
-    assert detection[1:] == pytest.approx((centre_x - 0.125, centre_y - 0.25, centre_x + 0.125, centre_y + 0.25))
+    assert detection[1:5] == pytest.approx((centre_x - 0.125, centre_y - 0.25, centre_x + 0.125, centre_y + 0.25))
+    assert detection[5:] == pytest.approx((0.4, 0.4, 0.6, 0.45))
     assert len(decode(regressors, logits, anchors, 128, threshold=0.5)) == 1  # row 2 has zero size: dropped
 
 
@@ -60,7 +62,7 @@ def test_letterbox_and_frame_boxes_round_trip():
     assert square.shape == (128, 128, 3) and box == Letterbox(side=200, pad_x=0, pad_y=50)
     ys, xs = np.nonzero(square[..., 0] > 127)
     detection = Detection(1.0, xs.min() / 128, ys.min() / 128, (xs.max() + 1) / 128, (ys.max() + 1) / 128)
-    x, y, w, h, _ = to_frame_box(detection, box, scale=1.0, shift_y=0.0)
+    x, y, w, h, _, _ = to_frame_box(detection, box, scale=1.0, shift_y=0.0)
     assert abs(x - 120) <= 2 and abs(y - 40) <= 2 and abs(w - 40) <= 3 and abs(h - 20) <= 3
     # Reframing grows the box about its centre and moves it up.
     grown = to_frame_box(detection, box, scale=1.5, shift_y=-0.1)

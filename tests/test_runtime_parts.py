@@ -1,4 +1,4 @@
-"""Runtime parts on synthetic inputs: smoothing and abstention, crops, camera retry, model contract, Edge TPU errors."""
+"""Runtime parts on synthetic inputs: abstention, crops, camera retry, model contract, Edge TPU errors."""
 
 import inspect
 import json
@@ -20,7 +20,7 @@ from edge_runtime.core.errors import FerError, ModelError
 from edge_runtime.detectors import Box, DetectorOptions, crop_face, find_faces
 from edge_runtime.interpreter import EdgeTpuError, InterpreterApi, make_interpreter
 from edge_runtime.core.labels import LABELS
-from edge_runtime.smoothing import UNCERTAIN, FaceSmoother, decide, iou
+from edge_runtime.smoothing import UNCERTAIN, decide
 from edge_runtime.sources import CameraSource, SourceHealth, open_source
 from tests.conftest import MEDIA, SHIPPED_INT8, require
 
@@ -31,33 +31,9 @@ def one_hot_ish(index, peak=0.7):
     return probabilities
 
 
-def test_smoothing_suppresses_a_one_frame_flicker():
-    smoother = FaceSmoother(LABELS, alpha=0.3, threshold=0.4)
-    box = Box(10, 10, 50, 50)
-    labels = [smoother.update([box], [one_hot_ish(3)])[0].label for _ in range(5)]
-    flicker = smoother.update([Box(12, 11, 50, 50)], [one_hot_ish(0)])[0]
-    assert labels == ["happy"] * 5
-    assert flicker.label == "happy" and flicker.track_id == 0  # one angry frame does not flip the label
-    for _ in range(6):
-        result = smoother.update([box], [one_hot_ish(0)])[0]
-    assert result.label == "angry"  # a sustained change does
-
-
 def test_abstention_below_threshold():
     assert decide(np.full(7, 1 / 7), LABELS, 0.4) == (UNCERTAIN, pytest.approx(1 / 7))
     assert decide(one_hot_ish(5, 0.5), LABELS, 0.4)[0] == "surprise"
-
-
-def test_faces_are_tracked_separately_and_expire():
-    smoother = FaceSmoother(LABELS, alpha=0.5, max_missed=1)
-    left, right = Box(0, 0, 40, 40), Box(200, 0, 40, 40)
-    first = smoother.update([left, right], [one_hot_ish(3), one_hot_ish(4)])
-    second = smoother.update([right, left], [one_hot_ish(4), one_hot_ish(3)])
-    assert [r.track_id for r in first] == [0, 1] and [r.track_id for r in second] == [1, 0]
-    smoother.update([], [])
-    smoother.update([], [])
-    assert smoother.update([left], [one_hot_ish(3)])[0].track_id == 2  # expired, so a new track
-    assert iou(left, left) == 1.0 and iou(left, right) == 0.0
 
 
 def test_crops_at_the_border_are_clipped_never_empty():

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from edge_runtime.core.errors import ConfigError, ModelError
-from edge_runtime.detectors.base import Box, DetectorOptions
+from edge_runtime.detectors.base import Box, DetectorOptions, Eyes
 from edge_runtime.interpreter import make_interpreter
 from edge_runtime.schema import setting
 
@@ -56,13 +56,17 @@ ANCHOR_LAYOUTS: dict[int, tuple[AnchorGrid, ...]] = {
 
 
 class Detection(NamedTuple):
-    """A decoded face in normalized input coordinates (0..1 of the model's square input)."""
+    """A decoded face in normalized input coordinates (0..1 of the model's square input), with its eye centres."""
 
     score: float
     x0: float
     y0: float
     x1: float
     y1: float
+    eye0_x: float = 0.0  # the first keypoint: the person's right eye (on the image's left)
+    eye0_y: float = 0.0
+    eye1_x: float = 0.0  # the second: the person's left eye
+    eye1_y: float = 0.0
 
 
 class Letterbox(NamedTuple):
@@ -89,17 +93,20 @@ def decode(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, inpu
     """Candidates scoring at least ``threshold``, as boxes in 0..1 input coordinates.
 
     ``regressors`` is ``(N, 16)``: centre offset, width and height in input
-    pixels relative to the anchor (then six keypoints, unused here);
-    ``logits`` is ``(N,)``. Anchors have unit size, so width and height are
-    simply divided by the input side.
+    pixels relative to the anchor, then six keypoints as offsets from the
+    anchor (right eye, left eye, nose, mouth, right ear, left ear; the eyes
+    are kept); ``logits`` is ``(N,)``. Anchors have unit size, so width and
+    height are simply divided by the input side.
     """
     scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100.0, 100.0)))
     keep = np.flatnonzero(scores >= threshold)
-    raw = regressors[keep, :4].astype(np.float64) / input_size
-    cx, cy = raw[:, 0] + anchors[keep, 0], raw[:, 1] + anchors[keep, 1]
+    raw = regressors[keep, :8].astype(np.float64) / input_size
+    anchor_x, anchor_y = anchors[keep, 0], anchors[keep, 1]
+    cx, cy = raw[:, 0] + anchor_x, raw[:, 1] + anchor_y
     half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
-    return [Detection(float(s), float(x - w), float(y - h), float(x + w), float(y + h))
-            for s, x, y, w, h in zip(scores[keep], cx, cy, half_w, half_h) if w > 0 and h > 0]
+    eyes = raw[:, 4:8] + np.stack([anchor_x, anchor_y, anchor_x, anchor_y], axis=1)
+    return [Detection(float(s), float(x - w), float(y - h), float(x + w), float(y + h), *map(float, e))
+            for s, x, y, w, h, e in zip(scores[keep], cx, cy, half_w, half_h, eyes) if w > 0 and h > 0]
 
 
 def _iou(a: Detection, b: Detection) -> float:
@@ -155,8 +162,10 @@ def to_frame_box(detection: Detection, box: Letterbox, scale: float = FRAMING_SC
     height = (detection.y1 - detection.y0) * box.side * scale
     centre_x = (detection.x0 + detection.x1) / 2 * box.side - box.pad_x
     centre_y = (detection.y0 + detection.y1) / 2 * box.side - box.pad_y + shift_y * height
+    eyes = Eyes(detection.eye0_x * box.side - box.pad_x, detection.eye0_y * box.side - box.pad_y,
+                detection.eye1_x * box.side - box.pad_x, detection.eye1_y * box.side - box.pad_y)
     return Box(int(round(centre_x - width / 2)), int(round(centre_y - height / 2)), int(round(width)),
-               int(round(height)), detection.score)
+               int(round(height)), detection.score, eyes)
 
 
 @dataclass(frozen=True)

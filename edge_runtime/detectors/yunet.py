@@ -15,7 +15,7 @@ import numpy as np
 from dataclasses import dataclass
 
 from edge_runtime.core.errors import ConfigError
-from edge_runtime.detectors.base import Box, DetectorOptions
+from edge_runtime.detectors.base import Box, DetectorOptions, Eyes
 from edge_runtime.schema import setting
 
 
@@ -47,5 +47,7 @@ class YuNetDetector:
             self.detector.setInputSize((width, height))
             self.size = (width, height)
         _, faces = self.detector.detect(bgr)
-        boxes = [] if faces is None else [Box(int(f[0]), int(f[1]), int(f[2]), int(f[3]), float(f[-1])) for f in faces]
+        # A row is x, y, w, h, the person's right eye (on the image's left), left eye, nose, two mouth corners, score.
+        boxes = [] if faces is None else [Box(int(f[0]), int(f[1]), int(f[2]), int(f[3]), float(f[-1]),
+                                              Eyes(*(float(v) for v in f[4:8]))) for f in faces]
         return [b for b in boxes if min(b.w, b.h) >= min_size]
