@@ -13,16 +13,18 @@ from tests.conftest import MEDIA, SHIPPED_INT8, require
 
 
 def run(mode: str, **overrides):
-    """Run test.mp4 in ``mode``: what the sinks got, and the per-frame face events of the same run."""
+    """Run test.mp4 in ``mode``: what the sinks got, the per-frame face events of the same run, the settings, and
+    each frame's time."""
     model = require(SHIPPED_INT8, "shipped int8 model")
     video = require(MEDIA / "test.mp4", "test.mp4")
     settings = with_overrides(Config(), {"model.path": str(model), "source.spec": str(video), "output.mode": mode,
                                          **overrides})
-    delivered, per_frame = [], []
+    delivered, per_frame, frame_times = [], [], []
     runtime = Runtime.from_config(settings, sinks=[CallbackSink(delivered.append)])
-    runtime.frame_listeners.append(lambda frame, events: per_frame.append(list(events)))
+    runtime.frame_listeners.append(lambda frame, events: (per_frame.append(list(events)),
+                                                          frame_times.append(frame.timestamp)))
     runtime.run()
-    return delivered, per_frame, settings
+    return delivered, per_frame, settings, frame_times
 
 
 def shares(labels):
@@ -30,14 +32,14 @@ def shares(labels):
     return {label: round(n / sum(counts.values()), 4) for label, n in sorted(counts.items())}
 
 
-def expected_changes(per_frame, max_missed):
+def expected_changes(per_frame, frame_times, max_missed_s):
     """The spec, written out: appeared on a track's first frame, changed when its label changes, left after more
-    than max_missed frames without it (or at the end), with duration and label shares."""
+    than max_missed_s seconds of frame time without it (or at the end), with duration and label shares."""
     out, seen = [], {}
-    for number, events in enumerate(per_frame):
+    for frame_ts, events in zip(frame_times, per_frame):
         for event in events:
             if event.track not in seen:
-                seen[event.track] = {"first": event.ts, "last": event.ts, "label": event.label, "frame": number,
+                seen[event.track] = {"first": event.ts, "last": event.ts, "label": event.label,
                                      "labels": [event.label], "source": event.source}
                 out.append(("appeared", event.track, event.label, None))
                 continue
@@ -45,9 +47,9 @@ def expected_changes(per_frame, max_missed):
             if event.label != track["label"]:
                 out.append(("changed", event.track, event.label, track["label"]))
                 track["label"] = event.label
-            track.update(last=event.ts, frame=number)
+            track.update(last=event.ts)
             track["labels"].append(event.label)
-        for track_id in [t for t, track in seen.items() if number - track["frame"] > max_missed]:
+        for track_id in [t for t, track in seen.items() if frame_ts - track["last"] > max_missed_s]:
             track = seen.pop(track_id)
             out.append(("left", track_id, track["label"], round(track["last"] - track["first"], 3),
                         shares(track["labels"])))
@@ -58,11 +60,11 @@ def expected_changes(per_frame, max_missed):
 
 
 def test_changes_mode_reports_appear_change_and_leave(tmp_path):
-    delivered, per_frame, settings = run("changes")
+    delivered, per_frame, settings, frame_times = run("changes")
     assert all(isinstance(record, FaceChange) for record in delivered)
     got = [(c.type, c.track, c.label, c.previous_label) if c.type != "left"
            else (c.type, c.track, c.label, c.duration_s, c.label_shares) for c in delivered]
-    assert got == expected_changes(per_frame, settings.smoothing.max_missed)
+    assert got == expected_changes(per_frame, frame_times, settings.smoothing.max_missed_s)
     # Far fewer messages than faces: the point of the mode.
     faces = sum(len(events) for events in per_frame)
     assert faces > 100 and 2 <= len(delivered) < faces / 5
@@ -71,7 +73,7 @@ def test_changes_mode_reports_appear_change_and_leave(tmp_path):
 
 @pytest.mark.parametrize("period", [0.05, 1000.0])  # seconds of frame time (a file: processing time)
 def test_summary_mode_reports_each_period(period):
-    delivered, per_frame, _ = run("summary", **{"output.summary_seconds": period})
+    delivered, per_frame, _, _ = run("summary", **{"output.summary_seconds": period})
     assert all(isinstance(record, Summary) for record in delivered)
     # The same periods, from the per-frame events' timestamps (frames without a face carry none: use the
     # summaries' own boundaries, which the test checks are contiguous and cover every frame).
@@ -94,7 +96,7 @@ def test_summary_mode_reports_each_period(period):
 
 
 def test_frames_mode_is_every_face_in_every_frame():
-    delivered, per_frame, _ = run("frames", **{"source.max_frames": 20})
+    delivered, per_frame, _, _ = run("frames", **{"source.max_frames": 20})
     assert delivered == [event for events in per_frame for event in events]
 
 

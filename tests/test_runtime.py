@@ -89,7 +89,7 @@ def test_still_images_do_not_share_smoothing(int8_model, tmp_path):
     shutil.copy(photo, tmp_path / "1.jpg")
     flipped = cv2.flip(cv2.imread(str(photo)), 1)
     cv2.imwrite(str(tmp_path / "2.jpg"), flipped)
-    events, _, _ = run_events(int8_model, tmp_path, **{"smoothing.alpha": 0.1})
+    events, _, _ = run_events(int8_model, tmp_path, **{"smoothing.time_constant_s": 60.0})
     assert len(events) == 2
     for event in events:  # with no carry-over, each photo's smoothed probabilities are its own raw ones
         assert event["raw_score"] == pytest.approx(max(event["probs"].values()), abs=1e-3)

@@ -42,7 +42,7 @@ def free_port() -> int:
     ({"model": {"thread": 2}}, "unknown key(s) model.thread; allowed in model: path, backend"),
     ({"model": {"threads": "two"}}, "model.threads: expected int, got str 'two'"),
     ({"model": {"threads": 0}}, "model.threads: 0 is below the minimum 1"),
-    ({"smoothing": {"alpha": 1.5}}, "smoothing.alpha: 1.5 is above the maximum 1.0"),
+    ({"smoothing": {"margin": 1.5}}, "smoothing.margin: 1.5 is above the maximum 1.0"),
     ({"detector": {"name": "dlib"}}, "detector.name: 'dlib' is not allowed; choose one of blazeface, haar, yunet"),
     ({"mqtt": {"qos": 3}}, "mqtt.qos: 3 is not allowed; choose one of 0, 1, 2"),
     ({"sinks": {"stdout": "yes"}}, "sinks.stdout: expected bool, got str 'yes'"),

@@ -75,7 +75,7 @@ def test_a_challenger_must_lead_by_the_margin():
     close_call = np.full(7, 0.016, np.float32)
     close_call[SAD], close_call[HAPPY] = 0.5, 0.42  # sad leads, but by less than the margin
     assert {state for _, state in play(face, [(5.0, close_call)], 30)} == {"happy"}
-    assert play(face, [(5.0, peaked(SAD))], 30)[-1][1] == "sad"
+    assert play(face, [(5.0, peaked(SAD))], 30, start=5.0)[-1][1] == "sad"
 
 
 def test_uncertain_only_after_sustained_low_confidence_and_left_like_a_label():
