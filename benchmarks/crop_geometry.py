@@ -9,10 +9,11 @@ a face of a size it knows) and records, in units of the image side:
 - the roll (the angle of the line through the eyes);
 - the detector's own box (after the runtime's reframing), its side and centre.
 
-The medians become :data:`edge_runtime.detectors.base.FER_EYE_GEOMETRY` (what
-:func:`align_face` uses) and are written with their spread to
-``benchmarks/results/crop_geometry.json``. PublicTest is measured too, as a
-check that the figures are those of the dataset and not of one split.
+The medians and their spread go to ``benchmarks/results/crop_geometry.json``;
+PublicTest is measured too, as a check that the figures are those of the
+dataset and not of one split. What the runtime crops is then chosen by
+``benchmarks/pipeline_accuracy.py``, which measures the accuracy each crop
+gives (docs/benchmarks.md has both).
 
     python benchmarks/crop_geometry.py --data FER2013_DIR [--per-split 3000]
 """

@@ -65,10 +65,9 @@ class DetectorConfig:
     every_n: int = setting(2, "detect on every Nth frame of a video and reuse the boxes in between", minimum=1)
     detect_width: int = setting(240, "downscale wider frames to this width for detection only (0 = full size); "
                                 "the crop still comes from the full frame", minimum=0)
-    align: bool = setting(True, "level each face by its eyes and frame it as FER2013 frames a face (detectors that find "
-                          "eyes: blazeface, yunet); off, or without eyes, the crop is the box plus margin")
-    margin: float = setting(0.1, "crop margin around the box, as a fraction of its side (crops not aligned by the eyes)",
-                            minimum=0.0, maximum=1.0)
+    align: bool = setting(True, "level each face (undo its roll) by its eye keypoints before classifying (detectors "
+                          "that find eyes: blazeface, yunet)")
+    margin: float = setting(0.1, "crop margin around the box, as a fraction of its side", minimum=0.0, maximum=1.0)
     # Each backend's own options (Frigate-style): only the chosen detector's section is used.
     blazeface: BlazeFaceOptions = field(default_factory=BlazeFaceOptions)
     haar: HaarOptions = field(default_factory=HaarOptions)

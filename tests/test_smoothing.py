@@ -1,5 +1,5 @@
 """The steady reading on synthetic timestamps: time-based averaging, hysteresis, abstention, tracking, media time,
-and face alignment (synthetic eye points, and a real photo rotated by 20 degrees)."""
+and levelling faces by their eyes (a synthetic bar, and a real photo rotated by 20 degrees)."""
 
 import math
 
@@ -11,7 +11,7 @@ from edge_runtime.config import config_from_dict
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.labels import LABELS
 from edge_runtime.detectors import Box, DetectorOptions, Eyes, face_crop, find_faces, make_detector
-from edge_runtime.detectors.base import FER_EYE_GEOMETRY, align_face, alignment_transform, eyes_usable
+from edge_runtime.detectors.base import roll_degrees
 from edge_runtime.smoothing import UNCERTAIN, FaceSmoother, FaceState, SmoothingOptions, average_weight, iou
 from edge_runtime.sources import MediaClock
 from tests.conftest import MEDIA, require
@@ -152,33 +152,34 @@ def test_media_clock_stamps_file_time_and_paces_only_when_asked():
     assert waits == [pytest.approx(0.04)]
 
 
-def test_alignment_levels_the_eyes_and_frames_them_as_fer2013_does():
-    side = 96
-    for roll in (-20, 0, 12, 20):
-        angle = math.radians(roll)
-        eyes = Eyes(200, 150, 200 + 40 * math.cos(angle), 150 + 40 * math.sin(angle))
-        matrix = alignment_transform(eyes, side)
-        left = matrix @ np.array([eyes.left_x, eyes.left_y, 1.0])
-        right = matrix @ np.array([eyes.right_x, eyes.right_y, 1.0])
-        assert left[1] == pytest.approx(right[1])  # level
-        assert (right[0] - left[0]) / side == pytest.approx(FER_EYE_GEOMETRY.distance)
-        assert (left + right)[0] / 2 / side == pytest.approx(FER_EYE_GEOMETRY.mid_x)
-        assert (left + right)[1] / 2 / side == pytest.approx(FER_EYE_GEOMETRY.mid_y)
+def test_levelling_turns_the_crop_by_the_roll_about_the_box_centre():
+    frame = np.zeros((300, 300), np.uint8)
+    cv2.line(frame, (100, 150), (200, 150), 255, 3)  # a level bar through the centre...
+    tilted = cv2.warpAffine(frame, cv2.getRotationMatrix2D((150, 150), -20, 1.0), (300, 300))  # ...tilted by 20 degrees
+    angle = math.radians(20)
+    eyes = Eyes(150 - 25 * math.cos(angle), 150 - 25 * math.sin(angle), 150 + 25 * math.cos(angle),
+                150 + 25 * math.sin(angle))
+    box = Box(100, 100, 100, 100, 1.0, eyes)
+    assert roll_degrees(box) == pytest.approx(20)
+    crop = face_crop(tilted, box, 0.1, align=True)
+    assert crop.shape == (120, 120)
+    rows = np.flatnonzero(crop[:, 20:100].max(axis=1) > 128)
+    assert rows.max() - rows.min() <= 5  # the bar is level again
+    straight = face_crop(tilted, box, 0.1, align=False)
+    rows = np.flatnonzero(straight[:, 20:100].max(axis=1) > 128)
+    assert rows.max() - rows.min() > 20
 
 
-def test_implausible_eyes_fall_back_to_the_box():
+def test_implausible_eyes_are_not_used():
     box = Box(100, 100, 100, 100, 1.0, Eyes(130, 140, 133, 140))  # 3 px apart on a 100 px face: a bad landmark
-    assert not eyes_usable(box)
-    assert not eyes_usable(box._replace(eyes=Eyes(170, 140, 130, 140)))  # swapped eyes
-    assert eyes_usable(box._replace(eyes=Eyes(130, 140, 167, 142)))
+    assert roll_degrees(box) is None
+    assert roll_degrees(box._replace(eyes=Eyes(170, 140, 130, 140))) is None  # swapped eyes
+    assert roll_degrees(box._replace(eyes=Eyes(130, 140, 150, 180))) is None  # a 63-degree roll
+    assert roll_degrees(box._replace(eyes=Eyes(130, 140, 167, 140))) == 0.0
+    assert roll_degrees(box._replace(eyes=None)) is None
     frame = np.zeros((400, 400, 3), np.uint8)
     assert face_crop(frame, box, 0.1, align=True).shape == (120, 120, 3)
-
-
-def test_huge_faces_are_shrunk_before_the_warp():
-    frame = np.random.default_rng(0).integers(0, 255, (2000, 2000), np.uint8)
-    crop = align_face(frame, Eyes(800, 900, 1200, 900))  # a 1,080-pixel face
-    assert crop.shape == (192, 192)
+    assert face_crop(frame, Box(500, 500, 50, 50, 1.0, Eyes(510, 520, 530, 530)), 0.1, align=True) is None
 
 
 def test_a_rotated_face_in_a_real_photo_comes_out_level():

@@ -28,7 +28,7 @@ class Eyes(NamedTuple):
 
 class Box(NamedTuple):
     """A face box in frame pixels, with the detector's confidence (1.0 where it gives none) and, from detectors
-    that find them, the eye centres (what :func:`align_face` levels and frames the face by)."""
+    that find them, the eye centres (what :func:`face_crop` levels the face by)."""
 
     x: int
     y: int
@@ -113,81 +113,46 @@ def crop_face(image: np.ndarray, box: Box, margin: float = 0.1) -> np.ndarray | 
     return image[y0:y1, x0:x1]
 
 
-class EyeGeometry(NamedTuple):
-    """Where the eyes sit in a face crop, in units of the crop's side."""
-
-    mid_x: float  # the midpoint between the eyes
-    mid_y: float
-    distance: float  # from one eye to the other
-
-
-# FER2013's framing, measured by benchmarks/crop_geometry.py with the bundled BlazeFace on 3,000 Training images
-# (PublicTest agrees to 0.004): the medians of the eye midpoint and eye distance, as fractions of the 48-pixel side.
-FER_EYE_GEOMETRY = EyeGeometry(0.498, 0.398, 0.370)
-# Eye keypoints whose distance is outside this share of the box side are a failed landmark, not a face: the box
-# frames the crop then. (A frontal face's eyes are 0.37 of a FER2013-framed box apart.)
+# Eye keypoints whose distance is outside this share of the box side are a failed landmark, not a face: such a face
+# is cropped without levelling. (A frontal face's eyes are about 0.37 of the box side apart.)
 PLAUSIBLE_EYE_DISTANCE = (0.2, 0.6)
-# Aligned crops wider than this are shrunk (INTER_AREA) before the rotation: the model sees 48 pixels, and a
-# bilinear warp that shrinks by more than 2x would alias.
-MAX_ALIGNED_SIDE = 4 * 48
+# Rolls beyond this are a failed landmark too (or a face lying down, which FER2013 does not hold either).
+MAX_ROLL_DEGREES = 45.0
+# Below this roll the crop is cut straight: a warp would cost time and change nothing the model can see.
+MIN_ROLL_DEGREES = 2.0
 
 
-def eyes_usable(box: Box) -> bool:
-    """Whether ``box`` carries eye keypoints that can frame its face."""
+def roll_degrees(box: Box) -> float | None:
+    """The face's roll from its eye keypoints (positive: the eye on the image's right is lower), or None when the
+    box has no plausible eyes."""
     if box.eyes is None or box.w <= 0:
-        return False
+        return None
     eyes = box.eyes
-    distance = float(np.hypot(eyes.right_x - eyes.left_x, eyes.right_y - eyes.left_y))
-    low, high = PLAUSIBLE_EYE_DISTANCE
-    return low * box.w <= distance <= high * box.w and eyes.right_x > eyes.left_x
-
-
-def alignment_transform(eyes: Eyes, side: int, geometry: EyeGeometry = FER_EYE_GEOMETRY) -> np.ndarray:
-    """The 2x3 similarity that levels the eyes and puts them where ``geometry`` says in a ``side``-pixel crop."""
     dx, dy = eyes.right_x - eyes.left_x, eyes.right_y - eyes.left_y
-    scale = geometry.distance * side / float(np.hypot(dx, dy))
-    angle = np.arctan2(dy, dx)  # the roll: positive when the face leans towards the image's right shoulder
-    cos, sin = scale * np.cos(angle), scale * np.sin(angle)
-    mid_x, mid_y = (eyes.left_x + eyes.right_x) / 2, (eyes.left_y + eyes.right_y) / 2
-    # Rotate by -angle and scale about the eye midpoint, then move the midpoint to its place in the crop.
-    return np.array([[cos, sin, geometry.mid_x * side - (cos * mid_x + sin * mid_y)],
-                     [-sin, cos, geometry.mid_y * side - (-sin * mid_x + cos * mid_y)]], dtype=np.float64)
+    low, high = PLAUSIBLE_EYE_DISTANCE
+    if dx <= 0 or not low * box.w <= float(np.hypot(dx, dy)) <= high * box.w:
+        return None
+    roll = float(np.degrees(np.arctan2(dy, dx)))
+    return roll if abs(roll) <= MAX_ROLL_DEGREES else None
 
 
-def align_face(image: np.ndarray, eyes: Eyes, geometry: EyeGeometry = FER_EYE_GEOMETRY) -> np.ndarray:
-    """The face levelled by its eyes and framed as a FER2013 face (a square crop; edges replicate past the frame).
-
-    The crop keeps the face's own resolution (up to :data:`MAX_ALIGNED_SIDE`),
-    so the shared preprocessing does the one downscale to 48 pixels, as for
-    every other crop.
-    """
-    distance = float(np.hypot(eyes.right_x - eyes.left_x, eyes.right_y - eyes.left_y))
-    native_side = distance / geometry.distance
-    if native_side > 2 * MAX_ALIGNED_SIDE:  # shrink with INTER_AREA first, so the warp shrinks by 2x at most
-        factor = 2 * MAX_ALIGNED_SIDE / native_side
-        image, eyes = _shrunk_around(image, eyes, native_side, factor)
-        native_side *= factor
-    side = max(2, int(round(min(native_side, MAX_ALIGNED_SIDE))))
-    matrix = alignment_transform(eyes, side, geometry)
-    return cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def _shrunk_around(image: np.ndarray, eyes: Eyes, native_side: float, factor: float) -> tuple[np.ndarray, Eyes]:
-    """The region that holds the face (at any roll), shrunk by ``factor`` with INTER_AREA; eyes in its pixels."""
-    mid_x, mid_y = (eyes.left_x + eyes.right_x) / 2, (eyes.left_y + eyes.right_y) / 2
-    reach = native_side * 1.5  # covers the crop's corners at any roll, wherever the eyes sit in it
-    height, width = image.shape[:2]
-    x0, y0 = max(0, int(mid_x - reach)), max(0, int(mid_y - reach))
-    x1, y1 = min(width, int(mid_x + reach) + 1), min(height, int(mid_y + reach) + 1)
-    region = image[y0:y1, x0:x1]
-    size = (max(1, int(round(region.shape[1] * factor))), max(1, int(round(region.shape[0] * factor))))
-    small = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
-    return small, Eyes((eyes.left_x - x0) * factor, (eyes.left_y - y0) * factor,
-                       (eyes.right_x - x0) * factor, (eyes.right_y - y0) * factor)
+def level_face(image: np.ndarray, box: Box, margin: float, roll: float) -> np.ndarray:
+    """The box grown by ``margin``, turned by ``-roll`` about its centre so the eyes are level (edges replicate)."""
+    width, height = box.w * (1 + 2 * margin), box.h * (1 + 2 * margin)
+    centre_x, centre_y = box.x + box.w / 2, box.y + box.h / 2
+    matrix = cv2.getRotationMatrix2D((centre_x, centre_y), roll, 1.0)
+    matrix[0, 2] += width / 2 - centre_x
+    matrix[1, 2] += height / 2 - centre_y
+    size = (max(2, int(round(width))), max(2, int(round(height))))
+    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def face_crop(image: np.ndarray, box: Box, margin: float, align: bool) -> np.ndarray | None:
-    """The crop the classifier sees: aligned by the eyes when asked and possible, else the box with ``margin``."""
-    if align and eyes_usable(box):
-        return align_face(image, box.eyes)
-    return crop_face(image, box, margin)
+    """The crop the classifier sees: the box grown by ``margin``, levelled by the eyes when ``align`` and the
+    detector found plausible eyes (a box wholly outside the frame gives None)."""
+    roll = roll_degrees(box) if align else None
+    if roll is None or abs(roll) < MIN_ROLL_DEGREES:
+        return crop_face(image, box, margin)
+    if crop_face(image, box, margin) is None:
+        return None
+    return level_face(image, box, margin, roll)
