@@ -67,7 +67,9 @@ class DetectorConfig:
                                 "the crop still comes from the full frame", minimum=0)
     align: bool = setting(True, "level each face (undo its roll) by its eye keypoints before classifying (detectors "
                           "that find eyes: blazeface, yunet)")
-    margin: float = setting(0.1, "crop margin around the box, as a fraction of its side", minimum=0.0, maximum=1.0)
+    margin: float = setting(0.0, "grow the face box by this fraction of its side on every side before cropping (0: the "
+                            "box frames a face as FER2013 does; benchmarks/pipeline_accuracy.py)", minimum=0.0,
+                            maximum=1.0)
     # Each backend's own options (Frigate-style): only the chosen detector's section is used.
     blazeface: BlazeFaceOptions = field(default_factory=BlazeFaceOptions)
     haar: HaarOptions = field(default_factory=HaarOptions)

@@ -133,6 +133,8 @@ class HealthServer:
                     return
                 if preview is not None and path == "/":
                     body, status, kind = preview.page(), 200, "text/html; charset=utf-8"
+                elif preview is not None and path == "/faces.json":
+                    body, status, kind = preview.readings.as_json(), 200, "application/json"
                 elif path == "/metrics":
                     body, status, kind = metrics_ref.render(), 200, "text/plain; version=0.0.4; charset=utf-8"
                 elif path == "/healthz":

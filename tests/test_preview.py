@@ -1,5 +1,7 @@
-"""The live view: off by default, free while nobody watches, and a real browser sees the picture move."""
+"""The live view: off by default, free while nobody watches, each face's bars and state strip, and a real browser
+sees the picture move."""
 
+import json
 import os
 import shutil
 import socket
@@ -13,14 +15,16 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.preview import Preview
+from edge_runtime.core.labels import LABELS
+from edge_runtime.events import FaceEvent
+from edge_runtime.preview import FaceReadings, Preview
 from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, require
 
 
 def test_nothing_is_encoded_while_nobody_watches():
     preview = Preview("m.tflite")
     frame = np.zeros((48, 64, 3), np.uint8)
-    preview.offer(frame, [])
+    preview.offer(frame, [], 0.0)
     assert preview.jpeg is None and preview.frame_id == 0  # no viewer: not even a JPEG encode
 
 
@@ -29,9 +33,29 @@ def test_one_shared_frame_for_every_viewer():
     preview.min_interval = 0.0  # no rate limit for this test
     preview.viewers = 2  # as if two browsers were connected
     for shade in (10, 200):
-        preview.offer(np.full((48, 64, 3), shade, np.uint8), [])
+        preview.offer(np.full((48, 64, 3), shade, np.uint8), [], float(shade))
     decoded = cv2.imdecode(np.frombuffer(preview.jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert preview.frame_id == 2 and abs(int(decoded.mean()) - 200) < 3  # only the newest frame is held
+
+
+def _event(track: int, label: str, ts: float) -> FaceEvent:
+    probs = {name: (0.7 if name == label else 0.05) for name in LABELS}
+    return FaceEvent("cam", 0, ts, 0, track, (0, 0, 10, 10), label, label, 0.7, 0.7, probs)
+
+
+def test_face_readings_keep_each_faces_bars_and_last_minute_of_state():
+    readings = FaceReadings(history_s=60.0, shown_s=2.0)
+    script = [(0.0, "neutral"), (30.0, "happy"), (50.0, "happy"), (70.0, "sad"), (95.0, "sad")]
+    for ts, label in script:
+        readings.record([_event(1, label, ts)] + ([_event(2, "angry", ts)] if ts < 60 else []), ts)
+    page = json.loads(readings.as_json())
+    assert page["now"] == 95.0 and page["history_s"] == 60.0 and set(page["colours"]) >= set(LABELS)
+    (face,) = page["faces"]  # face 2 was last seen at 50 s: out of view
+    assert face["track"] == 1 and face["state"] == "sad" and face["probs"]["sad"] == 0.7
+    # The stretch that covers the window's start (happy from 30 s) stays; the neutral one before it has gone.
+    assert face["history"] == [[30.0, "happy"], [70.0, "sad"]]
+    readings.record([], 200.0)
+    assert json.loads(readings.as_json())["faces"] == []
 
 
 def _port() -> int:
@@ -69,6 +93,10 @@ def test_a_browser_sees_the_live_view_update(tmp_path):
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.2)
         assert 'src="/stream.mjpg"' in page and "fer_cnn_lstm_int8.tflite" in page
+        time.sleep(1.0)
+        readings = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/faces.json", timeout=2).read())
+        assert readings["faces"] and set(readings["faces"][0]["probs"]) == set(LABELS)
+        assert readings["faces"][0]["history"][0][1] in readings["colours"]
         url = f"http://127.0.0.1:{port}/"
         first = _screenshot(url, tmp_path / "first.png", 2500, tmp_path / "profile1")
         second = _screenshot(url, tmp_path / "second.png", 4500, tmp_path / "profile2")
