@@ -52,10 +52,10 @@ class SmoothingOptions:
     """``[smoothing]``: how a face's state follows its probabilities (all times in the frame's own seconds)."""
 
     time_constant_s: float = setting(
-        0.5, "time constant of the probability average: larger is steadier, smaller follows faster", minimum=0.01,
+        0.3, "time constant of the probability average: larger is steadier, smaller follows faster", minimum=0.01,
         maximum=60.0)
     dwell_s: float = setting(
-        0.4, "another label must lead the state for this long before the state changes (longer = steadier, "
+        0.3, "another label must lead the state for this long before the state changes (longer = steadier, "
         "later)", minimum=0.0, maximum=60.0)
     margin: float = setting(
         0.1, "... and lead it by at least this much averaged probability", minimum=0.0, maximum=1.0)
