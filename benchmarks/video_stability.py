@@ -307,6 +307,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for our runs, e.g. smoothing.dwell_s=0.6 (repeatable)")
     parser.add_argument("--sweep", action="store_true", help="run our smoothing settings grid instead")
+    parser.add_argument("--out", help="results file (default: benchmarks/results/video_stability[_sweep].json)")
     args = parser.parse_args()
     media = Path(args.media)
     files = [media / "cremad" / name for name in sorted(os.listdir(media / "cremad")) if name.endswith(".mp4")]
@@ -327,7 +328,7 @@ def main() -> None:
             systems["fer 25.10.3"] = lambda video, fps: run_fer(video, fps, labels)
     results = evaluate(videos, decoded, systems)
     name = "video_stability_sweep.json" if args.sweep else "video_stability.json"
-    write_json(ROOT / "benchmarks" / "results" / name,
+    write_json(args.out or ROOT / "benchmarks" / "results" / name,
                {**provenance(), "overrides": base, "results": results})
     print(markdown(results))
     if not args.sweep:

@@ -1,5 +1,7 @@
 """Recorded commands name what the user types, and the commit says whether the tree was clean."""
 
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -21,3 +23,24 @@ def test_recorded_command_names_the_console_script(monkeypatch, argv0, expected)
 def test_commit_is_a_hash_with_an_optional_dirty_mark():
     commit = git_commit()
     assert commit == "unknown" or len(commit.removesuffix("-dirty")) == 40
+
+
+def test_fresh_results_do_not_make_a_commit_dirty_but_changed_code_does(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                       capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "run.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "start")
+    assert not git_commit(tmp_path).endswith("-dirty")
+    (tmp_path / "benchmarks" / "results" / "run.json").write_text('{"fresh": true}')
+    assert not git_commit(tmp_path).endswith("-dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path).endswith("-dirty")

@@ -1,7 +1,9 @@
 """The steady reading on synthetic timestamps: time-based averaging, hysteresis, abstention, tracking, media time,
 and levelling faces by their eyes (a synthetic bar, and a real photo rotated by 20 degrees)."""
 
+import itertools
 import math
+import time
 
 import cv2
 import numpy as np
@@ -13,7 +15,7 @@ from edge_runtime.core.labels import LABELS
 from edge_runtime.detectors import Box, DetectorOptions, Eyes, face_crop, find_faces, make_detector
 from edge_runtime.detectors.base import roll_degrees
 from edge_runtime.smoothing import UNCERTAIN, FaceSmoother, FaceState, SmoothingOptions, average_weight, iou
-from edge_runtime.sources import MediaClock
+from edge_runtime.sources import MediaClock, VideoFileSource
 from tests.conftest import MEDIA, require
 
 HAPPY, SAD, NEUTRAL = LABELS.index("happy"), LABELS.index("sad"), LABELS.index("neutral")
@@ -150,6 +152,19 @@ def test_media_clock_stamps_file_time_and_paces_only_when_asked():
     paced = MediaClock(25.0, realtime=True, wait=waits.append, now=lambda: now[0])
     paced.pace(paced.stamp(40.0))
     assert waits == [pytest.approx(0.04)]
+
+
+def test_realtime_plays_a_video_file_at_its_own_rate_with_the_same_frame_times():
+    video = require(MEDIA / "test.mp4", "test.mp4")
+    started = time.monotonic()
+    paced = list(itertools.islice(VideoFileSource(video, realtime=True).frames(), 13))
+    elapsed = time.monotonic() - started
+    fast = list(itertools.islice(VideoFileSource(video).frames(), 13))
+    span = paced[-1].timestamp - paced[0].timestamp
+    assert span == pytest.approx(12 / 24.7, abs=0.03)  # media time: the file's own 24.7 frames a second
+    assert elapsed >= span - 0.02
+    assert [f.timestamp - fast[0].timestamp for f in fast] == pytest.approx(
+        [f.timestamp - paced[0].timestamp for f in paced])
 
 
 def test_levelling_turns_the_crop_by_the_roll_about_the_box_centre():

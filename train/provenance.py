@@ -13,13 +13,21 @@ import time
 from pathlib import Path
 
 
-def git_commit() -> str:
-    """The current git commit, suffixed with ``-dirty`` when tracked files have changes; ``unknown`` outside git."""
-    root = Path(__file__).resolve().parent.parent
+# Folders that runs write their results into (see git_commit).
+RUN_OUTPUTS = ("benchmarks/results", "reports")
+
+
+def git_commit(root: Path | None = None) -> str:
+    """The commit of the checkout at ``root`` (this project's by default), suffixed with ``-dirty`` when tracked
+    files other than run outputs have changes; ``unknown`` outside git."""
+    root = root or Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        # Results and reports are what runs write, not code: one benchmark's fresh results do not make the next
+        # one's commit "dirty".
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                *(f":(exclude){output}" for output in RUN_OUTPUTS)], cwd=root,
                                capture_output=True, text=True, check=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -150,9 +150,8 @@ def level_face(image: np.ndarray, box: Box, margin: float, roll: float) -> np.nd
 def face_crop(image: np.ndarray, box: Box, margin: float, align: bool) -> np.ndarray | None:
     """The crop the classifier sees: the box grown by ``margin``, levelled by the eyes when ``align`` and the
     detector found plausible eyes (a box wholly outside the frame gives None)."""
-    roll = roll_degrees(box) if align else None
+    straight = crop_face(image, box, margin)
+    roll = roll_degrees(box) if align and straight is not None else None
     if roll is None or abs(roll) < MIN_ROLL_DEGREES:
-        return crop_face(image, box, margin)
-    if crop_face(image, box, margin) is None:
-        return None
+        return straight
     return level_face(image, box, margin, roll)
