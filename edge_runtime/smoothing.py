@@ -34,6 +34,8 @@ from edge_runtime.detectors import Box
 from edge_runtime.schema import setting
 
 UNCERTAIN = "uncertain"
+# How far back the start of a new lead may be dated: half the frame interval at 5 fps (see FaceState.update).
+MAX_BACKDATE_S = 0.1
 # How much of a new velocity estimate enters a track's velocity: detections jitter, so one frame must not swing it.
 VELOCITY_GAIN = 0.5
 
@@ -114,10 +116,14 @@ class FaceState:
         """Fold in one frame's probabilities at time ``ts`` and move the state if a challenger has held long enough."""
         weight = average_weight(ts - self.last_ts, self.options.time_constant_s)
         self.probabilities = self.probabilities + weight * (probabilities - self.probabilities)
-        self.last_ts = max(self.last_ts, ts)
+        previous_ts, self.last_ts = self.last_ts, max(self.last_ts, ts)
         challenger = self._challenger()
         if challenger is None or challenger != self.candidate:
-            self.candidate, self.candidate_since = challenger, ts
+            # The lead began somewhere between the previous frame and this one: halfway, on average. (Counting from
+            # this frame would add half a frame interval to every change: 0.1 s at 5 fps, nothing at 300.) After a
+            # gap in detections that guess means nothing, so it reaches back no further than at a Pi's 5 fps.
+            self.candidate = challenger
+            self.candidate_since = ts - min((ts - previous_ts) / 2, MAX_BACKDATE_S)
         if challenger is not None:
             needed = self.options.uncertain_after_s if challenger == UNCERTAIN else self.options.dwell_s
             if ts - self.candidate_since >= needed:

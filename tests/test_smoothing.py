@@ -58,8 +58,9 @@ def test_a_sustained_change_lands_at_the_same_time_at_any_frame_rate(fps):
     face = FaceState.start(LABELS, options, peaked(HAPPY), 0.0)
     states = play(face, [(2.0, peaked(HAPPY)), (3.0, peaked(SAD))], fps)
     changed = change_time(states, "sad") - 2.0
-    # The average needs a while to favour sad by the margin, then sad must lead for dwell_s.
-    assert options.dwell_s <= changed <= options.dwell_s + options.time_constant_s + 0.25
+    # The average needs a while to favour sad by the margin, then sad must lead for dwell_s (counted from halfway
+    # between the frame before the lead and the first frame of it).
+    assert options.dwell_s - 0.5 / fps <= changed <= options.dwell_s + options.time_constant_s + 0.25
     assert [state for _, state in states].count("sad") > 0 and states[-1][1] == "sad"
 
 
