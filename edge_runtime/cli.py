@@ -37,8 +37,10 @@ def _global_options(
 RUN_OPTIONS: dict[str, str] = {
     "model": "model.path", "source": "source.spec", "threads": "model.threads", "backend": "model.backend",
     "tta": "model.tta", "detector": "detector.name", "every_n": "detector.every_n", "min_face": "detector.min_face",
-    "max_faces": "detector.max_faces", "time_constant": "smoothing.time_constant_s", "dwell": "smoothing.dwell_s", "threshold": "smoothing.threshold",
-    "annotate": "output.annotate", "output_mode": "output.mode", "max_frames": "source.max_frames", "loop": "source.loop", "realtime": "source.realtime", "http": "http.listen", "preview": "http.preview",
+    "max_faces": "detector.max_faces", "time_constant": "smoothing.time_constant_s", "dwell": "smoothing.dwell_s",
+    "threshold": "smoothing.threshold", "annotate": "output.annotate", "output_mode": "output.mode",
+    "max_frames": "source.max_frames", "loop": "source.loop", "realtime": "source.realtime", "http": "http.listen",
+    "preview": "http.preview",
     "jsonl": "sinks.file", "stdout": "sinks.stdout", "mqtt_host": "mqtt.host", "mqtt_port": "mqtt.port",
     "mqtt_topic": "mqtt.topic", "mqtt_spool": "mqtt.spool_file",
 }

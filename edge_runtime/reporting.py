@@ -54,7 +54,6 @@ class _Track:
     first_ts: float
     last_ts: float
     label: str
-    last_frame: int
     labels: Counter = field(default_factory=Counter)
 
 
@@ -75,24 +74,22 @@ class ChangeReporter:
     def __init__(self, max_missed_s: float):
         self.max_missed_s = max_missed_s
         self.tracks: dict[int, _Track] = {}
-        self.frame = -1
         self.source = ""
 
     def feed(self, timestamp: float, source: str, events: list[FaceEvent]) -> list[FaceChange]:
         """The changes one processed frame (at ``timestamp``) brings."""
-        self.frame += 1
         self.source = source
         out: list[FaceChange] = []
         for event in events:
             track = self.tracks.get(event.track)
             if track is None:
-                self.tracks[event.track] = _Track(event.ts, event.ts, event.label, self.frame, Counter([event.label]))
+                self.tracks[event.track] = _Track(event.ts, event.ts, event.label, Counter([event.label]))
                 out.append(FaceChange("appeared", event.source, event.ts, event.track, event.label))
                 continue
             if event.label != track.label:
                 out.append(FaceChange("changed", event.source, event.ts, event.track, event.label, track.label))
                 track.label = event.label
-            track.last_ts, track.last_frame = event.ts, self.frame
+            track.last_ts = event.ts
             track.labels[event.label] += 1
         gone = [track_id for track_id, track in self.tracks.items() if timestamp - track.last_ts > self.max_missed_s]
         return out + [self._left(track_id) for track_id in gone]
