@@ -22,7 +22,7 @@ from edge_runtime.pipeline import draw_events
 
 BOUNDARY = "fer-edge-frame"
 HISTORY_S = 60.0  # how much of each face's state the strip shows
-# One colour per state in the strip and the bars (the page's legend reads them from /faces.json).
+# One colour per state for the strip and the bars (the page reads them from /faces.json).
 STATE_COLOURS = {"angry": "#d9534f", "disgust": "#8e6c3a", "fear": "#9b59b6", "happy": "#f0ad4e", "sad": "#428bca",
                  "surprise": "#5bc0de", "neutral": "#999999", "uncertain": "#444444"}
 
@@ -45,8 +45,10 @@ function face(reading, colours, now, span) {
   box.appendChild(title);
   for (const [label, p] of Object.entries(reading.probs)) {
     const row = document.createElement('div'); row.className = 'bar';
-    row.innerHTML = `<span>${label}</span><i style="width:${(p * 100).toFixed(1)}%;background:${colours[label]}"></i>`;
-    box.appendChild(row);
+    const name = document.createElement('span'); name.textContent = label;
+    const bar = document.createElement('i');
+    bar.style.width = `${(p * 100).toFixed(1)}%`; bar.style.background = colours[label] ?? '#777';
+    row.append(name, bar); box.appendChild(row);
   }
   const strip = document.createElement('div'); strip.className = 'strip';
   reading.history.forEach(([start, state], i) => {
