@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge_runtime.detectors import DetectorOptions, find_faces, make_detector  # noqa: E402
-from train.provenance import write_json  # noqa: E402
+from train.provenance import provenance, write_json  # noqa: E402
 
 UPSCALE = 4  # 48 -> 192 pixels: a face about the size the short-range model is made for
 CANVAS = 384  # the upscaled face in the middle of a grey square twice its side
@@ -96,7 +96,7 @@ def main() -> None:
               f"{row['box_side']['median']} centred at ({row['box_centre_x']['median']}, "
               f"{row['box_centre_y']['median']})")
     write_json(ROOT / "benchmarks" / "results" / "crop_geometry.json",
-               {"command": " ".join(sys.argv), "upscale": UPSCALE, "canvas": CANVAS, "splits": results})
+               {**provenance(), "upscale": UPSCALE, "canvas": CANVAS, "splits": results})
 
 
 if __name__ == "__main__":
