@@ -329,11 +329,11 @@ class MqttSink:
                 if self._closing and (not self._connected or not self.queue):
                     return
                 if not self.queue:  # the next batch from the spool, in order
-                    batch = self.spool.read_from(self._spool_offset, 500)
+                    batch, self._spool_offset = self.spool.read_from(self._spool_offset, 500)
                     self.queue.extend(Message(m.topic, m.payload, m.retain, start) for m, start, _ in batch)
-                    self._spool_offset = batch[-1][2] if batch else self.spool.size
                     self._spool_unacknowledged += len(batch)
-                    if not batch:
+                    if not batch:  # nothing whole left (an unterminated tail is skipped, as a torn line is)
+                        self._spool_offset = self.spool.size
                         continue
                 message = self.queue[0]
             info = self.client.publish(message.topic, message.payload, qos=self.qos, retain=message.retain)

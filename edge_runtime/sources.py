@@ -114,7 +114,11 @@ def _read_still(path: Path, level: int) -> np.ndarray | None:
 
     One bad file must not stop a run, so it is never an exception.
     """
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as error:  # e.g. a header that claims more pixels than OpenCV will allocate (a decompression bomb)
+        log.log(level, "%s: refused by the image decoder (%s), skipped", path, str(error).strip().splitlines()[-1][:160])
+        return None
     if image is None:
         log.log(level, "%s: unreadable or corrupt image, skipped", path)
     return image

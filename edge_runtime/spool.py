@@ -2,7 +2,9 @@
 
 One message per line (``topic``, ``retain`` and ``payload`` as JSON), appended with one ``os.write`` each, so a
 killed process loses at most the line it was writing; ``fsync`` runs in batches. On opening, a torn last line (no
-newline, or not JSON) is cut off and counted. The spool is bounded: an append that would pass ``max_bytes`` is
+newline, or not JSON) is cut off and counted. A bad line anywhere else (a disk that filled mid-write, a hand edit) is
+set aside when it is read: appended to ``<spool>.quarantine``, counted and logged, and reading goes on with the next
+line, so one bad line never stops delivery. The spool is bounded: an append that would pass ``max_bytes`` is
 refused and the caller counts the drop.
 """
 
@@ -13,6 +15,10 @@ import logging
 import os
 from pathlib import Path
 from typing import NamedTuple
+
+# What a bad line may raise while it is decoded: not JSON or not UTF-8 (ValueError), not an object (TypeError), or an
+# object without the message's keys (KeyError).
+BAD_LINE_ERRORS = (ValueError, TypeError, KeyError)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,9 @@ class Spool:
         self.max_bytes, self.sync_every = max_bytes, sync_every
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.torn = self._recover()
+        self.quarantine_path = self.path.with_name(self.path.name + ".quarantine")
+        self.quarantined = 0  # bad lines set aside since opening
+        self._quarantined_at: set[int] = set()  # their offsets (a line re-read after a reconnect is counted once)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self.size = os.fstat(self._fd).st_size
         self._unsynced = 0
@@ -87,8 +96,9 @@ class Spool:
             os.fsync(self._fd)
             self._unsynced = 0
 
-    def read_from(self, offset: int, limit: int) -> list[tuple[SpooledMessage, int, int]]:
-        """Up to ``limit`` messages from byte ``offset`` on: ``(message, start, end)`` with their byte range."""
+    def read_from(self, offset: int, limit: int) -> tuple[list[tuple[SpooledMessage, int, int]], int]:
+        """Up to ``limit`` messages from byte ``offset`` on, as ``(message, start, end)`` with their byte range, and
+        the offset to read on from (past any bad lines that were set aside)."""
         found = []
         with open(self.path, "rb") as handle:
             handle.seek(offset)
@@ -96,20 +106,39 @@ class Spool:
             for line in handle:
                 if not line.endswith(b"\n") or len(found) >= limit:
                     break
-                found.append((_decode(line), position, position + len(line)))
+                try:
+                    found.append((_decode(line), position, position + len(line)))
+                except BAD_LINE_ERRORS as error:
+                    self._set_aside(line, position, error)
                 position += len(line)
-        return found
+        return found, position
 
     def read_all(self) -> list[SpooledMessage]:
-        """Every message in the spool, oldest first."""
-        with open(self.path, "rb") as handle:
-            return [_decode(line) for line in handle]
+        """Every message in the spool, oldest first (bad lines set aside)."""
+        messages, offset = [], 0
+        while True:
+            batch, offset = self.read_from(offset, 10_000)
+            if not batch:
+                return messages
+            messages += [message for message, _, _ in batch]
+
+    def _set_aside(self, line: bytes, position: int, error: Exception) -> None:
+        """Append a bad line to the quarantine file, count it and log it (once per line)."""
+        if position in self._quarantined_at:
+            return
+        self._quarantined_at.add(position)
+        self.quarantined += 1
+        with open(self.quarantine_path, "ab") as side:
+            side.write(line)
+        log.error("spool %s: the line at byte %d is not a message (%s: %s); set aside in %s, delivery goes on",
+                  self.path, position, error.__class__.__name__, str(error)[:120], self.quarantine_path)
 
     def clear(self) -> None:
         """Empty the spool (its messages were delivered or taken back into memory)."""
         os.ftruncate(self._fd, 0)
         os.fsync(self._fd)
         self.size, self._unsynced = 0, 0
+        self._quarantined_at.clear()
 
     def close(self) -> None:
         self.sync()

@@ -72,3 +72,18 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=full_env, timeout=timeout,
                           cwd=ROOT)
+
+
+def png_bomb(side: int = 40_000) -> bytes:
+    """A tiny PNG whose header claims ``side`` x ``side`` pixels (made on the fly: a decompression-bomb header)."""
+    import struct
+    import zlib
+
+    import cv2
+    import numpy as np
+
+    png = bytearray(cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes())
+    header = b"IHDR" + struct.pack(">II", side, side) + bytes(png[24:29])
+    png[12:29] = header
+    png[29:33] = struct.pack(">I", zlib.crc32(header))
+    return bytes(png)

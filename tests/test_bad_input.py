@@ -8,7 +8,7 @@ import pytest
 from edge_runtime.cli import RUN_OPTIONS, main
 from edge_runtime.config import Config, config_from_dict, preflight, schema_field
 from edge_runtime.core.errors import ConfigError
-from tests.conftest import MEDIA, SHIPPED_INT8, require
+from tests.conftest import MEDIA, SHIPPED_INT8, png_bomb, require
 
 
 def run_main(monkeypatch, capsys, *arguments: str) -> tuple[int, str]:
@@ -106,6 +106,10 @@ def test_unreadable_inputs_exit_2(monkeypatch, capsys, tmp_path):
     broken.write_bytes(b"not an image")
     code, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(broken))
     assert code == 2 and "no readable image (1 unreadable or not an image)" in stderr
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb())
+    code, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(bomb))
+    assert code == 2 and "refused by the image decoder" in stderr and "Traceback" not in stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     code, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(empty))

@@ -11,7 +11,7 @@ from edge_runtime.config import Config, with_overrides
 from edge_runtime.pipeline import Runtime
 from edge_runtime.events import FaceEvent
 from edge_runtime.sinks import CallbackSink
-from tests.conftest import MEDIA, SHIPPED_INT8, require, run_cli
+from tests.conftest import MEDIA, SHIPPED_INT8, png_bomb, require, run_cli
 
 EVENT_KEYS = {"source", "frame", "ts", "face", "track", "box", "label", "raw_label", "score", "raw_score", "probs"}
 LABELS_OR_UNCERTAIN = {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "uncertain"}
@@ -79,8 +79,9 @@ def test_folder_with_non_images_and_corrupt_files(int8_model, tmp_path):
     shutil.copy(MEDIA / "no-faces.jpg", tmp_path / "b_empty.jpg")
     (tmp_path / "c_notes.txt").write_text("not an image")
     (tmp_path / "d_broken.jpg").write_bytes((MEDIA / "justin.jpg").read_bytes()[:300])
+    (tmp_path / "e_bomb.png").write_bytes(png_bomb())  # its header claims 40000x40000: the decoder refuses it
     events, stats, _ = run_events(int8_model, tmp_path)
-    assert stats.frames == 2  # the text file and the truncated JPEG are skipped with a log line
+    assert stats.frames == 2  # the text file, the truncated JPEG and the bomb are skipped with a log line
     assert [e["source"] for e in events] == [str(tmp_path / "a_face.jpg")]
 
 

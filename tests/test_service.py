@@ -285,6 +285,33 @@ def test_mqtt_delivery_and_broker_restart(mosquitto):
         subscriber.disconnect()
 
 
+def test_garbage_in_the_spool_is_set_aside_and_every_good_event_still_arrives(mosquitto, tmp_path):
+    from edge_runtime.spool import Spool, SpooledMessage
+
+    path = tmp_path / "spool.jsonl"
+    spool = Spool(path, max_bytes=10_000_000)
+    for index in range(1200):  # more than one 500-line read, with the garbage in the first one
+        spool.append(SpooledMessage("fer/test", json.dumps(face_event(index).to_json()), False))
+    spool.close()
+    lines = path.read_bytes().splitlines(keepends=True)
+    garbage = [b"not json\n", b'{"payload": "no topic"}\n', b"\x00\xff\n"]
+    path.write_bytes(b"".join(lines[:100] + garbage + lines[100:]))
+    received: list = []
+    subscribed = threading.Event()
+    subscriber = _subscriber(mosquitto.port, received, subscribed)
+    assert subscribed.wait(10)
+    sink = MqttSink("127.0.0.1", mosquitto.port, "fer/test", qos=1, client_id="fer-edge-poisoned", max_backoff_s=1,
+                    spool=Spool(path, max_bytes=10_000_000))
+    try:
+        assert _wait_for(lambda: len({event["frame"] for event in received}) == 1200, 60)
+        assert sink.spool.quarantined == 3 and sink.spool.quarantine_path.read_bytes() == b"".join(garbage)
+        assert sink.flush(10)
+    finally:
+        sink.close()
+        subscriber.loop_stop()
+        subscriber.disconnect()
+
+
 def test_mqtt_bounded_buffer_counts_drops(mosquitto):
     mosquitto.stop()
     sink = MqttSink("127.0.0.1", mosquitto.port, "fer/test", buffer_size=10, max_backoff_s=1)

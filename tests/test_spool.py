@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from edge_runtime.spool import Spool, SpooledMessage
 
 
@@ -40,3 +42,31 @@ def test_the_spool_is_bounded(tmp_path):
     spool = Spool(tmp_path / "spool.jsonl", max_bytes=3 * line)
     assert [spool.append(message(0)) for _ in range(4)] == [True, True, True, False]
     assert len(spool.read_all()) == 3
+
+
+GARBAGE = [b"not json at all\n", b'{"topic": "fer/events"}\n', b"[1, 2, 3]\n", b"\xff\xfe\x00 binary\n"]
+
+
+@pytest.mark.parametrize("where", ["start", "middle", "end"])
+def test_bad_lines_anywhere_are_set_aside_once_and_delivery_goes_on(tmp_path, caplog, where):
+    path = tmp_path / "spool.jsonl"
+    spool = Spool(path, max_bytes=1_000_000)
+    for n in range(6):
+        spool.append(message(n))
+    spool.close()
+    lines = path.read_bytes().splitlines(keepends=True)
+    at = {"start": 0, "middle": 3, "end": len(lines)}[where]
+    path.write_bytes(b"".join(lines[:at] + GARBAGE + lines[at:]))
+    spool = Spool(path, max_bytes=1_000_000)
+    if where == "end":  # start-up recovery cuts a bad last line; the ones before it are left for reading
+        assert spool.torn == 1
+    batch, offset = spool.read_from(0, 3)
+    assert [m for m, _, _ in batch] == [message(n) for n in range(3)]
+    rest, end = spool.read_from(offset, 100)
+    assert [m for m, _, _ in rest] == [message(n) for n in range(3, 6)] and end == spool.size
+    # Read again from the start (as after a reconnect): the same lines are skipped, but set aside only once.
+    assert spool.read_all() == [message(n) for n in range(6)]
+    set_aside = len(GARBAGE) - spool.torn
+    assert spool.quarantined == set_aside
+    assert spool.quarantine_path.read_bytes().count(b"\n") == set_aside
+    assert sum("set aside" in r.getMessage() for r in caplog.records) == set_aside
