@@ -52,6 +52,8 @@ class SourceConfig:
     loop: bool = setting(False, "replay a video file or folder endlessly (soak tests, demos)")
     camera_retries: int = setting(-1, "reopen attempts before giving up on a camera (-1 = forever, with backoff)", minimum=-1)
     max_frames: int = setting(0, "stop after this many frames (0 = no limit)", minimum=0)
+    max_pixels: int = setting(50_000_000, "skip images whose header claims more pixels than this, before decoding "
+                              "(a small file can decode to gigabytes); 0 = OpenCV's own limit only", minimum=0)
     realtime: bool = setting(False, "play a video file at its own frame rate, as a camera delivers frames (demos, "
                              "live-view checks); off = as fast as it decodes (batch work)")
 

@@ -162,7 +162,7 @@ class Runtime:
                                  getattr(d, d.name))
         retries = None if config.source.camera_retries < 0 else config.source.camera_retries
         source = open_source(config.source.spec, loop=config.source.loop, camera_retries=retries,
-                             realtime=config.source.realtime)
+                             realtime=config.source.realtime, max_pixels=config.source.max_pixels)
         return cls(config, source, detector, classifier, sinks)
 
     def stop(self) -> None:

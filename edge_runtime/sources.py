@@ -109,11 +109,78 @@ class _Counters:
         return SourceHealth(self.connected, self.reconnects, self.skipped)
 
 
-def _read_still(path: Path, level: int) -> np.ndarray | None:
+# How much of a file is read to find its pixel size: a JPEG's frame header may follow large metadata (EXIF, ICC).
+HEADER_BYTES = 256 * 1024
+# JPEG start-of-frame markers (0xC0-0xCF carry the size, except DHT 0xC4, JPG 0xC8 and DAC 0xCC).
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from the header of a PNG, JPEG, BMP, WebP or PNM file's first bytes; None when the format
+    is another or the header does not say (OpenCV's own limit still applies to those)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    if data[:2] == b"BM" and len(data) >= 26:
+        return int.from_bytes(data[18:22], "little", signed=True), abs(int.from_bytes(data[22:26], "little",
+                                                                                         signed=True))
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_size(data)
+    if data[:1] == b"P" and data[1:2] in b"123456":
+        fields = data[2:200].split(maxsplit=3)  # magic, then width and height (PNM comments are rare enough)
+        if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
+            return int(fields[0]), int(fields[1])
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    position = 2
+    while position + 9 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in _JPEG_FRAME_MARKERS:
+            height = int.from_bytes(data[position + 5:position + 7], "big")
+            width = int.from_bytes(data[position + 7:position + 9], "big")
+            return width, height
+        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    if chunk == b"VP8L" and len(data) >= 25:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and len(data) >= 30:
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    return None
+
+
+def _read_still(path: Path, level: int, max_pixels: int = 0) -> np.ndarray | None:
     """The image at ``path`` (BGR), or None after logging at ``level`` that it was skipped.
 
-    One bad file must not stop a run, so it is never an exception.
+    One bad file must not stop a run, so it is never an exception. With
+    ``max_pixels``, an image whose header claims more is skipped before any
+    pixel is decoded (a 392 KB PNG can decode to 2.4 GB).
     """
+    if max_pixels:
+        try:
+            with open(path, "rb") as handle:
+                size = header_size(handle.read(HEADER_BYTES))
+        except OSError as error:
+            log.log(level, "%s: cannot be read (%s), skipped", path, error.strerror)
+            return None
+        if size is not None and size[0] * size[1] > max_pixels:
+            log.log(level, "%s: %dx%d pixels is more than source.max_pixels (%d), skipped; raise the limit if the "
+                    "image is genuine", path, size[0], size[1], max_pixels)
+            return None
     try:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     except cv2.error as error:  # e.g. a header that claims more pixels than OpenCV will allocate (a decompression bomb)
@@ -125,14 +192,15 @@ def _read_still(path: Path, level: int) -> np.ndarray | None:
 
 
 class ImageFileSource(_Counters):
-    """One still image."""
+    """One still image (skipped, with one line, if its header claims more than ``max_pixels``; 0 = no limit)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, max_pixels: int = 0):
         self.path = Path(path)
         self.name = str(self.path)
+        self.max_pixels = max_pixels
 
     def frames(self) -> Iterator[Frame]:
-        image = _read_still(self.path, logging.ERROR)  # the one image the user asked for: an error, not a warning
+        image = _read_still(self.path, logging.ERROR, self.max_pixels)  # the one image the user asked for: an error, not a warning
         if image is None:
             self.skipped += 1
             return
@@ -146,10 +214,10 @@ class ImageFileSource(_Counters):
 class FolderSource(_Counters):
     """Every image in a folder (sorted by name); non-images and unreadable files are logged and skipped."""
 
-    def __init__(self, path: str | Path, loop: bool = False):
+    def __init__(self, path: str | Path, loop: bool = False, max_pixels: int = 0):
         self.path = Path(path)
         self.name = str(self.path)
-        self.loop = loop
+        self.loop, self.max_pixels = loop, max_pixels
 
     def frames(self) -> Iterator[Frame]:
         index = 0
@@ -163,7 +231,7 @@ class FolderSource(_Counters):
                     log.warning("%s: not an image file, skipped", file)
                     self.skipped += 1
                     continue
-                image = _read_still(file, logging.WARNING)
+                image = _read_still(file, logging.WARNING, self.max_pixels)
                 if image is None:
                     self.skipped += 1
                     continue
@@ -440,7 +508,7 @@ def _release_picamera(camera) -> None:
 
 
 def open_source(spec: str, *, loop: bool = False, camera_retries: int | None = None,
-                realtime: bool = False) -> FrameSource:
+                realtime: bool = False, max_pixels: int = 0) -> FrameSource:
     """Pick a source from a spec: ``picamera2[:N]``, a camera index, ``/dev/videoN``, a stream URL, or a path."""
     if spec.startswith("picamera2"):
         index = int(spec.split(":", 1)[1]) if ":" in spec else 0
@@ -451,10 +519,10 @@ def open_source(spec: str, *, loop: bool = False, camera_retries: int | None = N
         return CameraSource(spec, max_retries=camera_retries)
     path = Path(spec)
     if path.is_dir():
-        return FolderSource(path, loop=loop)
+        return FolderSource(path, loop=loop, max_pixels=max_pixels)
     if path.is_file():
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            return ImageFileSource(path)
+            return ImageFileSource(path, max_pixels=max_pixels)
         return VideoFileSource(path, loop=loop, realtime=realtime)
     raise FerError(f"source.spec: {spec!r} not found: give an image, a folder, a video file, a camera index, "
                    "/dev/videoN, an rtsp:// or http:// URL, or picamera2")

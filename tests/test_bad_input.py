@@ -3,11 +3,14 @@ line that names the option or key and the value, with exit code 2; check-config 
 
 import sys
 
+import cv2
+import numpy as np
 import pytest
 
 from edge_runtime.cli import RUN_OPTIONS, main
 from edge_runtime.config import Config, config_from_dict, preflight, schema_field
 from edge_runtime.core.errors import ConfigError
+from edge_runtime.sources import HEADER_BYTES, header_size, open_source
 from tests.conftest import MEDIA, SHIPPED_INT8, png_bomb, require
 
 
@@ -109,8 +112,33 @@ def test_unreadable_inputs_exit_2(monkeypatch, capsys, tmp_path):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_bomb())
     code, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(bomb))
-    assert code == 2 and "refused by the image decoder" in stderr and "Traceback" not in stderr
+    assert code == 2 and "40000x40000 pixels is more than source.max_pixels" in stderr  # not exit 1 and a traceback
     empty = tmp_path / "empty"
     empty.mkdir()
     code, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(empty))
     assert code == 2 and "the folder holds no files" in stderr and "no readable image (the folder is empty)" in stderr
+
+
+@pytest.mark.parametrize("suffix, params", [(".png", []), (".jpg", []), (".bmp", []), (".ppm", []), (".pgm", []),
+                                            (".webp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])])
+def test_image_headers_give_the_pixel_size_before_decoding(suffix, params):
+    image = np.zeros((37, 53), np.uint8) if suffix == ".pgm" else np.zeros((37, 53, 3), np.uint8)
+    assert header_size(cv2.imencode(suffix, image, params)[1].tobytes()) == (53, 37)
+    assert header_size(b"GIF89a whatever") is None
+
+
+def test_an_image_bomb_under_opencvs_limit_is_skipped_by_max_pixels(monkeypatch, capsys, tmp_path, caplog):
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    photo = require(MEDIA / "justin.jpg", "justin.jpg")
+    assert header_size(photo.read_bytes()[:HEADER_BYTES]) == (381, 384)  # EXIF and all, the frame header is found
+    source = open_source(str(photo), max_pixels=381 * 384 - 1)  # one pixel too many for the limit
+    assert list(source.frames()) == [] and "more than source.max_pixels" in caplog.text
+    assert len(list(open_source(str(photo), max_pixels=381 * 384).frames())) == 1
+    over_opencv = tmp_path / "over_opencv.png"
+    over_opencv.write_bytes(png_bomb(40_000))  # with no limit of ours, OpenCV's own refusal is caught as well
+    assert list(open_source(str(over_opencv), max_pixels=0).frames()) == []
+    assert "refused by the image decoder" in caplog.text
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb(20_000))  # 400 megapixels: under OpenCV's 2^30 limit, 1.2 GB once decoded
+    code, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(bomb))
+    assert code == 2 and "20000x20000 pixels is more than source.max_pixels (50000000)" in stderr

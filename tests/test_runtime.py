@@ -79,7 +79,7 @@ def test_folder_with_non_images_and_corrupt_files(int8_model, tmp_path):
     shutil.copy(MEDIA / "no-faces.jpg", tmp_path / "b_empty.jpg")
     (tmp_path / "c_notes.txt").write_text("not an image")
     (tmp_path / "d_broken.jpg").write_bytes((MEDIA / "justin.jpg").read_bytes()[:300])
-    (tmp_path / "e_bomb.png").write_bytes(png_bomb())  # its header claims 40000x40000: the decoder refuses it
+    (tmp_path / "e_bomb.png").write_bytes(png_bomb())  # its header claims 40000x40000: over source.max_pixels
     events, stats, _ = run_events(int8_model, tmp_path)
     assert stats.frames == 2  # the text file, the truncated JPEG and the bomb are skipped with a log line
     assert [e["source"] for e in events] == [str(tmp_path / "a_face.jpg")]
