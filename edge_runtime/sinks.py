@@ -291,8 +291,8 @@ class MqttSink:
             return
         self.dropped += 1
         if not self._spool_full:
-            log.error("MQTT spool %s is full (mqtt.spool_max_bytes = %d): dropping new events until it drains; "
-                      "counted in fer_edge_sink_dropped_events_total", self.spool.path, self.spool.max_bytes)
+            log.error("MQTT spool %s is %s: dropping new events until it takes them again; counted in the sink's "
+                      "dropped events", self.spool.path, self.spool.refusal)
         self._spool_full = True
 
     def __call__(self, event: JsonRecord) -> None:

@@ -46,6 +46,7 @@ class Spool:
         self.quarantine_path = self.path.with_name(self.path.name + ".quarantine")
         self.quarantined = 0  # bad lines set aside since opening
         self._quarantined_at: set[int] = set()  # their offsets (a line re-read after a reconnect is counted once)
+        self.refusal = ""  # why the last refused append was refused
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self.size = os.fstat(self._fd).st_size
         self._unsynced = 0
@@ -79,12 +80,22 @@ class Spool:
             return sum(1 for _ in handle)
 
     def append(self, message: SpooledMessage) -> bool:
-        """Append one message; False when the spool is full (the message is not written)."""
+        """Append one message whole, or not at all: False when the spool is full or the disk refuses the write
+        (:attr:`refusal` says which); a short write is rolled back, so no torn line is left behind."""
         line = (json.dumps({"topic": message.topic, "retain": message.retain, "payload": message.payload},
                            separators=(",", ":")) + "\n").encode()
         if self.size + len(line) > self.max_bytes:
+            self.refusal = f"full (mqtt.spool_max_bytes = {self.max_bytes})"
             return False
-        os.write(self._fd, line)
+        try:
+            written = os.write(self._fd, line)
+        except OSError as error:  # ENOSPC, EIO, EDQUOT...: nothing was written
+            self.refusal = f"not writable ({error.strerror})"
+            return False
+        if written != len(line):  # a short write (the disk filled mid-line): take the part back
+            os.ftruncate(self._fd, self.size)
+            self.refusal = f"not writable (a short write: {written} of {len(line)} bytes; disk full?)"
+            return False
         self.size += len(line)
         self._unsynced += 1
         if self._unsynced >= self.sync_every:

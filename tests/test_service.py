@@ -312,6 +312,31 @@ def test_garbage_in_the_spool_is_set_aside_and_every_good_event_still_arrives(mo
         subscriber.disconnect()
 
 
+def test_events_the_disk_refuses_to_spool_are_counted_as_dropped(mosquitto, tmp_path, monkeypatch, caplog):
+    # The disk is the boundary mocked here: every write fails as on a full disk.
+    import errno
+
+    import edge_runtime.spool as spool_module
+    from edge_runtime.spool import Spool
+
+    mosquitto.stop()
+    sink = MqttSink("127.0.0.1", mosquitto.port, "fer/test", max_backoff_s=1,
+                    spool=Spool(tmp_path / "spool.jsonl", max_bytes=1_000_000))
+
+    def disk_full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool_module.os, "write", disk_full)
+    try:
+        for index in range(5):
+            sink(face_event(index))  # the broker is away: to the spool, which cannot take them
+        assert sink.dropped == 5 and sink.spool.size == 0
+        assert "not writable (No space left on device)" in caplog.text
+    finally:
+        monkeypatch.undo()
+        sink.close(timeout=0.1)
+
+
 def test_mqtt_bounded_buffer_counts_drops(mosquitto):
     mosquitto.stop()
     sink = MqttSink("127.0.0.1", mosquitto.port, "fer/test", buffer_size=10, max_backoff_s=1)

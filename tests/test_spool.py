@@ -70,3 +70,29 @@ def test_bad_lines_anywhere_are_set_aside_once_and_delivery_goes_on(tmp_path, ca
     assert spool.quarantined == set_aside
     assert spool.quarantine_path.read_bytes().count(b"\n") == set_aside
     assert sum("set aside" in r.getMessage() for r in caplog.records) == set_aside
+
+
+def test_a_refused_or_short_write_leaves_no_torn_line_and_is_reported(tmp_path, monkeypatch):
+    # The disk is the boundary mocked here: os.write fails (ENOSPC) or writes only part of the line, as a full disk does.
+    import errno
+    import os
+
+    import edge_runtime.spool as spool_module
+
+    spool = Spool(tmp_path / "spool.jsonl", max_bytes=1_000_000)
+    spool.append(message(0))
+    real_write = os.write
+
+    def disk_full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def half_written(fd, data):
+        return real_write(fd, data[: len(data) // 2])
+
+    for failing_write, reason in ((disk_full, "No space left on device"), (half_written, "a short write")):
+        monkeypatch.setattr(spool_module.os, "write", failing_write)
+        assert spool.append(message(1)) is False and reason in spool.refusal
+        monkeypatch.setattr(spool_module.os, "write", real_write)
+        assert spool.size == os.path.getsize(spool.path)  # the counter matches the file: nothing torn is left
+    assert spool.append(message(2))
+    assert spool.read_all() == [message(0), message(2)] and spool.quarantined == 0
