@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -111,14 +112,57 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+# A client must send its request (and a viewer take each frame) within this many seconds, or its connection closes:
+# a half-sent request must not hold a thread for ever.
+READ_TIMEOUT_S = 10.0
+# Connections served at once; more are closed at once (each holds a thread, and a viewer holds one for as long as
+# it watches).
+MAX_CONNECTIONS = 32
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A threaded HTTP server with a cap on concurrent connections and quiet client disconnects."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, max_connections: int):
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            log.debug("http: %s refused: %d connections already open", client_address[0], self.max_connections)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address):
+        """A client that goes away or stalls is not an error worth a traceback in the journal: one debug line."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.debug("http: %s went away (%s)", client_address[0], error.__class__.__name__)
+        else:
+            log.warning("http: request from %s failed: %s: %s", client_address[0], error.__class__.__name__, error)
+
+
 class HealthServer:
     """A small threaded HTTP server for ``/healthz`` and ``/metrics``."""
 
-    def __init__(self, listen: str, metrics: Metrics, health: Callable[[], tuple[bool, dict]], preview=None):
+    def __init__(self, listen: str, metrics: Metrics, health: Callable[[], tuple[bool, dict]], preview=None, *,
+                 read_timeout_s: float = READ_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS):
         host, port = parse_listen(listen)
         metrics_ref, health_ref = metrics, health
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = read_timeout_s  # the socket's timeout: a stalled request or viewer ends in TimeoutError
+
             def do_GET(self):  # noqa: N802 (the stdlib's name)
                 path = self.path.split("?")[0]
                 if preview is not None and path == "/stream.mjpg":
@@ -128,8 +172,8 @@ class HealthServer:
                     self.end_headers()
                     try:
                         preview.stream(self.wfile.write)
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass  # the viewer closed the page
+                    except (ConnectionError, TimeoutError):
+                        log.debug("http: a live-view viewer went away")
                     return
                 if preview is not None and path == "/":
                     body, status, kind = preview.page(), 200, "text/html; charset=utf-8"
@@ -153,10 +197,9 @@ class HealthServer:
                 log.debug("http: " + format, *args)
 
         try:
-            self.server = ThreadingHTTPServer((host, port), Handler)
+            self.server = _BoundedServer((host, port), Handler, max_connections)
         except OSError as error:
             raise ConfigError(f"http.listen: cannot bind {listen}: {error.strerror}") from error
-        self.server.daemon_threads = True
         self.address = f"{self.server.server_address[0]}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
 
