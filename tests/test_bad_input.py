@@ -142,3 +142,24 @@ def test_an_image_bomb_under_opencvs_limit_is_skipped_by_max_pixels(monkeypatch,
     bomb.write_bytes(png_bomb(20_000))  # 400 megapixels: under OpenCV's 2^30 limit, 1.2 GB once decoded
     code, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(bomb))
     assert code == 2 and "20000x20000 pixels is more than source.max_pixels (50000000)" in stderr
+
+
+@pytest.mark.parametrize("cpu_model", ["../../../etc/passwd", "/opt/other/model.tflite", "sub/model.tflite", "..",
+                                       "model.json"])
+def test_a_sidecars_cpu_model_may_name_only_a_sibling_tflite(tmp_path, cpu_model):
+    import json
+    import shutil
+
+    from edge_runtime.core.contract import load_contract
+    from edge_runtime.core.errors import ModelError
+
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    copy = tmp_path / "m_edgetpu.tflite"
+    shutil.copy(model, copy)
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    (tmp_path / "m_edgetpu.json").write_text(json.dumps({**sidecar, "edgetpu_compiled": True, "cpu_model": cpu_model}))
+    with pytest.raises(ModelError, match="must name a .tflite file next to the model"):
+        load_contract(copy)
+    (tmp_path / "m_edgetpu.json").write_text(json.dumps({**sidecar, "edgetpu_compiled": True,
+                                                         "cpu_model": "m_int8.tflite"}))
+    assert load_contract(copy).cpu_model == "m_int8.tflite"

@@ -135,6 +135,10 @@ def validate_contract(contract: ModelContract, where: str | Path) -> None:
     for name, spec in (("input", contract.input), ("output", contract.output)):
         if spec.dtype not in ("uint8", "int8", "float32"):
             raise ModelError(f"{where}: unsupported {name} dtype {spec.dtype!r}; expected uint8, int8 or float32")
+    if contract.cpu_model and (Path(contract.cpu_model).name != contract.cpu_model or contract.cpu_model in (".", "..")
+                               or not contract.cpu_model.endswith(".tflite")):
+        raise ModelError(f"{where}: cpu_model {contract.cpu_model[:80]!r} must name a .tflite file next to the model "
+                         "(a file name, no folders); re-run fer-convert --edgetpu")
 
 
 def budget_state(contract: ModelContract) -> str:
