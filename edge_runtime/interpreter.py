@@ -52,9 +52,22 @@ def interpreter_api() -> InterpreterApi:
                    "(or tflite-runtime on Python <= 3.11)")
 
 
-def is_edgetpu_compiled(model_path: str | Path) -> bool:
-    """Whether ``edgetpu_compiler`` produced this model (it embeds an ``edgetpu-custom-op``)."""
-    return b"edgetpu-custom-op" in Path(model_path).read_bytes()
+EDGETPU_MARKER = b"edgetpu-custom-op"
+
+
+def is_edgetpu_compiled(model_path: str | Path, chunk_bytes: int = 1 << 20) -> bool:
+    """Whether ``edgetpu_compiler`` produced this model (it embeds an ``edgetpu-custom-op``).
+
+    The file is streamed in chunks (overlapping by the marker's length), so a large file is never held in memory.
+    """
+    overlap = len(EDGETPU_MARKER) - 1
+    tail = b""
+    with open(model_path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
+            if EDGETPU_MARKER in tail + chunk:
+                return True
+            tail = chunk[-overlap:]
+    return False
 
 
 def make_interpreter(model_path: str | Path, *, threads: int = 1, backend: str = "cpu",

@@ -163,3 +163,15 @@ def test_a_sidecars_cpu_model_may_name_only_a_sibling_tflite(tmp_path, cpu_model
     (tmp_path / "m_edgetpu.json").write_text(json.dumps({**sidecar, "edgetpu_compiled": True,
                                                          "cpu_model": "m_int8.tflite"}))
     assert load_contract(copy).cpu_model == "m_int8.tflite"
+
+
+def test_the_streamed_edge_tpu_check_finds_the_marker_across_chunk_borders(tmp_path):
+    from edge_runtime.interpreter import EDGETPU_MARKER, is_edgetpu_compiled
+
+    for offset in range(0, 40, 3):  # the marker at every position across the border of two 32-byte chunks
+        model = tmp_path / f"m{offset}.tflite"
+        model.write_bytes(b"x" * (20 + offset) + EDGETPU_MARKER + b"y" * 50)
+        assert is_edgetpu_compiled(model, chunk_bytes=32)
+    plain = tmp_path / "plain.tflite"
+    plain.write_bytes(b"edgetpu-custom" + b"x" * 100 + b"-op")
+    assert not is_edgetpu_compiled(plain, chunk_bytes=32)
