@@ -290,6 +290,23 @@ def _writable_file(path_text: str, key: str) -> None:
                           "choose a writable folder, e.g. /var/lib/fer-edge under the service") from error
 
 
+def check_password_file(path_text: str) -> None:
+    """Refuse a password file that is missing or that group or others may read.
+
+    The value is never echoed while it is not an existing file: it may be the password itself, pasted by mistake.
+    """
+    import stat
+
+    path = Path(path_text)
+    if not path.is_file():
+        raise ConfigError("mqtt.password_file: no file at the path given (the value is not shown: it may be a password "
+                          "pasted by mistake); give the path of a file that holds only the password")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(f"mqtt.password_file: {path_text} may be read by group or others (mode {mode:04o}); "
+                          f"run `chmod 600 {path_text}` (and own it by the service's user)")
+
+
 def preflight(config: Config) -> None:
     """Everything ``run`` would refuse before its first frame, checked without starting anything.
 
@@ -318,8 +335,8 @@ def preflight(config: Config) -> None:
         _writable_file(config.sinks.file, "sinks.file")
     if config.mqtt.host and config.mqtt.spool_file:
         _writable_file(config.mqtt.spool_file, "mqtt.spool_file")
-    if config.mqtt.host and config.mqtt.password_file and not Path(config.mqtt.password_file).is_file():
-        raise ConfigError(f"mqtt.password_file: {config.mqtt.password_file!r} not found")
+    if config.mqtt.host and config.mqtt.password_file:
+        check_password_file(config.mqtt.password_file)
     backend = getattr(config.detector, config.detector.name)
     model_path = getattr(backend, "model_path", "")
     if model_path and not Path(model_path).is_file():

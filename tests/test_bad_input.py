@@ -57,7 +57,7 @@ def test_every_run_option_with_a_bad_value_is_one_line_and_exit_2(monkeypatch, c
     ({"sinks": {"file": "/proc/events.jsonl"}}, "sinks.file: cannot write '/proc/events.jsonl'"),
     ({"source": {"spec": "/nonexistent/clip.mp4"}}, "source.spec: '/nonexistent/clip.mp4' not found"),
     ({"model": {"path": "/nonexistent.tflite"}}, "model.path: model file not found: /nonexistent.tflite"),
-    ({"mqtt": {"host": "broker", "password_file": "/nonexistent"}}, "mqtt.password_file: '/nonexistent' not found"),
+    ({"mqtt": {"host": "broker", "password_file": "/nonexistent"}}, "mqtt.password_file: no file at the path given"),
     ({"detector": {"name": "yunet"}}, "detector.yunet.model_path: the yunet detector needs its ONNX file"),
     ({"detector": {"blazeface": {"model_path": "/nonexistent.tflite"}}}, "detector.blazeface.model_path"),
 ])
@@ -175,3 +175,24 @@ def test_the_streamed_edge_tpu_check_finds_the_marker_across_chunk_borders(tmp_p
     plain = tmp_path / "plain.tflite"
     plain.write_bytes(b"edgetpu-custom" + b"x" * 100 + b"-op")
     assert not is_edgetpu_compiled(plain, chunk_bytes=32)
+
+
+def test_a_password_file_is_never_echoed_and_must_be_private(tmp_path):
+    import os
+
+    model = require(SHIPPED_INT8, "shipped int8 model")
+
+    def preflight_with(password_file: str) -> None:
+        preflight(config_from_dict({"model": {"path": str(model)}, "source": {"spec": str(MEDIA / "justin.jpg")},
+                                    "mqtt": {"host": "broker", "password_file": password_file}}))
+
+    with pytest.raises(ConfigError) as error:
+        preflight_with("hunter2-S3cret!")  # the password itself, pasted where its file belongs
+    assert "hunter2" not in str(error.value) and "no file at the path given" in str(error.value)
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("hunter2\n")
+    os.chmod(secret, 0o644)
+    with pytest.raises(ConfigError, match=r"may be read by group or others \(mode 0644\); run `chmod 600"):
+        preflight_with(str(secret))
+    os.chmod(secret, 0o600)
+    preflight_with(str(secret))
