@@ -140,6 +140,10 @@ class RotatingFileSink(_LocalSink):
             self._handle.close()
 
 
+# The broker's answers to a CONNECT that mean "wrong credentials", as paho names them (MQTT 3.1.1 and 5).
+LOGIN_REFUSALS = frozenset({"Bad user name or password", "Not authorized"})
+
+
 class Message(NamedTuple):
     """One MQTT publication waiting in the sink's buffer."""
 
@@ -171,6 +175,7 @@ class MqttSink:
         self.host, self.port = host, port
         self.topic, self.qos = topic, qos
         self.failed_attempts = 0  # connection attempts that failed since the last success
+        self.refused_login = False  # the last attempt was refused for its credentials
         self.queue: collections.deque[Message] = collections.deque()
         self.discovery = discovery
         self._state = StateTracker()
@@ -220,8 +225,14 @@ class MqttSink:
             self._connected = not reason_code.is_failure
             self._lock.notify_all()
         if reason_code.is_failure:
-            self._failed(f"the broker refused the connection: {reason_code}")
+            self.refused_login = reason_code.getName() in LOGIN_REFUSALS
+            if self.refused_login:
+                self._failed(f"the broker refused the login ({reason_code}): check mqtt.username and the password "
+                             "in mqtt.password_file", refused=True)
+            else:
+                self._failed(f"the broker refused the connection: {reason_code}")
             return
+        self.refused_login = False
         after = f" after {self.failed_attempts} failed attempts" if self.failed_attempts else ""
         self.failed_attempts = 0
         if self.discovery is not None:  # announce the device again on every (re)connection: retained, QoS 1
@@ -233,13 +244,13 @@ class MqttSink:
     def _on_connect_fail(self, client, userdata):
         self._failed(None)
 
-    def _failed(self, reason: str | None) -> None:
+    def _failed(self, reason: str | None, refused: bool = False) -> None:
         """Count a failed connection attempt; log the first of a streak, with why (then every 100th)."""
         self.failed_attempts += 1
         if self.failed_attempts == 1 or self.failed_attempts % 100 == 0:
             reason = reason or _connect_error(self.host, self.port)
-            log.error("MQTT broker %s:%d unreachable: %s (%d failed attempts; retrying with backoff, events are "
-                      "buffered)", self.host, self.port, reason, self.failed_attempts)
+            log.error("MQTT broker %s:%d %s: %s (%d failed attempts; retrying with backoff, events are buffered)",
+                      self.host, self.port, "refused us" if refused else "unreachable", reason, self.failed_attempts)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self._lock:
@@ -385,8 +396,8 @@ class MqttSink:
                 log.warning("MQTT: %d events not delivered by the stop timeout are in the spool %s; they go first at "
                             "the next start", spooled, self.spool.path)
         elif unsent:
-            log.error("MQTT: %d events not delivered at stop (broker %s)", unsent,
-                      "connected" if connected else "unreachable")
+            state = "connected" if connected else "refused the login" if self.refused_login else "unreachable"
+            log.error("MQTT: %d events not delivered at stop (broker %s)", unsent, state)
         if connected and self.discovery is not None:  # a clean stop: say so (the last will is for crashes)
             self.client.publish(self.discovery.availability_topic, NOT_AVAILABLE, qos=1, retain=True).wait_for_publish(1.0)
         self.client.disconnect()

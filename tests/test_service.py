@@ -337,6 +337,36 @@ def test_events_the_disk_refuses_to_spool_are_counted_as_dropped(mosquitto, tmp_
         sink.close(timeout=0.1)
 
 
+def test_a_refused_login_is_named_as_such(tmp_path, caplog):
+    binary, make_password = shutil.which("mosquitto") or "/usr/sbin/mosquitto", shutil.which("mosquitto_passwd")
+    if not Path(binary).exists() or make_password is None:
+        pytest.skip("mosquitto and mosquitto_passwd are not installed (CI installs them: apt-get install mosquitto)")
+    users = tmp_path / "users"
+    subprocess.run([make_password, "-b", "-c", str(users), "fer", "right-password"], check=True, capture_output=True)
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    # "user root": started as root, mosquitto would otherwise switch to its own user, which cannot read tmp_path.
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {users}\nuser root\n")
+    broker = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sink = None
+    try:
+        assert _wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, 10)
+        sink = MqttSink("127.0.0.1", port, "fer/test", username="fer", password="wrong-password", max_backoff_s=1)
+        assert _wait_for(lambda: sink.refused_login, 10)
+        refusals = [r.getMessage() for r in caplog.records if "refused us" in r.getMessage()]
+        assert refusals and "the broker refused the login" in refusals[0] and "mqtt.password_file" in refusals[0]
+        assert "wrong-password" not in caplog.text  # the password is never logged
+        sink(face_event(0))
+        sink.close(timeout=0.1)
+        assert "1 events not delivered at stop (broker refused the login)" in caplog.text
+        sink = None
+    finally:
+        if sink is not None:
+            sink.close(timeout=0.1)
+        broker.terminate()
+        broker.wait(10)
+
+
 def test_mqtt_bounded_buffer_counts_drops(mosquitto):
     mosquitto.stop()
     sink = MqttSink("127.0.0.1", mosquitto.port, "fer/test", buffer_size=10, max_backoff_s=1)
