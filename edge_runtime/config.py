@@ -10,6 +10,7 @@ names the key path, the bad value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -23,6 +24,8 @@ from edge_runtime.detectors.yunet import YuNetOptions
 from edge_runtime.reporting import OUTPUT_MODES
 from edge_runtime.schema import setting
 from edge_runtime.smoothing import SmoothingOptions
+
+log = logging.getLogger(__name__)
 
 
 
@@ -315,6 +318,7 @@ def preflight(config: Config) -> None:
     writable output paths, files the sinks, detector and model need.
     """
     from edge_runtime.core.contract import load_contract
+    from edge_runtime.interpreter import is_edgetpu_compiled, make_interpreter
     from edge_runtime.sources import open_source
 
     try:
@@ -346,5 +350,11 @@ def preflight(config: Config) -> None:
                           "(face_detection_yunet_2023mar.onnx from opencv_zoo)")
     try:
         load_contract(config.model.path)
+        if not is_edgetpu_compiled(config.model.path):  # a compiled model loads only where an Edge TPU is
+            make_interpreter(config.model.path)  # a truncated, empty or zeroed file fails here, not at start-up
     except FerError as error:
         raise ConfigError(f"model.path: {error}") from error
+    spec = config.source.spec
+    camera = f"/dev/video{spec}" if spec.isdigit() else spec if spec.startswith("/dev/video") else None
+    if camera is not None and not Path(camera).exists():  # it may be plugged in later: a warning, not a refusal
+        log.warning("source.spec: camera %s is not there now; run will wait for it (source.camera_retries)", camera)

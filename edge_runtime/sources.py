@@ -188,7 +188,16 @@ def _read_still(path: Path, level: int, max_pixels: int = 0) -> np.ndarray | Non
         return None
     if image is None:
         log.log(level, "%s: unreadable or corrupt image, skipped", path)
+    elif path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_ends_whole(path):
+        log.warning("%s: truncated JPEG (no end marker): its lower part is missing or grey; classified as it is", path)
     return image
+
+
+def _jpeg_ends_whole(path: Path) -> bool:
+    """Whether a JPEG file ends with its end-of-image marker (within the last KB: some writers pad after it)."""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 1024))
+        return b"\xff\xd9" in handle.read()
 
 
 class ImageFileSource(_Counters):

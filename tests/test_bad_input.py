@@ -196,3 +196,32 @@ def test_a_password_file_is_never_echoed_and_must_be_private(tmp_path):
         preflight_with(str(secret))
     os.chmod(secret, 0o600)
     preflight_with(str(secret))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "zeroed"])
+def test_check_config_refuses_a_damaged_model_file(tmp_path, damage):
+    import shutil
+
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    data = model.read_bytes()
+    broken = tmp_path / "model.tflite"
+    broken.write_bytes({"truncated": data[: len(data) // 3], "empty": b"", "zeroed": bytes(len(data))}[damage])
+    shutil.copy(model.with_suffix(".json"), tmp_path / "model.json")
+    with pytest.raises(ConfigError, match="model.path: .* is not a loadable TFLite model"):
+        preflight(config_from_dict({"model": {"path": str(broken)}, "source": {"spec": str(MEDIA / "justin.jpg")}}))
+
+
+def test_check_config_warns_of_a_missing_camera(caplog):
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    preflight(config_from_dict({"model": {"path": str(model)}, "source": {"spec": "/dev/video97"}}))
+    assert "camera /dev/video97 is not there now" in caplog.text
+
+
+def test_a_truncated_jpeg_is_reported_as_such(tmp_path, caplog):
+    photo = require(MEDIA / "justin.jpg", "justin.jpg")
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(photo.read_bytes()[: photo.stat().st_size * 3 // 4])
+    assert len(list(open_source(str(cut)).frames())) == 1  # still decodes: classified as it is
+    assert "truncated JPEG (no end marker)" in caplog.text
+    caplog.clear()
+    assert len(list(open_source(str(photo)).frames())) == 1 and "truncated" not in caplog.text
