@@ -96,6 +96,9 @@ class HttpConfig:
     metrics_prefix: str = setting("fer_edge", "prefix of every Prometheus metric name")
     preview: bool = setting(False, "serve a live view at / (MJPEG at /stream.mjpg, with boxes and labels) on this "
                             "listener; nothing is written to disk, and it costs nothing while nobody watches")
+    allowed_hosts: str = setting("", "host names that requests may be addressed to (the Host header), comma-separated, "
+                                 "besides IP addresses, localhost and this machine's own name; any other name is "
+                                 "refused (a web page must not reach the camera by DNS rebinding)")
 
 
 @dataclass(frozen=True)

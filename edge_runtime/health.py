@@ -6,8 +6,10 @@ Bound to 127.0.0.1 by default: the endpoint says what the camera sees
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import socket
 import sys
 import threading
 from collections import deque
@@ -152,19 +154,58 @@ class _BoundedServer(ThreadingHTTPServer):
             log.warning("http: request from %s failed: %s: %s", client_address[0], error.__class__.__name__, error)
 
 
+def host_allowed(host_header: str | None, allowed: frozenset[str]) -> bool:
+    """Whether a request's ``Host`` may be served: no header, an IP address, or a name in ``allowed``.
+
+    DNS rebinding reaches a LAN device through a name the attacker controls, never through an IP address, so IP
+    addresses (whatever the listen address) and the machine's own names are safe; other names must be allowed.
+    """
+    if not host_header:
+        return True
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [IPv6]:port
+        host = host[1:host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return host.rstrip(".") in allowed
+
+
+def allowed_host_names(extra: str = "") -> frozenset[str]:
+    """localhost, this machine's name (and ``NAME.local``), and the comma-separated ``extra`` names."""
+    name = socket.gethostname().lower()
+    names = {"localhost", name, f"{name}.local", *(n.strip().lower() for n in extra.split(",") if n.strip())}
+    return frozenset(names)
+
+
 class HealthServer:
     """A small threaded HTTP server for ``/healthz`` and ``/metrics``."""
 
     def __init__(self, listen: str, metrics: Metrics, health: Callable[[], tuple[bool, dict]], preview=None, *,
-                 read_timeout_s: float = READ_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS):
+                 read_timeout_s: float = READ_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS,
+                 allowed_hosts: str = ""):
         host, port = parse_listen(listen)
         metrics_ref, health_ref = metrics, health
+        names = allowed_host_names(allowed_hosts)
+        refused_hosts: set[str] = set()
 
         class Handler(BaseHTTPRequestHandler):
             timeout = read_timeout_s  # the socket's timeout: a stalled request or viewer ends in TimeoutError
 
             def do_GET(self):  # noqa: N802 (the stdlib's name)
                 path = self.path.split("?")[0]
+                if not host_allowed(self.headers.get("Host"), names):
+                    refused = self.headers.get("Host", "")[:100]
+                    if refused not in refused_hosts and len(refused_hosts) < 100:  # once per name, not per request
+                        refused_hosts.add(refused)
+                        log.warning("http: refused a request for Host %r (add it to http.allowed_hosts if it is "
+                                    "yours)", refused)
+                    self._reply(421, b"this host name is not served here: add it to http.allowed_hosts\n",
+                                "text/plain")
+                    return
                 if preview is not None and path == "/stream.mjpg":
                     self.send_response(200)
                     self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
@@ -187,6 +228,9 @@ class HealthServer:
                 else:
                     body, status, kind = b"not found: try /healthz or /metrics (or / with http.preview)\n", 404, \
                         "text/plain"
+                self._reply(status, body, kind)
+
+            def _reply(self, status: int, body: bytes, kind: str) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))

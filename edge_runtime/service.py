@@ -89,7 +89,8 @@ class Service:
                 from edge_runtime.preview import Preview
 
                 self.preview = Preview(Path(config.model.path).name)
-            self.http = HealthServer(config.http.listen, self.metrics, self.health, self.preview)
+            self.http = HealthServer(config.http.listen, self.metrics, self.health, self.preview,
+                                     allowed_hosts=config.http.allowed_hosts)
 
     def health(self) -> tuple[bool, dict]:
         """Healthy while frames arrive within ``http.stall_seconds``."""

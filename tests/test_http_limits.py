@@ -79,3 +79,26 @@ def test_a_client_that_goes_away_is_one_debug_line(caplog, capsys):
         assert "Exception occurred during processing of request" not in capsys.readouterr().err
     finally:
         server.close()
+
+
+def _get(address: str, host_header: str) -> int:
+    host, port = address.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n".encode())
+        reply = b""
+        while chunk := connection.recv(4096):
+            reply += chunk
+    return int(reply.split(b" ", 2)[1])
+
+
+def test_a_foreign_host_name_is_refused_so_dns_rebinding_cannot_reach_the_camera(caplog):
+    server = _server(allowed_hosts="fer-pi.lan")
+    try:
+        port = server.address.split(":")[1]
+        assert _get(server.address, "attacker.example") == 421
+        assert _get(server.address, f"attacker.example:{port}") == 421
+        for good in (f"127.0.0.1:{port}", f"localhost:{port}", "192.168.1.20", f"FER-PI.LAN:{port}"):
+            assert _get(server.address, good) == 200, good
+        assert sum("refused a request for Host" in r.getMessage() for r in caplog.records) == 2
+    finally:
+        server.close()
