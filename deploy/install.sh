@@ -64,7 +64,7 @@ cp -r models "$PREFIX"/
 build_venv "$PREFIX/venv"
 
 mkdir -p /etc/fer-edge
-[ -f /etc/fer-edge/config.toml ] || cp deploy/config.toml /etc/fer-edge/config.toml
+[ -f /etc/fer-edge/config.toml ] || install -m 0644 deploy/config.toml /etc/fer-edge/config.toml  # check-config refuses a group- or world-writable config
 "$PREFIX/venv/bin/edge-runtime" check-config /etc/fer-edge/config.toml
 
 cp deploy/fer-edge.service /etc/systemd/system/fer-edge.service

@@ -195,9 +195,13 @@ def config_from_dict(raw: dict) -> Config:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML config file."""
+    """Read and validate a TOML config file (refused when others than its owner may change it)."""
     path = Path(path)
     try:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o022:  # anyone who may write it may point the service at any model, camera or broker
+            raise ConfigError(f"config file {path} may be changed by group or others (mode {mode:04o}); run "
+                              f"`chmod go-w {path}`")
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError as error:
         raise ConfigError(f"config file {path} not found") from error

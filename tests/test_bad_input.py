@@ -225,3 +225,17 @@ def test_a_truncated_jpeg_is_reported_as_such(tmp_path, caplog):
     assert "truncated JPEG (no end marker)" in caplog.text
     caplog.clear()
     assert len(list(open_source(str(photo)).frames())) == 1 and "truncated" not in caplog.text
+
+
+def test_a_config_file_others_may_change_is_refused(tmp_path):
+    import os
+
+    from edge_runtime.config import load_config
+
+    config = tmp_path / "config.toml"
+    config.write_text("[model]\nthreads = 1\n")
+    os.chmod(config, 0o666)
+    with pytest.raises(ConfigError, match=r"may be changed by group or others \(mode 0666\); run `chmod go-w"):
+        load_config(config)
+    os.chmod(config, 0o644)
+    assert load_config(config).model.threads == 1
