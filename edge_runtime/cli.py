@@ -68,7 +68,7 @@ def run_command(config: Optional[Path] = None, **options) -> None:
     stop_requested = StopRequest()  # from here on a SIGTERM ends the process cleanly, even before the first frame
     base = load_config(config) if config else Config()
     settings = with_overrides(base, {RUN_OPTIONS[name]: value for name, value in options.items()})
-    preflight(settings)  # the same checks as check-config, before anything starts
+    preflight(settings, load_model=False)  # check-config's checks; the runtime loads (and checks) the model next
     raise typer.Exit(Service(settings).run(stop_requested))
 
 

@@ -317,12 +317,14 @@ def check_password_file(path_text: str) -> None:
                           f"run `chmod 600 {path_text}` (and own it by the service's user)")
 
 
-def preflight(config: Config) -> None:
+def preflight(config: Config, *, load_model: bool = True) -> None:
     """Everything ``run`` would refuse before its first frame, checked without starting anything.
 
     ``edge-runtime check-config`` and ``edge-runtime run`` both call this, so a
     config that passes the check is one the service accepts: listen address,
     writable output paths, files the sinks, detector and model need.
+    ``load_model=False`` skips loading the model file itself: ``run`` loads it
+    moments later, and refuses a damaged file there with the same error.
     """
     from edge_runtime.core.contract import load_contract
     from edge_runtime.interpreter import is_edgetpu_compiled, make_interpreter
@@ -357,7 +359,7 @@ def preflight(config: Config) -> None:
                           "(face_detection_yunet_2023mar.onnx from opencv_zoo)")
     try:
         load_contract(config.model.path)
-        if not is_edgetpu_compiled(config.model.path):  # a compiled model loads only where an Edge TPU is
+        if load_model and not is_edgetpu_compiled(config.model.path):  # a compiled one loads only on an Edge TPU
             make_interpreter(config.model.path)  # a truncated, empty or zeroed file fails here, not at start-up
     except FerError as error:
         raise ConfigError(f"model.path: {error}") from error
