@@ -100,8 +100,7 @@ def build_videos(media: Path, decoded: dict[str, list]) -> list[Video]:
         key = str(media / "cremad" / row["file"])
         frames = tuple((key, i, ts) for i, (_, ts) in enumerate(decoded[key]))
         videos.append(Video(Path(row["file"]).stem, "clip", frames, (row["acted"],), row["face_only_crowd_vote"]))
-    clips = [v for v in videos]
-    for first, second in itertools.permutations(clips, 2):
+    for first, second in itertools.permutations(list(videos), 2):
         start = len(second.frames) // 3
         step = first.frames[-1][2] - first.frames[-2][2]
         offset = first.frames[-1][2] + step - second.frames[start][2]

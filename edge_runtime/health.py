@@ -211,10 +211,7 @@ class HealthServer:
                     self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
                     self.send_header("Cache-Control", "no-store")
                     self.end_headers()
-                    try:
-                        preview.stream(self.wfile.write)
-                    except (ConnectionError, TimeoutError):
-                        log.debug("http: a live-view viewer went away")
+                    preview.stream(self.wfile.write)  # until the viewer goes away: handle_error logs that once
                     return
                 if preview is not None and path == "/":
                     body, status, kind = preview.page(), 200, "text/html; charset=utf-8"

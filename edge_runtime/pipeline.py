@@ -263,7 +263,7 @@ class Runtime:
         elif frame.still:
             log.info("%s: no face found", frame.source)
         stats.events += len(events)
-        self._emit(self.reporter.feed(frame.index, frame.timestamp, frame.source, events, frame.still))
+        self._emit(self.reporter.feed(frame.timestamp, frame.source, events, frame.still))
         for listener in self.frame_listeners:
             listener(frame, events)
         if self.annotator is not None:

@@ -151,7 +151,7 @@ class Reporter:
         self._changes = ChangeReporter(max_missed_s) if mode == "changes" else None
         self._summary = SummaryReporter(summary_seconds) if mode == "summary" else None
 
-    def feed(self, frame_index: int, timestamp: float, source: str, events: list[FaceEvent],
+    def feed(self, timestamp: float, source: str, events: list[FaceEvent],
              still: bool = False) -> list[FaceEvent | FaceChange | Summary]:
         if self._changes is not None:
             changes = self._changes.feed(timestamp, source, events)
