@@ -77,7 +77,15 @@ class EmotionClassifier:
         """
         model_path = Path(model_path)
         contract = load_contract(model_path)
-        log.log(*verification_summary(contract, model_path.name))
+        classifier = cls._load(model_path, contract, threads=threads, backend=backend,
+                               fallback_to_cpu=fallback_to_cpu, tta=tta)
+        # Said only now: the file matched its sidecar's hash, loaded, and has the tensors the sidecar describes.
+        log.log(*verification_summary(classifier.contract, model_path.name))
+        return classifier
+
+    @classmethod
+    def _load(cls, model_path: Path, contract: ModelContract, *, threads: int, backend: str, fallback_to_cpu: bool,
+              tta: str) -> "EmotionClassifier":
         if contract.edgetpu_compiled:
             if backend == "edgetpu":
                 try:

@@ -99,6 +99,14 @@ class HttpConfig:
     allowed_hosts: str = setting("", "host names that requests may be addressed to (the Host header), comma-separated, "
                                  "besides IP addresses, localhost and this machine's own name; any other name is "
                                  "refused (a web page must not reach the camera by DNS rebinding)")
+    auth_file: str = setting("", "file holding USER:PASSWORD (mode 0600): every request must then log in with HTTP "
+                             "basic auth (what a browser asks for) or send `Authorization: Bearer PASSWORD` "
+                             "(empty = no authentication)")
+    allow_unauthenticated: bool = setting(False, "serve a non-loopback http.listen without http.auth_file (anyone "
+                                          "who reaches the port sees the metrics, and with http.preview the camera)")
+    tls_cert_file: str = setting("", "serve HTTPS with this PEM certificate (chain) instead of plain HTTP (empty = "
+                                 "plain; needs http.tls_key_file)")
+    tls_key_file: str = setting("", "the certificate's PEM private key (mode 0600)")
 
 
 @dataclass(frozen=True)
@@ -117,7 +125,16 @@ class MqttConfig:
     qos: int = setting(1, "MQTT quality of service", choices=(0, 1, 2))
     client_id: str = setting("", "fixed client id for a persistent session (empty = a fresh one each start)")
     username: str = setting("", "user name (empty = anonymous)")
-    password_file: str = setting("", "file holding the password (keep it out of the config)")
+    password_file: str = setting("", "file holding the password, mode 0600 (keep it out of the config)")
+    password_env: str = setting("", "name of an environment variable holding the password (e.g. from systemd's "
+                                "EnvironmentFile=); used when mqtt.password_file is empty")
+    tls: bool = setting(False, "connect with TLS (brokers listen for it on port 8883); the broker's certificate and "
+                        "host name are checked against mqtt.tls_ca_file, or the system's CAs")
+    tls_ca_file: str = setting("", "PEM file of the CA(s) that signed the broker's certificate (empty = the system's)")
+    tls_cert_file: str = setting("", "client certificate (PEM) for brokers that require one (empty = none)")
+    tls_key_file: str = setting("", "the client certificate's private key (PEM, mode 0600; empty = in tls_cert_file)")
+    tls_verify: bool = setting(True, "check the broker's certificate and host name; false only for a test broker "
+                               "(the connection is then encrypted but not authenticated)")
     buffer_size: int = setting(10_000, "events kept while the broker is away; the oldest are dropped (and counted) beyond",
                                minimum=1)
     keepalive: int = setting(30, "keep-alive seconds", minimum=5)
@@ -300,21 +317,115 @@ def _writable_file(path_text: str, key: str) -> None:
                           "choose a writable folder, e.g. /var/lib/fer-edge under the service") from error
 
 
-def check_password_file(path_text: str) -> None:
-    """Refuse a password file that is missing or that group or others may read.
+def check_private_file(path_text: str, key: str, holds: str = "the password") -> None:
+    """Refuse a secret file (password, private key) that is missing or that group or others may read.
 
-    The value is never echoed while it is not an existing file: it may be the password itself, pasted by mistake.
+    The value is never echoed while it is not an existing file: it may be the secret itself, pasted by mistake.
     """
     import stat
 
     path = Path(path_text)
     if not path.is_file():
-        raise ConfigError("mqtt.password_file: no file at the path given (the value is not shown: it may be a password "
-                          "pasted by mistake); give the path of a file that holds only the password")
+        raise ConfigError(f"{key}: no file at the path given (the value is not shown: it may be a secret pasted by "
+                          f"mistake); give the path of a file that holds {holds}")
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
-        raise ConfigError(f"mqtt.password_file: {path_text} may be read by group or others (mode {mode:04o}); "
+        raise ConfigError(f"{key}: {path_text} may be read by group or others (mode {mode:04o}); "
                           f"run `chmod 600 {path_text}` (and own it by the service's user)")
+
+
+def read_secret(path_text: str, key: str, holds: str = "the password") -> str:
+    """The secret in a private file (checked by :func:`check_private_file`), without its trailing newline."""
+    check_private_file(path_text, key, holds)
+    secret = Path(path_text).read_text(errors="replace").strip()
+    if not secret or len(secret) > 4096 or "\n" in secret:
+        raise ConfigError(f"{key}: {path_text} must hold {holds} on one line (it is empty, longer than 4096 "
+                          "characters, or has several lines)")
+    return secret
+
+
+def mqtt_password(mqtt: "MqttConfig", environ=None) -> str:
+    """The broker password: from mqtt.password_file, else from the variable mqtt.password_env names, else none."""
+    import os
+
+    if mqtt.password_file:
+        return read_secret(mqtt.password_file, "mqtt.password_file")
+    if mqtt.password_env:
+        value = (os.environ if environ is None else environ).get(mqtt.password_env)
+        if not value:
+            raise ConfigError(f"mqtt.password_env: the environment variable {mqtt.password_env!r} is not set or empty; "
+                              "set it for the service (systemd: EnvironmentFile= with a 0600 file)")
+        return value
+    return ""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host is reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_http(http: HttpConfig) -> None:
+    host, _ = parse_listen(http.listen)
+    if http.auth_file:
+        read_secret(http.auth_file, "http.auth_file", "USER:PASSWORD")
+    elif not is_loopback(host) and not http.allow_unauthenticated:
+        what = "the metrics and the live camera view" if http.preview else "the metrics"
+        raise ConfigError(f"http.listen: {http.listen!r} is reachable from other machines and http.auth_file is not "
+                          f"set, so anyone on the network would see {what}; set http.auth_file (a 0600 file holding "
+                          "USER:PASSWORD), listen on 127.0.0.1, or set http.allow_unauthenticated = true")
+    if bool(http.tls_cert_file) != bool(http.tls_key_file):
+        raise ConfigError("http.tls_cert_file and http.tls_key_file go together: give both (PEM certificate and key) "
+                          "or neither")
+    if http.tls_cert_file:
+        check_private_file(http.tls_key_file, "http.tls_key_file", "the certificate's private key")
+        server_tls_context(http)
+
+
+def server_tls_context(http: HttpConfig):
+    """The HTTPS server's SSL context; a :class:`ConfigError` naming the key of a file that cannot be used."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(http.tls_cert_file, http.tls_key_file)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(f"http.tls_cert_file: cannot load {http.tls_cert_file!r} with key {http.tls_key_file!r}: "
+                          f"{getattr(error, 'strerror', None) or error}; give PEM files whose key matches the "
+                          "certificate") from error
+    return context
+
+
+def mqtt_tls_files(mqtt: "MqttConfig"):
+    """The TLS files of the MQTT connection, or ``None`` without mqtt.tls."""
+    from edge_runtime.sinks import TlsFiles
+
+    if not mqtt.tls:
+        return None
+    return TlsFiles(mqtt.tls_ca_file, mqtt.tls_cert_file, mqtt.tls_key_file, mqtt.tls_verify)
+
+
+def _check_mqtt(mqtt: "MqttConfig") -> None:
+    from edge_runtime.sinks import tls_context
+
+    if mqtt.spool_file:
+        _writable_file(mqtt.spool_file, "mqtt.spool_file")
+    mqtt_password(mqtt)
+    files = mqtt_tls_files(mqtt)
+    if files is None:
+        if mqtt.tls_ca_file or mqtt.tls_cert_file or mqtt.tls_key_file:
+            raise ConfigError("mqtt.tls_ca_file/tls_cert_file/tls_key_file are set but mqtt.tls is false: set "
+                              "mqtt.tls = true (and the broker's TLS port, usually 8883)")
+        return
+    if files.key_file:
+        check_private_file(files.key_file, "mqtt.tls_key_file", "the client certificate's private key")
+    tls_context(files)
 
 
 def preflight(config: Config, *, load_model: bool = True) -> None:
@@ -335,7 +446,7 @@ def preflight(config: Config, *, load_model: bool = True) -> None:
     except FerError as error:
         raise ConfigError(str(error)) from error
     if config.http.listen:
-        parse_listen(config.http.listen)
+        _check_http(config.http)
     elif config.http.preview:
         raise ConfigError("http.preview: the live view needs http.listen (for example 127.0.0.1:9108)")
     if config.output.annotate:
@@ -346,10 +457,8 @@ def preflight(config: Config, *, load_model: bool = True) -> None:
             raise ConfigError(f"output.annotate: {config.output.annotate!r} is a file; give a video path or a folder")
     if config.sinks.file:
         _writable_file(config.sinks.file, "sinks.file")
-    if config.mqtt.host and config.mqtt.spool_file:
-        _writable_file(config.mqtt.spool_file, "mqtt.spool_file")
-    if config.mqtt.host and config.mqtt.password_file:
-        check_password_file(config.mqtt.password_file)
+    if config.mqtt.host:
+        _check_mqtt(config.mqtt)
     backend = getattr(config.detector, config.detector.name)
     model_path = getattr(backend, "model_path", "")
     if model_path and not Path(model_path).is_file():

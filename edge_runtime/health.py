@@ -6,10 +6,13 @@ Bound to 127.0.0.1 by default: the endpoint says what the camera sees
 
 from __future__ import annotations
 
+import base64
+import hmac
 import ipaddress
 import json
 import logging
 import socket
+import ssl
 import sys
 import threading
 from collections import deque
@@ -80,6 +83,8 @@ class Metrics:
                                    ["sink"], registry=self.registry)
         self.sink_connected = Gauge(f"{p}_sink_connected", "1 while the sink delivers (MQTT: the broker is connected)",
                                     ["sink"], registry=self.registry)
+        self.sink_faulted = Gauge(f"{p}_sink_faulted", "1 while the sink's sender has crashed and not delivered "
+                                  "since its restart (/healthz answers 503 meanwhile)", ["sink"], registry=self.registry)
         self.source_connected = Gauge(f"{p}_source_connected", "1 while the source delivers frames",
                                       registry=self.registry)
         self.model_info = Gauge(f"{p}_model_info", "The loaded model (always 1); its labels say which one and whether "
@@ -123,14 +128,25 @@ MAX_CONNECTIONS = 32
 
 
 class _BoundedServer(ThreadingHTTPServer):
-    """A threaded HTTP server with a cap on concurrent connections and quiet client disconnects."""
+    """A threaded HTTP(S) server with a cap on concurrent connections and quiet client disconnects.
+
+    With ``tls``, each accepted connection's handshake runs in its own thread, under the read timeout: a client
+    that stalls in the handshake holds one slot, never the accepting loop.
+    """
 
     daemon_threads = True
 
-    def __init__(self, address, handler, max_connections: int):
+    def __init__(self, address, handler, max_connections: int, tls: ssl.SSLContext | None = None):
         self.max_connections = max_connections
+        self.tls = tls
         self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, handler)
+
+    def get_request(self):
+        connection, address = super().get_request()
+        if self.tls is not None:
+            connection = self.tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return connection, address
 
     def process_request(self, request, client_address):
         if not self._slots.acquire(blocking=False):
@@ -141,6 +157,14 @@ class _BoundedServer(ThreadingHTTPServer):
 
     def process_request_thread(self, request, client_address):
         try:
+            if self.tls is not None:
+                try:
+                    request.settimeout(self.RequestHandlerClass.timeout)
+                    request.do_handshake()
+                except (ssl.SSLError, OSError) as error:  # plain HTTP on the TLS port, a scanner, a stall
+                    log.debug("http: TLS handshake with %s failed (%s)", client_address[0], error)
+                    self.shutdown_request(request)
+                    return
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
@@ -174,6 +198,30 @@ def host_allowed(host_header: str | None, allowed: frozenset[str]) -> bool:
         return host.rstrip(".") in allowed
 
 
+def authorized(header: str | None, credentials: str) -> bool:
+    """Whether an ``Authorization`` header carries ``credentials`` (``USER:PASSWORD``; no ``USER:`` = any user).
+
+    HTTP basic auth with that user and password passes (a browser's login prompt, Prometheus' ``basic_auth``), and
+    so does ``Bearer PASSWORD`` (curl, Prometheus' ``authorization``). Compared in constant time.
+    """
+    if not credentials:
+        return True
+    scheme, _, value = (header or "").strip().partition(" ")
+    user, colon, password = credentials.rpartition(":")
+    if not colon:
+        user, password = "", credentials
+    if scheme.lower() == "bearer":
+        return hmac.compare_digest(value.strip().encode(), password.encode())
+    if scheme.lower() != "basic":
+        return False
+    try:
+        given_user, _, given_password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    same_user = hmac.compare_digest(given_user.encode(), user.encode()) if user else True
+    return hmac.compare_digest(given_password.encode(), password.encode()) and same_user
+
+
 def allowed_host_names(extra: str = "") -> frozenset[str]:
     """localhost, this machine's name (and ``NAME.local``), and the comma-separated ``extra`` names."""
     name = socket.gethostname().lower()
@@ -186,11 +234,12 @@ class HealthServer:
 
     def __init__(self, listen: str, metrics: Metrics, health: Callable[[], tuple[bool, dict]], preview=None, *,
                  read_timeout_s: float = READ_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS,
-                 allowed_hosts: str = ""):
+                 allowed_hosts: str = "", credentials: str = "", tls: ssl.SSLContext | None = None):
         host, port = parse_listen(listen)
         metrics_ref, health_ref = metrics, health
         names = allowed_host_names(allowed_hosts)
         refused_hosts: set[str] = set()
+        refused_clients: set[str] = set()
 
         class Handler(BaseHTTPRequestHandler):
             timeout = read_timeout_s  # the socket's timeout: a stalled request or viewer ends in TimeoutError
@@ -205,6 +254,15 @@ class HealthServer:
                                     "yours)", refused)
                     self._reply(421, b"this host name is not served here: add it to http.allowed_hosts\n",
                                 "text/plain")
+                    return
+                if not authorized(self.headers.get("Authorization"), credentials):
+                    client = self.client_address[0]
+                    if client not in refused_clients and len(refused_clients) < 100:  # once per address
+                        refused_clients.add(client)
+                        log.warning("http: refused a request from %s without valid credentials (http.auth_file)",
+                                    client)
+                    self._reply(401, b"log in: the credentials are in http.auth_file\n", "text/plain",
+                                {"WWW-Authenticate": 'Basic realm="fer-edge", charset="UTF-8"'})
                     return
                 if preview is not None and path == "/stream.mjpg":
                     self.send_response(200)
@@ -227,8 +285,10 @@ class HealthServer:
                         "text/plain"
                 self._reply(status, body, kind)
 
-            def _reply(self, status: int, body: bytes, kind: str) -> None:
+            def _reply(self, status: int, body: bytes, kind: str, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -238,15 +298,16 @@ class HealthServer:
                 log.debug("http: " + format, *args)
 
         try:
-            self.server = _BoundedServer((host, port), Handler, max_connections)
+            self.server = _BoundedServer((host, port), Handler, max_connections, tls)
         except OSError as error:
             raise ConfigError(f"http.listen: cannot bind {listen}: {error.strerror}") from error
         self.address = f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+        self.scheme = "https" if tls is not None else "http"
         self.thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
-        log.info("health and metrics on http://%s/healthz and /metrics", self.address)
+        log.info("health and metrics on %s://%s/healthz and /metrics", self.scheme, self.address)
 
     def close(self) -> None:
         self.server.shutdown()

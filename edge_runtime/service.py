@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 from edge_runtime import __version__
-from edge_runtime.config import Config
+from edge_runtime.config import Config, mqtt_password, mqtt_tls_files, read_secret, server_tls_context
 from edge_runtime.core.errors import FerError
 from edge_runtime.health import FrameRate
 from edge_runtime.homeassistant import Discovery
 from edge_runtime.pipeline import Runtime
-from edge_runtime.sinks import MqttSink, RotatingFileSink, StdoutSink
+from edge_runtime.sinks import MqttSink, RotatingFileSink, StdoutSink, tls_context
 from edge_runtime.sources import FolderSource, ImageFileSource
 from edge_runtime.spool import Spool
 from edge_runtime.systemd import Notifier
@@ -54,12 +54,13 @@ def build_sinks(config: Config) -> list:
         sinks.append(RotatingFileSink(config.sinks.file, config.sinks.file_max_bytes, config.sinks.file_backups))
     m = config.mqtt
     if m.host:
-        password = Path(m.password_file).read_text().strip() if m.password_file else ""
         discovery = Discovery(m.node_id, m.discovery_prefix, __version__) if m.discovery else None
         spool = Spool(m.spool_file, m.spool_max_bytes) if m.spool_file else None
+        files = mqtt_tls_files(m)
         sinks.append(MqttSink(m.host, m.port, m.topic, qos=m.qos, client_id=m.client_id, buffer_size=m.buffer_size,
-                              keepalive=m.keepalive, username=m.username, password=password,
-                              max_backoff_s=m.max_backoff_s, discovery=discovery, spool=spool))
+                              keepalive=m.keepalive, username=m.username, password=mqtt_password(m),
+                              max_backoff_s=m.max_backoff_s, discovery=discovery, spool=spool,
+                              tls=tls_context(files) if files is not None else None))
     return sinks
 
 
@@ -89,16 +90,22 @@ class Service:
                 from edge_runtime.preview import Preview
 
                 self.preview = Preview(Path(config.model.path).name)
-            self.http = HealthServer(config.http.listen, self.metrics, self.health, self.preview,
-                                     allowed_hosts=config.http.allowed_hosts)
+            http = config.http
+            self.http = HealthServer(http.listen, self.metrics, self.health, self.preview,
+                                     allowed_hosts=http.allowed_hosts,
+                                     credentials=read_secret(http.auth_file, "http.auth_file", "USER:PASSWORD")
+                                     if http.auth_file else "",
+                                     tls=server_tls_context(http) if http.tls_cert_file else None)
 
     def health(self) -> tuple[bool, dict]:
-        """Healthy while frames arrive within ``http.stall_seconds``."""
+        """Healthy while frames arrive within ``http.stall_seconds`` and no sink is faulted (its sender crashed and
+        has not delivered since its restart)."""
         stats = self.runtime.stats
         source = self.runtime.source.health()
         detail = {"frames": stats.frames, "events": stats.events, "source_connected": source.connected,
                   "source_reconnects": source.reconnects, "source_skipped": source.skipped,
-                  "sinks": {sink.name: {"connected": sink.connected, "dropped": sink.dropped} for sink in self.sinks}}
+                  "sinks": {sink.name: {"connected": sink.connected, "dropped": sink.dropped, "fault": sink.fault}
+                            for sink in self.sinks}}
         frames_per_second = self.frame_rate.rate(time.monotonic())
         detail["fps"] = 0.0 if frames_per_second is None else round(frames_per_second, 2)
         detail["faces_in_view"] = self._faces_in_view
@@ -108,6 +115,8 @@ class Service:
         detail["seconds_since_frame"] = round(since, 3)
         if since > self.config.http.stall_seconds:
             return False, {"status": "stalled", **detail}
+        if any(sink.fault for sink in self.sinks):
+            return False, {"status": "sink_failed", **detail}
         return True, {"status": "ok", **detail}
 
     def _on_frame(self, frame, events) -> None:
@@ -131,6 +140,7 @@ class Service:
             failures = self.runtime.stats.sink_failures
             for sink in self.sinks:
                 self.metrics.sink_connected.labels(sink=sink.name).set(1 if sink.connected else 0)
+                self.metrics.sink_faulted.labels(sink=sink.name).set(1 if sink.fault else 0)
                 self._count(self.metrics.sink_dropped.labels(sink=sink.name), f"dropped:{sink.name}", sink.dropped)
                 self._count(self.metrics.sink_failed.labels(sink=sink.name), f"failed:{sink.name}",
                             failures.get(sink.name, 0))

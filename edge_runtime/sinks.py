@@ -12,9 +12,11 @@ import collections
 import json
 import logging
 import os
+import ssl
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple, Protocol
 
@@ -39,6 +41,11 @@ class Sink(Protocol):
     def connected(self) -> bool:
         """Whether events reach their destination now (a local sink always; MQTT while the broker is there)."""
 
+    @property
+    def fault(self) -> str:
+        """Why the sink cannot deliver even with its destination there (its sender crashed and restarts); empty
+        while it works."""
+
     def __call__(self, event: JsonRecord) -> None:
         """Take one event; must return quickly (the processing loop waits for it)."""
 
@@ -49,15 +56,55 @@ class Sink(Protocol):
         """Flush and release the sink's resources."""
 
 
-def _connect_error(host: str, port: int) -> str:
-    """Why a TCP connection to ``host:port`` fails right now (paho's connect-failure callback does not say)."""
+def _connect_error(host: str, port: int, tls: ssl.SSLContext | None = None) -> str:
+    """Why a connection to ``host:port`` fails right now (paho's connect-failure callback does not say): the TCP
+    error, or with TLS the handshake's (an unknown CA, a wrong host name, a plain-text port)."""
     import socket
 
     try:
-        with socket.create_connection((host, port), timeout=2.0):
+        with socket.create_connection((host, port), timeout=2.0) as connection:
+            if tls is not None:
+                with tls.wrap_socket(connection, server_hostname=host):
+                    pass
             return "the connection closed during the MQTT handshake"
+    except ssl.SSLError as error:
+        return f"TLS handshake failed: {error.reason or error}" + (
+            f" ({error.verify_message}; check mqtt.tls_ca_file and that mqtt.host is a name the broker's certificate "
+            "carries)" if isinstance(error, ssl.SSLCertVerificationError) else "")
     except OSError as error:
         return f"{error.__class__.__name__}: {error.strerror or error}"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """What a TLS connection to the broker trusts and shows: PEM files (empty: the system's CA store, no client
+    certificate)."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""  # empty: the key is in cert_file
+    verify: bool = True  # check the broker's certificate and host name (off only for a test broker)
+
+
+def tls_context(files: TlsFiles) -> ssl.SSLContext:
+    """An SSL context for the broker connection; a :class:`ConfigError` naming the key of a file that cannot be
+    used."""
+    try:
+        context = ssl.create_default_context(cafile=files.ca_file or None)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(f"mqtt.tls_ca_file: cannot load CA certificates from {files.ca_file!r}: "
+                          f"{getattr(error, 'strerror', None) or error}; give a PEM file") from error
+    if files.cert_file:
+        try:
+            context.load_cert_chain(files.cert_file, files.key_file or None)
+        except (OSError, ssl.SSLError) as error:
+            raise ConfigError(f"mqtt.tls_cert_file: cannot load the client certificate {files.cert_file!r} with key "
+                              f"{files.key_file or '(in the same file)'!r}: {getattr(error, 'strerror', None) or error}; "
+                              "give PEM files whose key matches the certificate") from error
+    if not files.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _line(event: JsonRecord) -> str:
@@ -69,6 +116,7 @@ class _LocalSink:
 
     dropped = 0
     connected = True
+    fault = ""
 
     def flush(self, timeout: float = 0.0) -> bool:
         return True
@@ -160,6 +208,10 @@ class MqttSink:
     ``max_backoff_s``. Events wait in a bounded queue until a connection is up;
     when the queue is full the oldest event is dropped, counted in ``dropped``
     and logged. ``flush`` waits until everything queued has been acknowledged.
+    The sender thread is supervised: if it raises, it is restarted with a
+    backoff, counted in ``sender_restarts``, and ``fault`` says why until it
+    delivers again. With ``tls`` (see :func:`tls_context`) the connection is
+    encrypted and the broker's certificate checked.
     """
 
     name = "mqtt"
@@ -167,13 +219,16 @@ class MqttSink:
     def __init__(self, host: str, port: int = 1883, topic: str = "fer/events", *, qos: int = 1,
                  client_id: str = "", buffer_size: int = 10_000, keepalive: int = 30, username: str = "",
                  password: str = "", max_backoff_s: int = 30, discovery: Discovery | None = None,
-                 spool: Spool | None = None):
+                 spool: Spool | None = None, tls: ssl.SSLContext | None = None):
         try:
             import paho.mqtt.client as mqtt
         except ImportError as error:
             raise ConfigError("the MQTT sink needs paho-mqtt: pip install 'fer-edge[service]'") from error
-        self.host, self.port = host, port
+        self.host, self.port, self.tls = host, port, tls
         self.topic, self.qos = topic, qos
+        self.max_backoff_s = max_backoff_s
+        self.sender_restarts = 0  # times the sender thread raised and was restarted
+        self._fault = ""  # why the sender last crashed, until it delivers again
         self.failed_attempts = 0  # connection attempts that failed since the last success
         self.refused_login = False  # the last attempt was refused for its credentials
         self.queue: collections.deque[Message] = collections.deque()
@@ -192,6 +247,9 @@ class MqttSink:
         self._spool_offset = 0  # how far the sender has read the spool
         self._spool_unacknowledged = 0  # messages read from the spool and not yet acknowledged
         self._spool_full = False
+        # Events the spool refused while it is full or the disk is, kept in memory (up to buffer_size) and sent after
+        # it: a backlog draining from a full spool does not cost the events made meanwhile.
+        self._overflow: collections.deque[Message] = collections.deque()
         if spool is not None and spool.size:
             log.info("MQTT: %d messages spooled by an earlier run will be sent first (%s)", spool.count(), spool.path)
         self._connected = False
@@ -201,6 +259,8 @@ class MqttSink:
                                   clean_session=not client_id)
         if username:
             self.client.username_pw_set(username, password or None)
+        if tls is not None:
+            self.client.tls_set_context(tls)
         if discovery is not None:
             # The broker publishes this when the connection drops without a clean disconnect (a crash, a power cut).
             self.client.will_set(discovery.availability_topic, NOT_AVAILABLE, qos=1, retain=True)
@@ -213,12 +273,42 @@ class MqttSink:
         self.client.on_publish = self._on_publish
         self.client.connect_async(host, port, keepalive)
         self.client.loop_start()
-        self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
+        self._sender = threading.Thread(target=self._supervise, name="mqtt-sender", daemon=True)
         self._sender.start()
 
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def fault(self) -> str:
+        return self._fault
+
+    def _supervise(self) -> None:
+        """Run the send loop; when it raises, log it, take back what was in flight, and restart it after a backoff."""
+        delay = 1.0
+        while True:
+            try:
+                self._send_loop()
+                return
+            except Exception as error:  # any bug or I/O error: delivery must not stop for good
+                self.sender_restarts += 1
+                self._fault = f"{error.__class__.__name__}: {str(error)[:200]}"
+                log.error("MQTT sender crashed (%s); restarting it in %.0f s (%d restarts)", self._fault, delay,
+                          self.sender_restarts, exc_info=self.sender_restarts == 1)
+                with self._lock:
+                    if self.spool is not None and not self._closing:
+                        self._to_spool()  # in-flight messages are read again from the spool (at least once)
+                    self._lock.wait(delay)
+                    if self._closing:
+                        return
+                delay = min(delay * 2, float(self.max_backoff_s))
+
+    def _recovered(self) -> None:
+        """The sender works again: clear the fault. Under lock."""
+        if self._fault:
+            log.warning("MQTT sender recovered after %d restarts (last fault: %s)", self.sender_restarts, self._fault)
+            self._fault = ""
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         with self._lock:
@@ -248,7 +338,7 @@ class MqttSink:
         """Count a failed connection attempt; log the first of a streak, with why (then every 100th)."""
         self.failed_attempts += 1
         if self.failed_attempts == 1 or self.failed_attempts % 100 == 0:
-            reason = reason or _connect_error(self.host, self.port)
+            reason = reason or _connect_error(self.host, self.port, self.tls)
             log.error("MQTT broker %s:%d %s: %s (%d failed attempts; retrying with backoff, events are buffered)",
                       self.host, self.port, "refused us" if refused else "unreachable", reason, self.failed_attempts)
 
@@ -297,14 +387,26 @@ class MqttSink:
         self._spool_unacknowledged = 0
 
     def _spool_append(self, message: Message) -> None:
-        if self.spool.append(SpooledMessage(message.topic, message.payload, message.retain)):
+        """To the spool, in order; while it refuses (full, or the disk is), to the overflow in memory; beyond that,
+        dropped and counted. Under lock."""
+        while self._overflow and self._spool_takes(self._overflow[0]):
+            self._overflow.popleft()
+        if not self._overflow and self._spool_takes(message):
             self._spool_full = False
             return
-        self.dropped += 1
         if not self._spool_full:
-            log.error("MQTT spool %s is %s: dropping new events until it takes them again; counted in the sink's "
-                      "dropped events", self.spool.path, self.spool.refusal)
+            log.error("MQTT spool %s is %s: keeping up to %d new events in memory until it takes them again, and "
+                      "dropping (and counting) beyond", self.spool.path, self.spool.refusal, self.buffer_size)
         self._spool_full = True
+        if len(self._overflow) < self.buffer_size:
+            self._overflow.append(message)
+            return
+        self.dropped += 1
+        if self.dropped == 1 or self.dropped % 1000 == 0:
+            log.error("MQTT: the spool and the memory buffer are full: dropped %d events so far", self.dropped)
+
+    def _spool_takes(self, message: Message) -> bool:
+        return self.spool.append(SpooledMessage(message.topic, message.payload, message.retain))
 
     def __call__(self, event: JsonRecord) -> None:
         messages = [Message(self.topic, _line(event).rstrip("\n"))]
@@ -312,7 +414,8 @@ class MqttSink:
         if state is not None:  # the Home Assistant sensors' state, retained so a restarted HA sees it at once
             messages.append(Message(self.discovery.state_topic, state_payload(state), retain=True))
         with self._lock:
-            if self.spool is not None and not self._closing and (not self._connected or self.spool.size):
+            if self.spool is not None and not self._closing and (not self._connected or self.spool.size
+                                                                  or self._overflow):
                 for message in messages:  # the broker is away, or the spool is being sent: to disk, in order
                     self._spool_append(message)
                 self._lock.notify_all()
@@ -330,15 +433,25 @@ class MqttSink:
     def _spool_unread(self) -> bool:
         return self.spool is not None and self._spool_offset < self.spool.size
 
+    def _overflow_due(self) -> bool:
+        """The spool is delivered and empty, and events it refused wait in memory: they go next."""
+        return bool(self._overflow) and not self.spool.size
+
     def _send_loop(self) -> None:
         while True:
             with self._lock:
-                while not self._closing and (not self._connected or not (self.queue or self._spool_unread())):
+                while not self._closing and (not self._connected or not (self.queue or self._spool_unread()
+                                                                          or self._overflow_due())):
                     if self.spool is not None:
                         self.spool.sync()  # idle: make what was appended durable
+                    if self._connected:
+                        self._recovered()  # caught up since a crash: nothing left to prove
                     self._lock.wait(0.5)
                 if self._closing and (not self._connected or not self.queue):
                     return
+                if not self.queue and self._overflow_due():
+                    self.queue.extend(self._overflow)
+                    self._overflow.clear()
                 if not self.queue:  # the next batch from the spool, in order
                     batch, self._spool_offset = self.spool.read_from(self._spool_offset, 500)
                     self.queue.extend(Message(m.topic, m.payload, m.retain, start) for m, start, _ in batch)
@@ -352,6 +465,7 @@ class MqttSink:
                 if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
                     self.queue.popleft()
                     self.published += 1
+                    self._recovered()
                     if self.qos > 0:
                         self._pending[info.mid] = message
                     else:
@@ -366,7 +480,7 @@ class MqttSink:
         """
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self.queue or self._pending or (self._connected and self._spool_unread()):
+            while self.queue or self._pending or (self._connected and (self._spool_unread() or self._overflow)):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     log.warning("MQTT flush timed out: %d queued, %d unacknowledged", len(self.queue), len(self._pending))
@@ -389,6 +503,13 @@ class MqttSink:
             connected = self._connected
             if self.spool is not None:
                 self._to_spool()
+                while self._overflow and self._spool_takes(self._overflow[0]):
+                    self._overflow.popleft()
+                if self._overflow:
+                    self.dropped += len(self._overflow)
+                    log.error("MQTT: %d events lost at stop: the spool %s could not take them (%s)",
+                              len(self._overflow), self.spool.path, self.spool.refusal)
+                    self._overflow.clear()
                 spooled = self.spool.count() if self.spool.size else 0
                 self.spool.close()
         if self.spool is not None:

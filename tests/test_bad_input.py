@@ -10,6 +10,7 @@ import pytest
 from edge_runtime.cli import RUN_OPTIONS, main
 from edge_runtime.config import Config, config_from_dict, preflight, schema_field
 from edge_runtime.core.errors import ConfigError
+from edge_runtime.core.contract import load_contract, write_contract
 from edge_runtime.sources import HEADER_BYTES, header_size, open_source
 from tests.conftest import MEDIA, SHIPPED_INT8, png_bomb, require
 
@@ -207,8 +208,13 @@ def test_check_config_refuses_a_damaged_model_file(tmp_path, damage):
     broken = tmp_path / "model.tflite"
     broken.write_bytes({"truncated": data[: len(data) // 3], "empty": b"", "zeroed": bytes(len(data))}[damage])
     shutil.copy(model.with_suffix(".json"), tmp_path / "model.json")
+    config = config_from_dict({"model": {"path": str(broken)}, "source": {"spec": str(MEDIA / "justin.jpg")}})
+    with pytest.raises(ConfigError, match="model.path: .* does not match its sidecar model.json"):
+        preflight(config)
+    # Damaged before fer-convert hashed it (its sidecar matches): the load itself refuses it.
+    write_contract(broken, load_contract(model))
     with pytest.raises(ConfigError, match="model.path: .* is not a loadable TFLite model"):
-        preflight(config_from_dict({"model": {"path": str(broken)}, "source": {"spec": str(MEDIA / "justin.jpg")}}))
+        preflight(config)
 
 
 def test_check_config_warns_of_a_missing_camera(caplog):

@@ -312,15 +312,16 @@ def test_garbage_in_the_spool_is_set_aside_and_every_good_event_still_arrives(mo
         subscriber.disconnect()
 
 
-def test_events_the_disk_refuses_to_spool_are_counted_as_dropped(mosquitto, tmp_path, monkeypatch, caplog):
-    # The disk is the boundary mocked here: every write fails as on a full disk.
+def test_events_the_disk_refuses_to_spool_wait_in_memory_and_beyond_it_are_counted_as_dropped(
+        mosquitto, tmp_path, monkeypatch, caplog):
+    # The disk is the boundary mocked here: every write fails as on a full disk, until the monkeypatch is undone.
     import errno
 
     import edge_runtime.spool as spool_module
     from edge_runtime.spool import Spool
 
     mosquitto.stop()
-    sink = MqttSink("127.0.0.1", mosquitto.port, "fer/test", max_backoff_s=1,
+    sink = MqttSink("127.0.0.1", mosquitto.port, "fer/test", max_backoff_s=1, buffer_size=3,
                     spool=Spool(tmp_path / "spool.jsonl", max_bytes=1_000_000))
 
     def disk_full(fd, data):
@@ -330,8 +331,11 @@ def test_events_the_disk_refuses_to_spool_are_counted_as_dropped(mosquitto, tmp_
     try:
         for index in range(5):
             sink(face_event(index))  # the broker is away: to the spool, which cannot take them
-        assert sink.dropped == 5 and sink.spool.size == 0
+        assert sink.dropped == 2 and sink.spool.size == 0  # 3 wait in memory (buffer_size), 2 are lost and counted
         assert "not writable (No space left on device)" in caplog.text
+        monkeypatch.undo()  # the disk has room again: what waited in memory goes to the spool first, in order
+        sink(face_event(5))
+        assert [json.loads(m.payload)["frame"] for m in sink.spool.read_all()] == [0, 1, 2, 5]
     finally:
         monkeypatch.undo()
         sink.close(timeout=0.1)

@@ -7,6 +7,8 @@ preprocessing version, or no sidecar at all) before the first frame.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -17,8 +19,9 @@ from edge_runtime.core.labels import LABELS
 from edge_runtime.core.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION
 from edge_runtime.core.records import JsonRecord, RecordError
 
-# /2: typed verification (null when unverified; the budget only on the model it judged), Edge TPU fields.
-CONTRACT_FORMAT = "fer-edge-model/2"
+# /3: the sha256 of the .tflite file itself (/2: typed verification, the budget only on the model it judged, Edge TPU
+# fields).
+CONTRACT_FORMAT = "fer-edge-model/3"
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class ModelContract(JsonRecord):
     source_model: str = ""
     source_sha256: str = ""
     verified: Verification | None = None  # None: converted with --no-verify
+    # The .tflite file's own sha256, written by :func:`write_contract`: the weights the verification above belongs to.
+    model_sha256: str = ""
     format: str = CONTRACT_FORMAT
     # Written by edgetpu_compiler (fer-convert --edgetpu): the Edge TPU runs it; the CPU runs ``cpu_model`` instead,
     # the int8 file it was compiled from (same graph, same verification), which sits next to it.
@@ -88,10 +93,20 @@ def sidecar_path(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks (a model may be large; memory stays flat)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_contract(model_path: str | Path, contract: ModelContract) -> Path:
-    """Write the sidecar next to ``model_path``."""
+    """Write the sidecar next to ``model_path``, binding it to the file's sha256 as it is now."""
     path = sidecar_path(model_path)
-    path.write_text(json.dumps(contract.to_json(), indent=2) + "\n")
+    bound = dataclasses.replace(contract, model_sha256=file_sha256(model_path))
+    path.write_text(json.dumps(bound.to_json(), indent=2) + "\n")
     return path
 
 
@@ -117,6 +132,11 @@ def load_contract(model_path: str | Path) -> ModelContract:
     except RecordError as error:
         raise ModelError(f"{error}; re-run fer-convert to write metadata this runtime reads") from error
     validate_contract(contract, path)
+    actual = file_sha256(model_path)
+    if actual != contract.model_sha256:
+        raise ModelError(f"{model_path} does not match its sidecar {path.name} (file sha256 {actual[:12]}..., sidecar "
+                         f"says {contract.model_sha256[:12] or 'nothing'}...): the model was changed or replaced after "
+                         "fer-convert verified it; restore the file or re-run fer-convert")
     return contract
 
 
