@@ -67,10 +67,11 @@ def _connect_error(host: str, port: int, tls: ssl.SSLContext | None = None) -> s
                 with tls.wrap_socket(connection, server_hostname=host):
                     pass
             return "the connection closed during the MQTT handshake"
+    except ssl.SSLCertVerificationError as error:
+        return (f"TLS handshake failed: the broker's certificate did not verify ({error.verify_message}); check "
+                "mqtt.tls_ca_file and that mqtt.host is a name the broker's certificate carries")
     except ssl.SSLError as error:
-        return f"TLS handshake failed: {error.reason or error}" + (
-            f" ({error.verify_message}; check mqtt.tls_ca_file and that mqtt.host is a name the broker's certificate "
-            "carries)" if isinstance(error, ssl.SSLCertVerificationError) else "")
+        return f"TLS handshake failed: {error.reason or error} (is mqtt.port the broker's TLS port?)"
     except OSError as error:
         return f"{error.__class__.__name__}: {error.strerror or error}"
 
@@ -344,10 +345,13 @@ class MqttSink:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self._lock:
-            self._connected = False
+            was_connected, self._connected = self._connected, False
             if self.spool is not None and not self._closing:
                 self._to_spool()
-        if not self._closing:
+        if not was_connected and not self._closing:  # closed before the broker accepted us: a failed attempt
+            hint = " (it may require a client certificate: mqtt.tls_cert_file)" if self.tls is not None else ""
+            self._failed(f"the broker closed the connection before accepting it{hint}")
+        elif not self._closing:
             where = f"spooling to {self.spool.path}" if self.spool is not None else \
                 f"buffering up to {self.buffer_size} events in memory"
             log.warning("MQTT disconnected (%s); %s and reconnecting", reason_code, where)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +91,109 @@ def png_bomb(side: int = 40_000) -> bytes:
     png[12:29] = header
     png[29:33] = struct.pack(">I", zlib.crc32(header))
     return bytes(png)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (on loopback)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 20.0) -> bool:
+    """Poll ``predicate`` every 0.1 s until it holds or ``timeout`` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+class Mosquitto:
+    """A real mosquitto broker on loopback, started from a config this test writes (stop and start at will)."""
+
+    def __init__(self, tmp_path: Path, settings: str = "allow_anonymous true\n"):
+        binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+        if binary is None:
+            pytest.skip("mosquitto is not installed (CI installs it: apt-get install mosquitto)")
+        self.binary, self.port, self.process = binary, free_port(), None
+        self.conf = tmp_path / f"mosquitto-{self.port}.conf"
+        # "user root": started as root, mosquitto would otherwise switch to its own user, which cannot read tmp_path.
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nuser root\n{settings}")
+
+    def start(self) -> "Mosquitto":
+        self.process = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.1)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A real mosquitto broker on loopback with persistence (so a restart keeps the subscriber's session)."""
+    broker = Mosquitto(tmp_path, f"allow_anonymous true\npersistence true\npersistence_location {tmp_path}/\n"
+                                 "autosave_interval 1\n").start()
+    yield broker
+    if broker.process.poll() is None:
+        broker.stop()
+
+
+def face_event(frame: int, source: str = "test.mp4"):
+    """A real event record (the sinks' input), numbered by frame so that delivery can be counted."""
+    from edge_runtime.events import FaceEvent
+
+    return FaceEvent(source=source, frame=frame, ts=1795318123.925, face=0, track=0, box=(10, 20, 48, 48),
+                     label="happy", raw_label="happy", score=0.9, raw_score=0.8, probs={"happy": 0.9, "sad": 0.1})
+
+
+def subscriber(port, received, subscribed=None, tls=None):
+    """A paho client on loopback that collects every event on ``fer/test`` into ``received`` (QoS 1)."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-subscriber", clean_session=False)
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe("fer/test", qos=1)
+    client.on_subscribe = lambda c, u, mid, rc, p: subscribed.set() if subscribed is not None else None
+    client.on_message = lambda c, u, message: received.append(json.loads(message.payload))
+    if tls is not None:
+        client.tls_set_context(tls)
+    client.reconnect_delay_set(1, 2)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+
+
+def _openssl(*args: str, cwd) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A test CA, a broker certificate for 127.0.0.1 and localhost, and a client certificate, all signed by it."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (CI installs it: apt-get install openssl)")
+    where = tmp_path_factory.mktemp("pki")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=fer-edge test CA",
+             "-keyout", "ca.key", "-out", "ca.crt", cwd=where)
+    for name, extension in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"), ("client", "extendedKeyUsage=clientAuth")):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=fer-edge test {name}", "-keyout", f"{name}.key",
+                 "-out", f"{name}.csr", cwd=where)
+        (where / f"{name}.ext").write_text(extension + "\n")
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=where)
+        os.chmod(where / f"{name}.key", 0o600)
+    # A second CA that signed nothing here: trusting it must not let the broker's certificate pass.
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=another CA",
+             "-keyout", "other.key", "-out", "other.crt", cwd=where)
+    return where

@@ -1,9 +1,11 @@
-"""The HTTP endpoint under hostile clients: a half-sent request is cut off, connections are capped, and a client
-that goes away leaves one debug line, not a traceback."""
+"""The HTTP endpoint under hostile clients: a half-sent request is cut off, connections are capped, a client that
+goes away leaves one debug line, not a traceback, foreign Host names are refused, credentials and TLS guard every
+endpoint, and an exposed listener without credentials is refused."""
 
 import logging
 import socket
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -102,3 +104,96 @@ def test_a_foreign_host_name_is_refused_so_dns_rebinding_cannot_reach_the_camera
         assert sum("refused a request for Host" in r.getMessage() for r in caplog.records) == 2
     finally:
         server.close()
+
+
+def _request(address: str, headers: dict | None = None, scheme: str = "http", context=None) -> int:
+    request = urllib.request.Request(f"{scheme}://{address}/healthz", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def _basic(user: str, password: str) -> dict:
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_with_credentials_every_request_must_log_in(caplog):
+    server = _server(credentials="viewer:s3cret-pass")
+    try:
+        assert _request(server.address) == 401
+        assert _request(server.address, _basic("viewer", "s3cret-pass")) == 200  # a browser's login
+        assert _request(server.address, {"Authorization": "Bearer s3cret-pass"}) == 200  # curl, Prometheus
+        for wrong in (_basic("viewer", "guess"), _basic("admin", "s3cret-pass"), {"Authorization": "Bearer guess"},
+                      {"Authorization": "Basic !!not-base64!!"}, {"Authorization": "Digest s3cret-pass"}):
+            assert _request(server.address, wrong) == 401, wrong
+        assert sum("without valid credentials" in r.getMessage() for r in caplog.records) == 1  # once per address
+        assert "s3cret-pass" not in caplog.text and "guess" not in caplog.text
+    finally:
+        server.close()
+
+
+def test_a_401_asks_the_browser_for_a_login():
+    server = _server(credentials="s3cret-pass")
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://{server.address}/", timeout=5)
+        assert refused.value.headers["WWW-Authenticate"].startswith('Basic realm="fer-edge"')
+        assert _request(server.address, _basic("anyone", "s3cret-pass")) == 200  # no USER: any user name
+    finally:
+        server.close()
+
+
+def test_https_serves_with_the_configured_certificate_and_plain_http_is_dropped(pki):
+    import ssl
+
+    from edge_runtime.config import HttpConfig, server_tls_context
+
+    tls = server_tls_context(HttpConfig(tls_cert_file=str(pki / "server.crt"), tls_key_file=str(pki / "server.key")))
+    server = _server(tls=tls, credentials="s3cret-pass")
+    try:
+        trusting = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        assert _request(server.address, {"Authorization": "Bearer s3cret-pass"}, "https", trusting) == 200
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            _request(server.address, scheme="https", context=ssl.create_default_context())
+        host, port = server.address.rsplit(":", 1)
+        with socket.create_connection((host, int(port))) as plain:
+            plain.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")  # plain HTTP on the TLS port
+            assert _closed_by_server(plain, within_s=5)
+        assert _request(server.address, {"Authorization": "Bearer s3cret-pass"}, "https", trusting) == 200
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("http, refusal", [
+    ({"listen": "0.0.0.0:9108"}, "reachable from other machines and http.auth_file is not set"),
+    ({"listen": "192.168.1.20:9108", "preview": True}, "would see the metrics and the live camera view"),
+    ({"listen": "127.0.0.1:9108", "tls_cert_file": "cert.pem"}, "go together"),
+    ({"listen": "127.0.0.1:9108", "auth_file": "auth"}, r"http.auth_file: auth may be read by group or others \(mode 0644\); run `chmod 600 auth`"),
+    ({"listen": "127.0.0.1:9108", "auth_file": "empty"}, "must hold USER:PASSWORD on one line"),
+    ({"listen": "127.0.0.1:9108", "auth_file": "missing"}, "http.auth_file: no file at the path given"),
+    ({"listen": "0.0.0.0:9108", "allow_unauthenticated": True}, None),
+    ({"listen": "[::1]:9108"}, None),
+    ({"listen": "0.0.0.0:9108", "auth_file": "private"}, None),
+])
+def test_an_exposed_listener_needs_authentication_or_an_explicit_waiver(tmp_path, monkeypatch, http, refusal):
+    import os
+
+    from edge_runtime.config import config_from_dict, preflight
+    from edge_runtime.core.errors import ConfigError
+    from tests.conftest import MEDIA, SHIPPED_INT8, require
+
+    monkeypatch.chdir(tmp_path)
+    for name, mode, text in (("auth", 0o644, "u:p\n"), ("private", 0o600, "u:p\n"), ("empty", 0o600, "\n")):
+        (tmp_path / name).write_text(text)
+        os.chmod(tmp_path / name, mode)
+    config = config_from_dict({"model": {"path": str(require(SHIPPED_INT8, "shipped int8 model"))},
+                               "source": {"spec": str(MEDIA / "justin.jpg")}, "http": http})
+    if refusal is None:
+        preflight(config, load_model=False)
+        return
+    with pytest.raises(ConfigError, match=refusal):
+        preflight(config, load_model=False)

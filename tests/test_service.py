@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 import tomllib
@@ -22,19 +21,7 @@ from edge_runtime.core.contract import budget_state, load_contract
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.events import FaceEvent
 from edge_runtime.sinks import MqttSink, RotatingFileSink
-from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, require, run_cli
-
-
-def face_event(frame: int, source: str = "test.mp4") -> FaceEvent:
-    """A real event record (the sinks' input), numbered by frame so that delivery can be counted."""
-    return FaceEvent(source=source, frame=frame, ts=1795318123.925, face=0, track=0, box=(10, 20, 48, 48),
-                     label="happy", raw_label="happy", score=0.9, raw_score=0.8, probs={"happy": 0.9, "sad": 0.1})
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, face_event, free_port, require, run_cli, subscriber, wait_for
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -191,80 +178,22 @@ def test_frame_rate_counts_the_last_five_seconds():
     assert rate.rate(20.0) is None  # a long stall empties it
 
 
-@pytest.fixture
-def mosquitto(tmp_path):
-    """A real mosquitto broker on loopback with persistence (so a restart keeps the subscriber's session)."""
-    binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if binary is None:
-        pytest.skip("mosquitto is not installed (CI installs it: apt-get install mosquitto)")
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                    f"persistence_location {tmp_path}/\nautosave_interval 1\n")
-
-    class Broker:
-        def __init__(self):
-            self.port, self.process = port, None
-
-        def start(self):
-            self.process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                with socket.socket() as probe:
-                    if probe.connect_ex(("127.0.0.1", port)) == 0:
-                        return
-                time.sleep(0.1)
-            raise RuntimeError("mosquitto did not start")
-
-        def stop(self):
-            self.process.terminate()
-            self.process.wait(10)
-
-    broker = Broker()
-    broker.start()
-    yield broker
-    if broker.process.poll() is None:
-        broker.stop()
-
-
-def _subscriber(port, received, subscribed=None):
-    import paho.mqtt.client as mqtt
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-subscriber", clean_session=False)
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe("fer/test", qos=1)
-    client.on_subscribe = lambda c, u, mid, rc, p: subscribed.set() if subscribed is not None else None
-    client.on_message = lambda c, u, message: received.append(json.loads(message.payload))
-    client.reconnect_delay_set(1, 2)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    return client
-
-
-def _wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 def test_mqtt_delivery_and_broker_restart(mosquitto):
     import threading
 
     received: list = []
     subscribed = threading.Event()
-    subscriber = _subscriber(mosquitto.port, received, subscribed)
+    listener = subscriber(mosquitto.port, received, subscribed)
     sink = MqttSink("127.0.0.1", mosquitto.port, "fer/test", qos=1, client_id="fer-edge-test", max_backoff_s=2)
     try:
-        assert _wait_for(lambda: sink.connected)
+        assert wait_for(lambda: sink.connected)
         for index in range(50):
             sink(face_event(index))
         assert sink.flush(10)
         # QoS 1 is at-least-once: a redelivered duplicate is allowed, a missing frame is not.
-        assert _wait_for(lambda: {event["frame"] for event in received} == set(range(50)))
+        assert wait_for(lambda: {event["frame"] for event in received} == set(range(50)))
         mosquitto.stop()
-        assert _wait_for(lambda: not sink.connected)
+        assert wait_for(lambda: not sink.connected)
         # Debian's mosquitto does not restore the subscriber's session after a restart (session_present is False),
         # so the test subscriber must be back before the sink delivers, or the broker has nobody to route to.
         # Pause the sink's network loop until then; its buffering and redelivery are what is under test.
@@ -277,12 +206,12 @@ def test_mqtt_delivery_and_broker_restart(mosquitto):
         assert subscribed.wait(20)
         sink.client.loop_start()
         assert sink.flush(30)
-        assert _wait_for(lambda: len(received) >= 80, 30)
+        assert wait_for(lambda: len(received) >= 80, 30)
         assert sorted({event["frame"] for event in received}) == list(range(80))
     finally:
         sink.close()
-        subscriber.loop_stop()
-        subscriber.disconnect()
+        listener.loop_stop()
+        listener.disconnect()
 
 
 def test_garbage_in_the_spool_is_set_aside_and_every_good_event_still_arrives(mosquitto, tmp_path):
@@ -298,18 +227,18 @@ def test_garbage_in_the_spool_is_set_aside_and_every_good_event_still_arrives(mo
     path.write_bytes(b"".join(lines[:100] + garbage + lines[100:]))
     received: list = []
     subscribed = threading.Event()
-    subscriber = _subscriber(mosquitto.port, received, subscribed)
+    listener = subscriber(mosquitto.port, received, subscribed)
     assert subscribed.wait(10)
     sink = MqttSink("127.0.0.1", mosquitto.port, "fer/test", qos=1, client_id="fer-edge-poisoned", max_backoff_s=1,
                     spool=Spool(path, max_bytes=10_000_000))
     try:
-        assert _wait_for(lambda: len({event["frame"] for event in received}) == 1200, 60)
+        assert wait_for(lambda: len({event["frame"] for event in received}) == 1200, 60)
         assert sink.spool.quarantined == 3 and sink.spool.quarantine_path.read_bytes() == b"".join(garbage)
         assert sink.flush(10)
     finally:
         sink.close()
-        subscriber.loop_stop()
-        subscriber.disconnect()
+        listener.loop_stop()
+        listener.disconnect()
 
 
 def test_events_the_disk_refuses_to_spool_wait_in_memory_and_beyond_it_are_counted_as_dropped(
@@ -339,36 +268,6 @@ def test_events_the_disk_refuses_to_spool_wait_in_memory_and_beyond_it_are_count
     finally:
         monkeypatch.undo()
         sink.close(timeout=0.1)
-
-
-def test_a_refused_login_is_named_as_such(tmp_path, caplog):
-    binary, make_password = shutil.which("mosquitto") or "/usr/sbin/mosquitto", shutil.which("mosquitto_passwd")
-    if not Path(binary).exists() or make_password is None:
-        pytest.skip("mosquitto and mosquitto_passwd are not installed (CI installs them: apt-get install mosquitto)")
-    users = tmp_path / "users"
-    subprocess.run([make_password, "-b", "-c", str(users), "fer", "right-password"], check=True, capture_output=True)
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    # "user root": started as root, mosquitto would otherwise switch to its own user, which cannot read tmp_path.
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {users}\nuser root\n")
-    broker = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sink = None
-    try:
-        assert _wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, 10)
-        sink = MqttSink("127.0.0.1", port, "fer/test", username="fer", password="wrong-password", max_backoff_s=1)
-        assert _wait_for(lambda: sink.refused_login, 10)
-        refusals = [r.getMessage() for r in caplog.records if "refused us" in r.getMessage()]
-        assert refusals and "the broker refused the login" in refusals[0] and "mqtt.password_file" in refusals[0]
-        assert "wrong-password" not in caplog.text  # the password is never logged
-        sink(face_event(0))
-        sink.close(timeout=0.1)
-        assert "1 events not delivered at stop (broker refused the login)" in caplog.text
-        sink = None
-    finally:
-        if sink is not None:
-            sink.close(timeout=0.1)
-        broker.terminate()
-        broker.wait(10)
 
 
 def test_mqtt_bounded_buffer_counts_drops(mosquitto):
@@ -443,7 +342,7 @@ def test_home_assistant_discovery_state_and_last_will(mosquitto):
                              "--mqtt-port", str(mosquitto.port), "--no-stdout")
     try:
         configs = lambda: {t: m for t, m in messages.items() if t.startswith("homeassistant/")}  # noqa: E731
-        assert _wait_for(lambda: len(configs()) == 9 and "fer-edge/fer_edge/state" in messages, 30), list(messages)
+        assert wait_for(lambda: len(configs()) == 9 and "fer-edge/fer_edge/state" in messages, 30), list(messages)
         with lock:
             availability = [payload for payload, _ in messages["fer-edge/fer_edge/availability"]]
             discovered = {topic: json.loads(payloads[-1][0]) for topic, payloads in configs().items()}
@@ -468,7 +367,7 @@ def test_home_assistant_discovery_state_and_last_will(mosquitto):
         # A crash (no clean disconnect): the broker publishes the last will.
         process.kill()
         process.wait(10)
-        assert _wait_for(lambda: messages["fer-edge/fer_edge/availability"][-1][0] == "offline", 30)
+        assert wait_for(lambda: messages["fer-edge/fer_edge/availability"][-1][0] == "offline", 30)
     finally:
         if process.poll() is None:
             process.kill()
@@ -482,7 +381,7 @@ def test_home_assistant_discovery_state_and_last_will(mosquitto):
     reader.connect("127.0.0.1", mosquitto.port)
     reader.loop_start()
     try:
-        assert _wait_for(lambda: len(late) == 10, 10) and late["fer-edge/fer_edge/availability"] == "offline"
+        assert wait_for(lambda: len(late) == 10, 10) and late["fer-edge/fer_edge/availability"] == "offline"
     finally:
         reader.loop_stop()
         reader.disconnect()
@@ -534,7 +433,7 @@ def test_events_produced_while_the_broker_is_down_arrive_after_a_restart(mosquit
         second = _run_service(model, str(MEDIA / "justin.jpg"), mosquitto.port, spool)
         assert second.returncode == 0, second.stderr[-2000:]
         assert "spooled by an earlier run will be sent first" in second.stderr
-        assert _wait_for(lambda: len(received) >= len(sent) + 1, 30)
+        assert wait_for(lambda: len(received) >= len(sent) + 1, 30)
     finally:
         collector.loop_stop()
         collector.disconnect()
@@ -552,7 +451,7 @@ def test_a_kill_while_spooling_loses_at_most_the_torn_record(mosquitto, tmp_path
     mosquitto.stop()
     service = subprocess.Popen(_service_command(model, str(MEDIA / "test.mp4"), mosquitto.port, spool, "--loop"),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=_SERVICE_ENV)
-    assert _wait_for(lambda: spool.exists() and spool.stat().st_size > 50_000, 60)
+    assert wait_for(lambda: spool.exists() and spool.stat().st_size > 50_000, 60)
     service.kill()  # SIGKILL while events stream into the spool
     service.wait(10)
     lines = spool.read_bytes().split(b"\n")
@@ -567,7 +466,7 @@ def test_a_kill_while_spooling_loses_at_most_the_torn_record(mosquitto, tmp_path
         restarted = _run_service(model, str(MEDIA / "justin.jpg"), mosquitto.port, spool)
         assert restarted.returncode == 0, restarted.stderr[-2000:]
         assert "1 torn message(s) at the end" in restarted.stderr  # the loss is reported
-        assert _wait_for(lambda: len(received) >= len(complete) + 1, 30)
+        assert wait_for(lambda: len(received) >= len(complete) + 1, 30)
     finally:
         collector.loop_stop()
         collector.disconnect()
