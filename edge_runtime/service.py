@@ -173,6 +173,8 @@ class Service:
             log.info("processed %d frames, %d with faces, %d events", stats.frames, stats.frames_with_faces,
                      stats.events)
             source = self.runtime.source
+            if stats.frames == 0 and isinstance(source, ImageFileSource) and source.refusal:
+                raise FerError(f"{source.name}: {source.refusal}")
             if stats.frames == 0 and isinstance(source, (ImageFileSource, FolderSource)):
                 skipped = source.health().skipped
                 raise FerError(f"{source.name}: no readable image" + (f" ({skipped} unreadable or not an image)"

@@ -163,34 +163,36 @@ def _webp_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _read_still(path: Path, level: int, max_pixels: int = 0) -> np.ndarray | None:
-    """The image at ``path`` (BGR), or None after logging at ``level`` that it was skipped.
+def _read_still(path: Path, level: int, max_pixels: int = 0) -> tuple[np.ndarray | None, str]:
+    """The image at ``path`` (BGR) and ``""``, or None and why it was skipped, after logging that at ``level``.
 
     One bad file must not stop a run, so it is never an exception. With
     ``max_pixels``, an image whose header claims more is skipped before any
     pixel is decoded (a 392 KB PNG can decode to 2.4 GB).
     """
+    reason = ""
     if max_pixels:
         try:
             with open(path, "rb") as handle:
                 size = header_size(handle.read(HEADER_BYTES))
         except OSError as error:
-            log.log(level, "%s: cannot be read (%s), skipped", path, error.strerror)
-            return None
+            size, reason = None, f"cannot be read ({error.strerror})"
         if size is not None and size[0] * size[1] > max_pixels:
-            log.log(level, "%s: %dx%d pixels is more than source.max_pixels (%d), skipped; raise the limit if the "
-                    "image is genuine", path, size[0], size[1], max_pixels)
-            return None
-    try:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    except cv2.error as error:  # e.g. a header that claims more pixels than OpenCV will allocate (a decompression bomb)
-        log.log(level, "%s: refused by the image decoder (%s), skipped", path, str(error).strip().splitlines()[-1][:160])
-        return None
-    if image is None:
-        log.log(level, "%s: unreadable or corrupt image, skipped", path)
+            reason = (f"{size[0]}x{size[1]} pixels is more than source.max_pixels ({max_pixels}); raise the limit if "
+                      "the image is genuine")
+    image = None
+    if not reason:
+        try:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        except cv2.error as error:  # a header that claims more pixels than OpenCV will allocate (a decompression bomb)
+            reason = f"refused by the image decoder ({str(error).strip().splitlines()[-1][:160]})"
+        else:
+            reason = "unreadable or corrupt image" if image is None else ""
+    if reason:
+        log.log(level, "%s: %s, skipped", path, reason)
     elif path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_ends_whole(path):
         log.warning("%s: truncated JPEG (no end marker): its lower part is missing or grey; classified as it is", path)
-    return image
+    return image, reason
 
 
 def _jpeg_ends_whole(path: Path) -> bool:
@@ -207,9 +209,11 @@ class ImageFileSource(_Counters):
         self.path = Path(path)
         self.name = str(self.path)
         self.max_pixels = max_pixels
+        self.refusal = ""  # why the image was skipped
 
     def frames(self) -> Iterator[Frame]:
-        image = _read_still(self.path, logging.ERROR, self.max_pixels)  # the one image the user asked for: an error, not a warning
+        # The one image the user asked for: an error, not a warning.
+        image, self.refusal = _read_still(self.path, logging.ERROR, self.max_pixels)
         if image is None:
             self.skipped += 1
             return
@@ -240,7 +244,7 @@ class FolderSource(_Counters):
                     log.warning("%s: not an image file, skipped", file)
                     self.skipped += 1
                     continue
-                image = _read_still(file, logging.WARNING, self.max_pixels)
+                image, _ = _read_still(file, logging.WARNING, self.max_pixels)
                 if image is None:
                     self.skipped += 1
                     continue
@@ -292,6 +296,11 @@ class MediaClock:
                 self.wait(ahead)
 
 
+# A video file keeps being read past frames that fail to decode (a damaged stretch), up to this many in a row: about
+# 10 s of video at 25 fps. Beyond it, or past the frame count the container gives, the file has ended.
+MAX_UNREADABLE_FRAMES_IN_A_ROW = 250
+
+
 class VideoFileSource(_Counters):
     """A video file, optionally replayed endlessly (``loop``) or at its own frame rate (``realtime``)."""
 
@@ -313,18 +322,33 @@ class VideoFileSource(_Counters):
         index = 0
         capture = self._open()
         clock = MediaClock(capture.get(cv2.CAP_PROP_FPS), self.realtime, self._closing.wait)
+        length = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # 0 or less when the container does not say
+        unreadable = 0  # failed reads since the last good frame: a damaged stretch, or the end
+        passed = 0  # frames of this pass through the file, read or skipped
         try:
             while not self._closed:
                 ok, image = capture.read()
                 if not ok or image is None:
+                    unreadable += 1
+                    within = length <= 0 or passed + unreadable < length
+                    if within and unreadable < MAX_UNREADABLE_FRAMES_IN_A_ROW:
+                        continue  # the decoder resumes at the next frame it can read
                     if self.loop and index > 0:
                         capture.release()
                         capture = self._open()
                         clock.rewind()
+                        unreadable = passed = 0
                         continue
-                    log.info("%s: end of video after %d frames", self.path, index)
+                    damaged = f"; {self.skipped} unreadable frames skipped" if self.skipped else ""
+                    log.info("%s: end of video after %d frames%s", self.path, index, damaged)
                     self.connected = False
                     return
+                if unreadable:
+                    self.skipped += unreadable
+                    log.warning("%s: %d unreadable frames skipped before frame %d (a damaged stretch of the file)",
+                                self.path, unreadable, index)
+                    passed, unreadable = passed + unreadable, 0
+                passed += 1
                 self.connected = True
                 timestamp = clock.stamp(capture.get(cv2.CAP_PROP_POS_MSEC))
                 clock.pace(timestamp)
