@@ -188,6 +188,8 @@ class Service:
                     sink.close()
                 except Exception as error:  # closing one sink must not keep the others from flushing
                     log.error("closing sink %s failed: %s", sink.name, error)
+                if sink.dropped:
+                    log.warning("sink %s dropped %d events in this run", sink.name, sink.dropped)
             if self.preview is not None:
                 self.preview.close()
             if self.http is not None:

@@ -1,0 +1,237 @@
+"""The chaos scenario of benchmarks/soak.py: a flapping broker, a full disk, a poisoned spool and a restart.
+
+The timeline scales with --minutes (shown for 10): the broker flaps 5 s down / 5 s up from 60 s to 540 s; from
+200 s to 260 s the spool's tmpfs is filled to the brim by a ballast file and the broker is held down, so the spool
+cannot take events; at 300 s a garbage line is appended to the spool during an outage; from 390 s the broker is
+held down for 40 s and the service is restarted 20 s into it; the last minute the broker stays up so the backlog
+drains. Run as root (it mounts a 4 MB tmpfs for the spool).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from soak import ROOT, free_port, metric, rss_mb
+
+FLAP_SECONDS = 5.0
+GARBAGE = b"garbage written into the spool by the chaos soak\n"
+
+
+class Broker:
+    """mosquitto with persistence, so queued messages for the subscriber's session survive its restarts."""
+
+    def __init__(self, work: Path):
+        self.port = free_port()
+        self.conf = work / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                             f"persistence_location {work}/\nautosave_interval 1\nuser root\n")
+        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.process: subprocess.Popen | None = None
+        self.stops = 0
+
+    @property
+    def up(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def set(self, up: bool) -> None:
+        if up and not self.up:
+            self.process = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL)
+            time.sleep(0.3)
+        elif not up and self.up:
+            self.process.terminate()
+            self.process.wait(10)
+            self.stops += 1
+
+
+class Timeline:
+    """When the broker is up, when the disk is full, and when the garbage and the restart happen."""
+
+    def __init__(self, duration: float):
+        scale = duration / 600.0
+        self.duration = duration
+        self.flap = (60 * scale, 540 * scale)
+        self.disk_full = (200 * scale, 260 * scale)
+        self.garbage_at = 300 * scale
+        self.restart_outage = (390 * scale, 390 * scale + 40)
+        self.restart_at = self.restart_outage[0] + 20
+        self.held_down = [self.disk_full, (self.garbage_at, self.garbage_at + 10), self.restart_outage]
+
+    def broker_up(self, t: float) -> bool:
+        if any(start <= t < end for start, end in self.held_down):
+            return False
+        if self.flap[0] <= t < self.flap[1]:
+            return int((t - self.flap[0]) // FLAP_SECONDS) % 2 == 1  # down first
+        return True
+
+
+def _fill(folder: Path) -> Path:
+    """Write a ballast file that takes every free byte of the file system under ``folder``."""
+    ballast = folder / "ballast"
+    with open(ballast, "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    return ballast
+
+
+def _config(work: Path, spool: Path, broker: Broker, http_port: int, args) -> Path:
+    config = work / "config.toml"
+    config.write_text(f"""
+[model]
+path = "{args.model}"
+threads = {args.threads}
+[source]
+spec = "{args.video}"
+loop = true
+realtime = true
+[http]
+listen = "127.0.0.1:{http_port}"
+[sinks]
+stdout = false
+file = "{work}/events.jsonl"
+file_max_bytes = 2000000000
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+topic = "fer/soak"
+client_id = "fer-edge-chaos"
+max_backoff_s = 2
+buffer_size = 500
+spool_file = "{spool}"
+spool_max_bytes = 100000000
+discovery = false
+[service]
+stop_timeout_s = 30
+""")
+    return config
+
+
+def _subscribe(port: int, received: list, lock: threading.Lock):
+    import paho.mqtt.client as mqtt
+
+    def on_message(client, userdata, message):
+        event = json.loads(message.payload)
+        with lock:
+            received.append((event["ts"], event["frame"], event["face"]))
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="chaos-subscriber", clean_session=False)
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe("fer/soak", qos=1)
+    client.on_message = on_message
+    client.reconnect_delay_set(1, 2)
+    client.connect_async("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+def run_chaos(args, out: str) -> None:
+    """Run the chaos scenario for ``args.minutes`` and write its figures to ``out``."""
+    from train.provenance import write_json
+
+    work = Path(tempfile.mkdtemp(prefix="fer-chaos-"))
+    spool_fs = work / "spool-fs"
+    spool_fs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(spool_fs)], check=True)
+    try:
+        result = _run(args, work, spool_fs)
+    finally:
+        subprocess.run(["umount", str(spool_fs)], check=False)
+    write_json(out, result)
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+
+
+def _run(args, work: Path, spool_fs: Path) -> dict:
+    timeline = Timeline(args.minutes * 60)
+    broker = Broker(work)
+    broker.set(True)
+    received: list[tuple] = []
+    lock = threading.Lock()
+    subscriber = _subscribe(broker.port, received, lock)
+    http_port = free_port()
+    spool = spool_fs / "spool.jsonl"
+    config = _config(work, spool, broker, http_port, args)
+    log_path = work / "service.log"
+
+    def start_service() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--config", str(config)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=open(log_path, "a"))
+
+    service = start_service()
+    started = time.monotonic()
+    samples, ballast, garbage_written, restart = [], None, False, {}
+    next_sample = 10.0
+    while (t := time.monotonic() - started) < timeline.duration:
+        broker.set(timeline.broker_up(t))
+        if ballast is None and timeline.disk_full[0] <= t < timeline.disk_full[1]:
+            ballast = _fill(spool_fs)
+        if ballast is not None and t >= timeline.disk_full[1] and ballast.exists():
+            ballast.unlink()
+        if not garbage_written and t >= timeline.garbage_at and spool.exists() and spool.stat().st_size:
+            with open(spool, "ab") as handle:  # O_APPEND: lands between two whole lines of the service's
+                handle.write(GARBAGE)
+            garbage_written = round(t, 1)
+        if not restart and t >= timeline.restart_at:
+            stopping = time.monotonic()
+            service.send_signal(signal.SIGTERM)
+            restart = {"at_s": round(t, 1), "exit_code": service.wait(60),
+                       "stop_seconds": round(time.monotonic() - stopping, 2)}
+            service = start_service()
+        if t >= next_sample:
+            next_sample += 10.0
+            try:
+                frames = metric(http_port, "fer_edge_frames_total")
+            except OSError:
+                frames = float("nan")
+            samples.append({"t_s": round(t, 1), "pid": service.pid, "rss_mb": round(rss_mb(service.pid), 1),
+                            "frames": frames, "broker_up": broker.up})
+        time.sleep(0.25)
+    broker.set(True)
+    time.sleep(5)
+    service.send_signal(signal.SIGTERM)
+    exit_code = service.wait(60)
+    time.sleep(5)  # let the subscriber take what the final flush pushed out
+    subscriber.loop_stop()
+    broker.set(False)
+    return _figures(args, work, log_path, received, samples, broker, restart, garbage_written, exit_code, timeline)
+
+
+def _figures(args, work, log_path, received, samples, broker, restart, garbage_written, exit_code, timeline) -> dict:
+    produced = [(e["ts"], e["frame"], e["face"]) for e in map(json.loads, open(work / "events.jsonl"))]
+    delivered = set(received)
+    log_text = log_path.read_text()
+    dropped = sum(int(n) for n in re.findall(r"sink mqtt dropped (\d+) events in this run", log_text))
+    lost = set(produced) - delivered
+    by_process: dict[int, list] = {}
+    for sample in samples:
+        by_process.setdefault(sample["pid"], []).append(sample["rss_mb"])
+    return {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "scenario": "chaos", "minutes": args.minutes, "threads": args.threads, "model": Path(args.model).name,
+        "broker_stops": broker.stops, "disk_full_s": [round(x, 1) for x in timeline.disk_full],
+        "garbage_line_written_at_s": garbage_written,
+        "service_restart_during_outage": restart,
+        "events_produced": len(produced), "distinct_event_ids_produced": len(set(produced)),
+        "events_received_by_subscriber": len(received), "distinct_events_delivered": len(delivered),
+        "events_lost": len(lost), "events_dropped_and_counted": dropped,
+        "lost_but_not_counted": len(lost) - dropped,
+        "duplicates_delivered": len(received) - len(delivered),
+        "spool_lines_set_aside": len(re.findall(r"is not a message .* set aside", log_text)),
+        "disk_refusals_logged": log_text.count("is not writable"),
+        "sender_crashes": log_text.count("MQTT sender crashed"),
+        "rss_mb_per_process": {str(pid): {"first": rss[0], "after_1_min": rss[min(6, len(rss) - 1)], "end": rss[-1],
+                                          "max": max(rss)} for pid, rss in by_process.items()},
+        "exit_code": exit_code, "work_folder": str(work), "samples": samples,
+    }
