@@ -80,7 +80,10 @@ class EmotionClassifier:
         classifier = cls._load(model_path, contract, threads=threads, backend=backend,
                                fallback_to_cpu=fallback_to_cpu, tta=tta)
         # Said only now: the file matched its sidecar's hash, loaded, and has the tensors the sidecar describes.
-        log.log(*verification_summary(classifier.contract, model_path.name))
+        level, line = verification_summary(classifier.contract, model_path.name)
+        if tta == "flip":  # the figure above is the plain one; this run classifies each face mirrored too
+            line += "; this run uses flip TTA (model.tta), which scores higher (docs/benchmarks.md)"
+        log.log(level, line)
         return classifier
 
     @classmethod

@@ -10,26 +10,15 @@ from typing import Literal, Optional
 import typer
 
 from edge_runtime.config import schema_field
-from edge_runtime.core.cli_support import run_cli
+from edge_runtime.core.cli_support import run_cli, version_option
 
 log = logging.getLogger("edge-runtime")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Facial expression recognition on the device: frames in, one JSON line per face out.")
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        from edge_runtime import __version__
-
-        typer.echo(f"edge-runtime (fer-edge) {__version__}")
-        raise typer.Exit()
-
-
 @app.callback()
-def _global_options(
-    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                 help="print the version and exit"),
-) -> None:
+def _global_options(version: bool = version_option("edge-runtime")) -> None:
     """Facial expression recognition on the device: frames in, one JSON line per face out."""
 
 
@@ -63,13 +52,16 @@ def _schema_option(name: str, path: str) -> inspect.Parameter:
 def run_command(config: Optional[Path] = None, **options) -> None:
     """Run the pipeline and write one JSON line per detected face per processed frame to stdout."""
     from edge_runtime.config import Config, load_config, preflight, with_overrides
+    from edge_runtime.native_log import native_output_to_log
     from edge_runtime.service import Service, StopRequest
 
     stop_requested = StopRequest()  # from here on a SIGTERM ends the process cleanly, even before the first frame
     base = load_config(config) if config else Config()
     settings = with_overrides(base, {RUN_OPTIONS[name]: value for name, value in options.items()})
     preflight(settings, load_model=False)  # check-config's checks; the runtime loads (and checks) the model next
-    raise typer.Exit(Service(settings).run(stop_requested))
+    with native_output_to_log():
+        code = Service(settings).run(stop_requested)
+    raise typer.Exit(code)
 
 
 run_command.__signature__ = inspect.Signature(

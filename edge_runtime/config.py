@@ -39,14 +39,27 @@ RENAMED_KEYS = {
 }
 
 
+def packaged_model() -> Path:
+    """The int8 Model 3 shipped inside the package (a copy of ``models/fer_cnn_lstm_int8.tflite``, with its sidecar)."""
+    from importlib.resources import files
+
+    return Path(str(files("edge_runtime").joinpath("models", "fer_cnn_lstm_int8.tflite")))
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = setting("models/fer_cnn_lstm_int8.tflite", "converted .tflite model (its .json sidecar must sit next to it)")
+    path: str = setting("", "converted .tflite model (its .json sidecar must sit next to it); empty = the int8 Model 3 "
+                        "inside the package")
     backend: str = setting("cpu", "inference backend", choices=("cpu", "edgetpu"))
     fallback_to_cpu: bool = setting(True, "run on the CPU when the Edge TPU is missing or the model is not compiled for it")
     threads: int = setting(1, "interpreter and OpenCV threads", minimum=1, maximum=64)
     tta: str = setting("flip", "test-time augmentation: flip also classifies the mirrored face and averages the "
                        "two (two invokes per face)", choices=TTA_MODES)
+
+    @property
+    def file(self) -> Path:
+        """The model file to load: ``path``, or the packaged model when it is empty."""
+        return Path(self.path) if self.path else packaged_model()
 
 
 @dataclass(frozen=True)
@@ -467,9 +480,9 @@ def preflight(config: Config, *, load_model: bool = True) -> None:
         raise ConfigError("detector.yunet.model_path: the yunet detector needs its ONNX file "
                           "(face_detection_yunet_2023mar.onnx from opencv_zoo)")
     try:
-        load_contract(config.model.path)
-        if load_model and not is_edgetpu_compiled(config.model.path):  # a compiled one loads only on an Edge TPU
-            make_interpreter(config.model.path)  # a truncated, empty or zeroed file fails here, not at start-up
+        load_contract(config.model.file)
+        if load_model and not is_edgetpu_compiled(config.model.file):  # a compiled one loads only on an Edge TPU
+            make_interpreter(config.model.file)  # a truncated, empty or zeroed file fails here, not at start-up
     except FerError as error:
         raise ConfigError(f"model.path: {error}") from error
     spec = config.source.spec

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -68,7 +68,8 @@ class RunStats:
     frames: int = 0
     frames_with_faces: int = 0
     faces: int = 0
-    events: int = 0
+    events: int = 0  # face events: one per face per processed frame
+    records: int = 0  # what the sinks were handed (the face events, or changes or summaries, by output.mode)
     started: float = field(default_factory=time.monotonic)
     first_event_after_s: float | None = None
     last_frame_monotonic: float | None = None
@@ -126,6 +127,26 @@ class Annotator:
             self.writer = None
 
 
+def load_models(config: Config) -> tuple[FaceDetector, EmotionClassifier]:
+    """The face detector and the emotion classifier the config names, loaded (and the model checked)."""
+    cv2.setNumThreads(config.model.threads)
+    classifier = EmotionClassifier.from_file(config.model.file, threads=config.model.threads,
+                                             backend=config.model.backend, fallback_to_cpu=config.model.fallback_to_cpu,
+                                             tta=config.model.tta)
+    d = config.detector
+    detector = make_detector(d.name, DetectorOptions(min_face=d.min_face, max_faces=d.max_faces,
+                                                     detect_width=d.detect_width, threads=config.model.threads),
+                             getattr(d, d.name))
+    return detector, classifier
+
+
+def source_from_config(config: Config, spec: str | None = None) -> FrameSource:
+    """The frame source of ``source.spec`` (or ``spec``) with the config's source settings (nothing opened yet)."""
+    retries = None if config.source.camera_retries < 0 else config.source.camera_retries
+    return open_source(config.source.spec if spec is None else spec, loop=config.source.loop, camera_retries=retries,
+                       realtime=config.source.realtime, max_pixels=config.source.max_pixels)
+
+
 class Runtime:
     """Runs a source through detection, classification and smoothing, emitting events to sinks."""
 
@@ -151,19 +172,8 @@ class Runtime:
     @classmethod
     def from_config(cls, config: Config, sinks: Iterable[Sink] = ()) -> "Runtime":
         """Build every part from the config (model and detector loaded, source opened lazily)."""
-        cv2.setNumThreads(config.model.threads)
-        classifier = EmotionClassifier.from_file(config.model.path, threads=config.model.threads,
-                                                 backend=config.model.backend,
-                                                 fallback_to_cpu=config.model.fallback_to_cpu,
-                                                 tta=config.model.tta)
-        d = config.detector
-        detector = make_detector(d.name, DetectorOptions(min_face=d.min_face, max_faces=d.max_faces,
-                                                         detect_width=d.detect_width, threads=config.model.threads),
-                                 getattr(d, d.name))
-        retries = None if config.source.camera_retries < 0 else config.source.camera_retries
-        source = open_source(config.source.spec, loop=config.source.loop, camera_retries=retries,
-                             realtime=config.source.realtime, max_pixels=config.source.max_pixels)
-        return cls(config, source, detector, classifier, sinks)
+        detector, classifier = load_models(config)
+        return cls(config, source_from_config(config), detector, classifier, sinks)
 
     def stop(self) -> None:
         """Ask the loop to finish after the current frame (thread- and signal-safe); wakes a source that waits."""
@@ -203,11 +213,13 @@ class Runtime:
                   for i, (box, probs, result) in enumerate(zip(kept_boxes, raw, smoothed))]
         return boxes, events
 
-    def run(self) -> RunStats:
-        """Process frames until the source ends, ``max_frames`` is reached or :meth:`stop` is called."""
+    def processed(self) -> Iterator[tuple[Frame, list[FaceEvent]]]:
+        """Each frame of the source with its events, until the source ends, ``max_frames`` is reached or
+        :meth:`stop` is called; faces are detected on every ``every_n``-th frame of a video and followed between."""
         every_n, limit = self.config.detector.every_n, self.config.source.max_frames
         boxes: list[Box] = []
         frames = self.source.frames()
+        count = 0
         try:
             while not self._stop.is_set():
                 started = time.perf_counter()
@@ -217,19 +229,28 @@ class Runtime:
                 self.timer.add("decode", time.perf_counter() - started)
                 reuse = not frame.still and every_n > 1 and frame.index % every_n != 0
                 boxes, events = self.process(frame, boxes if reuse else None)
-                self._record(frame, events)
-                if limit and self.stats.frames >= limit:
+                yield frame, events
+                count += 1
+                if limit and count >= limit:
                     break
-            self._emit(self.reporter.finish())  # faces still in view leave; the last partial summary
         finally:
             frames.close()
             self.source.close()
+
+    def run(self) -> RunStats:
+        """Process frames (see :meth:`processed`), handing every event to the sinks; the run's counters."""
+        try:
+            for frame, events in self.processed():
+                self._record(frame, events)
+            self._emit(self.reporter.finish())  # faces still in view leave; the last partial summary
+        finally:
             if self.annotator is not None:
                 self.annotator.close()
         return self.stats
 
     def _emit(self, records: list) -> None:
         """Hand each record (a face event, a change or a summary, by output.mode) to every sink."""
+        self.stats.records += len(records)
         for record in records:
             for sink in self.sinks:
                 try:

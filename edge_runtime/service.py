@@ -85,11 +85,11 @@ class Service:
             from edge_runtime.health import HealthServer, Metrics
 
             self.metrics = Metrics(config.http.metrics_prefix)
-            self.metrics.describe_model(Path(config.model.path).name, self.runtime.classifier.contract)
+            self.metrics.describe_model(config.model.file.name, self.runtime.classifier.contract)
             if config.http.preview:
                 from edge_runtime.preview import Preview
 
-                self.preview = Preview(Path(config.model.path).name)
+                self.preview = Preview(config.model.file.name)
             http = config.http
             self.http = HealthServer(http.listen, self.metrics, self.health, self.preview,
                                      allowed_hosts=http.allowed_hosts,
@@ -170,8 +170,9 @@ class Service:
             self.http.start()
         try:
             stats = self.runtime.run()
-            log.info("processed %d frames, %d with faces, %d events", stats.frames, stats.frames_with_faces,
-                     stats.events)
+            log.info("processed %d frames, %d with faces: %d face events; the sinks got %d records (output.mode = "
+                     "%s)", stats.frames, stats.frames_with_faces, stats.events, stats.records,
+                     self.config.output.mode)
             source = self.runtime.source
             if stats.frames == 0 and isinstance(source, ImageFileSource) and source.refusal:
                 raise FerError(f"{source.name}: {source.refusal}")

@@ -311,7 +311,7 @@ def test_version_is_printed_and_defined_once():
 
     result = run_cli("-m", "edge_runtime.cli", "--version")
     assert result.returncode == 0 and result.stdout.strip() == f"edge-runtime (fer-edge) {__version__}"
-    assert version("fer-edge") == __version__  # pyproject.toml reads it from edge_runtime.__version__
+    assert version("fer-edge") == __version__  # pyproject.toml reads it from edge_runtime/core/version.py
 
 
 @pytest.fixture

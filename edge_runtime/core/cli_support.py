@@ -20,6 +20,19 @@ def setup_logging(level: str | int = "INFO") -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def version_option(program: str):
+    """A ``--version`` option for ``program``: prints ``PROGRAM (fer-edge) VERSION`` and exits, before anything else."""
+
+    def show(value: bool) -> None:
+        if value:
+            from edge_runtime.core.version import __version__
+
+            typer.echo(f"{program} (fer-edge) {__version__}")
+            raise typer.Exit()
+
+    return typer.Option(False, "--version", callback=show, is_eager=True, help="print the version and exit")
+
+
 # Modules only the desktop stages need; each comes with the pip extra that installs it.
 EXTRA_OF_MODULE = {"tensorflow": "train", "keras": "train", "imblearn": "train", "sklearn": "train",
                    "matplotlib": "train", "prometheus_client": "service", "paho": "service"}

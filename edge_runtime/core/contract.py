@@ -185,8 +185,8 @@ def verification_summary(contract: ModelContract, name: str) -> tuple[int, str]:
     if verified is None:
         return logging.WARNING, (f"model {name}: no verified accuracy in its metadata (converted with --no-verify?); "
                                  "its accuracy on held-out faces is unmeasured")
-    line = (f"model {name} ({contract.quantization}): verified on {verified.split} ({verified.images} images): "
-            f"accuracy {verified.accuracy:.1%}, top-1 agreement with its Keras model "
+    line = (f"model {name} ({contract.quantization}): verified on {verified.split} ({verified.images} images), "
+            f"without test-time augmentation: accuracy {verified.accuracy:.1%}, top-1 agreement with its Keras model "
             f"{verified.top1_agreement_vs_keras:.1%}")
     reference = verified.float_reference
     if reference is not None:  # a quantization-aware model's int8 file, also compared with the float model it came from
