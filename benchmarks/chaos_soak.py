@@ -33,11 +33,16 @@ class Broker:
     def __init__(self, work: Path):
         self.port = free_port()
         self.conf = work / "mosquitto.conf"
+        # max_queued_messages 0: no cap on what the broker holds for the subscriber while it reconnects. With
+        # mosquitto's default (1000), a backlog the sink sends first after an outage overflows the subscriber's
+        # queue inside the broker, and the soak would count the broker's drops as the sink's.
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {work}/\nautosave_interval 1\nuser root\n")
+                             f"persistence_location {work}/\nautosave_interval 1\nmax_queued_messages 0\n"
+                             "user root\n")
         self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.process: subprocess.Popen | None = None
         self.stops = 0
+        self.stop_times: list[float] = []  # wall-clock times of the stops
 
     @property
     def up(self) -> bool:
@@ -49,6 +54,7 @@ class Broker:
                                             stderr=subprocess.DEVNULL)
             time.sleep(0.3)
         elif not up and self.up:
+            self.stop_times.append(time.time())
             self.process.terminate()
             self.process.wait(10)
             self.stops += 1
@@ -214,6 +220,13 @@ def _figures(args, work, log_path, received, samples, broker, restart, garbage_w
     log_text = log_path.read_text()
     dropped = sum(int(n) for n in re.findall(r"sink mqtt dropped (\d+) events in this run", log_text))
     lost = set(produced) - delivered
+    # Where the lost events were made: seconds before the next broker stop (a loss inside the broker shows as a
+    # cluster just before its stops) and whether that was inside the disk-full episode.
+    started = min(ts for ts, _, _ in produced) if produced else 0.0
+    before_stop = []
+    for ts, _, _ in lost:
+        later = [stop - ts for stop in broker.stop_times if stop >= ts]
+        before_stop.append(round(min(later), 1) if later else None)
     by_process: dict[int, list] = {}
     for sample in samples:
         by_process.setdefault(sample["pid"], []).append(sample["rss_mb"])
@@ -228,6 +241,8 @@ def _figures(args, work, log_path, received, samples, broker, restart, garbage_w
         "events_lost": len(lost), "events_dropped_and_counted": dropped,
         "lost_but_not_counted": len(lost) - dropped,
         "duplicates_delivered": len(received) - len(delivered),
+        "lost_made_at_s": sorted(round(ts - started, 1) for ts, _, _ in lost)[:2000],
+        "lost_seconds_before_the_next_broker_stop": sorted(x for x in before_stop if x is not None)[:2000],
         "spool_lines_set_aside": len(re.findall(r"is not a message .* set aside", log_text)),
         "disk_refusals_logged": log_text.count("is not writable"),
         "sender_crashes": log_text.count("MQTT sender crashed"),

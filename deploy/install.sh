@@ -60,7 +60,8 @@ usermod -aG video fer-edge
 getent group plugdev >/dev/null && usermod -aG plugdev fer-edge
 
 mkdir -p "$PREFIX"
-cp -r models "$PREFIX"/
+cp -r models docs "$PREFIX"/
+install -m 0644 README.md LICENSE "$PREFIX"/  # the unit's Documentation= points here
 build_venv "$PREFIX/venv"
 
 mkdir -p /etc/fer-edge

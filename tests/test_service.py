@@ -298,6 +298,16 @@ def test_unit_file_verifies(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def test_the_units_documentation_is_installed_by_the_installer():
+    unit, installer = (ROOT / "deploy" / "fer-edge.service").read_text(), (ROOT / "deploy" / "install.sh").read_text()
+    pages = re.search(r"^Documentation=(.*)$", unit, re.M).group(1).split()
+    copied = re.findall(r'^(?:cp -r|install -m 0644) (.*) "\$PREFIX"/', installer, re.M)
+    installed = {name for line in copied for name in line.split()}
+    for page in pages:
+        relative = page.removeprefix("file:///opt/fer-edge/")
+        assert (ROOT / relative).is_file() and relative.split("/")[0] in installed, page
+
+
 def test_unit_file_is_hardened_with_the_camera_still_reachable():
     analyzer = shutil.which("systemd-analyze")
     if analyzer is None:
