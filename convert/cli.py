@@ -8,8 +8,9 @@ from typing import Literal, Optional
 
 import typer
 
+from convert.pipeline import ConvertOptions
 from convert.quantize import IO_TYPES, QUANTIZE_MODES
-from edge_runtime.core.cli_support import require_extra, run_cli
+from edge_runtime.core.cli_support import require_extra, run_cli, version_option
 from train.data import SPLITS
 from train.explicit_lstm import DEFAULT_CELL_STATE_RANGE
 
@@ -18,6 +19,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Convert a trained Keras model to TFLite and verify what quantization cost on held-out data.")
 calibration_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                               help="The representative (calibration) subset of the Training split.")
+DEFAULTS = ConvertOptions()  # each option's default is defined once, in ConvertOptions
 DATA_HELP = "FER2013: fer2013.csv or the image-folder root (default: $FER2013_DIR)"
 
 
@@ -28,12 +30,17 @@ def _calibration_group() -> None:
 
 def convert_main(
     model: Path = typer.Argument(..., help="the trained .keras model"),
-    quantize: Literal[QUANTIZE_MODES] = typer.Option("int8", help="none (float32), float16, dynamic or int8 (full integer)"),
-    io: Literal[IO_TYPES] = typer.Option("uint8", "--io", help="int8 models' input/output type: uint8, int8 or float32"),
+    version: bool = version_option("fer-convert"),
+    quantize: Literal[QUANTIZE_MODES] = typer.Option(DEFAULTS.quantize, help="none (float32), float16, dynamic or "
+                                                     "int8 (full integer)"),
+    io: Literal[IO_TYPES] = typer.Option(DEFAULTS.io_type, "--io", help="int8 models' input/output type: uint8, int8 "
+                                         "or float32"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP + "; builds calibration_data/ and verifies"),
-    max_drop: float = typer.Option(0.5, help="fail when accuracy drops more than this many percentage points"),
-    min_agreement: float = typer.Option(98.0, help="fail when top-1 agreement with the Keras model is below this %"),
-    split: Literal[SPLITS] = typer.Option("PrivateTest", help="held-out split to verify on"),
+    max_drop: float = typer.Option(DEFAULTS.max_drop_pp, help="fail when accuracy drops more than this many "
+                                   "percentage points"),
+    min_agreement: float = typer.Option(DEFAULTS.min_agreement * 100, help="fail when top-1 agreement with the Keras "
+                                        "model is below this %"),
+    split: Literal[SPLITS] = typer.Option(DEFAULTS.split, help="held-out split to verify on"),
     out: Path = typer.Option(Path("models"), help="folder for the .tflite files and their .json sidecars"),
     report_dir: Path = typer.Option(Path("reports/conversion"), help="folder for the Markdown/JSON/HTML reports"),
     calibration_dir: Path = typer.Option(Path("calibration_data"), help="calibration set folder"),
@@ -52,7 +59,7 @@ def convert_main(
 ) -> None:
     """Convert MODEL, verify float vs quantized on held-out data, write reports; exit non-zero over budget."""
     require_extra("train")
-    from convert.pipeline import ConvertOptions, run_conversion
+    from convert.pipeline import run_conversion
 
     options = ConvertOptions(quantize=quantize, io_type=io, max_drop_pp=max_drop, min_agreement=min_agreement / 100,
                              split=split, out_dir=out, report_dir=report_dir, calibration_dir=calibration_dir,

@@ -17,6 +17,8 @@ from edge_runtime.interpreter import EdgeTpuError, make_interpreter
 
 log = logging.getLogger(__name__)
 
+TTA_MODES = ("none", "flip")  # test-time augmentation: none, or also the mirrored face (averaged)
+
 
 def quantize_input(pixels: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """Raw uint8 pixels -> the model's input dtype.
@@ -50,8 +52,8 @@ class EmotionClassifier:
     """
 
     def __init__(self, interpreter, contract: ModelContract, *, tta: str = "none"):
-        if tta not in ("none", "flip"):
-            raise ModelError(f"unknown test-time augmentation {tta!r}; choose none or flip")
+        if tta not in TTA_MODES:
+            raise ModelError(f"unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}")
         self.interpreter = interpreter
         self.contract = contract
         self.tta = tta

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple, get_type_hints
 
+from edge_runtime.classifier import TTA_MODES
 from edge_runtime.core.errors import ConfigError, FerError
 from edge_runtime.detectors import DETECTORS
 from edge_runtime.detectors.blazeface import BlazeFaceOptions
 from edge_runtime.detectors.haar import HaarOptions
 from edge_runtime.detectors.yunet import YuNetOptions
+from edge_runtime.interpreter import BACKENDS
 from edge_runtime.reporting import OUTPUT_MODES
 from edge_runtime.schema import setting
 from edge_runtime.smoothing import SmoothingOptions
@@ -30,7 +32,6 @@ log = logging.getLogger(__name__)
 
 
 
-TTA_MODES = ("none", "flip")
 # Keys that were replaced, with what replaced them: an old config gets told what to write instead.
 RENAMED_KEYS = {
     "smoothing.alpha": "smoothing.time_constant_s (the average now runs on time: a time constant in seconds, "
@@ -50,7 +51,7 @@ def packaged_model() -> Path:
 class ModelConfig:
     path: str = setting("", "converted .tflite model (its .json sidecar must sit next to it); empty = the int8 Model 3 "
                         "inside the package")
-    backend: str = setting("cpu", "inference backend", choices=("cpu", "edgetpu"))
+    backend: str = setting("cpu", "inference backend", choices=BACKENDS)
     fallback_to_cpu: bool = setting(True, "run on the CPU when the Edge TPU is missing or the model is not compiled for it")
     threads: int = setting(1, "interpreter and OpenCV threads", minimum=1, maximum=64)
     tta: str = setting("flip", "test-time augmentation: flip also classifies the mirrored face and averages the "

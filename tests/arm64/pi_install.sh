@@ -24,6 +24,7 @@ trap cleanup EXIT
 
 mount -t proc proc "$root/proc" && mounted+=("$root/proc")
 mount --bind "$here/cpuinfo" "$root/proc/cpuinfo" && mounted+=("$root/proc/cpuinfo")
+mount -t sysfs -o ro sysfs "$root/sys" && mounted+=("$root/sys")  # cpuinfo also reads the CPU lists here
 mount --bind /dev "$root/dev" && mounted+=("$root/dev")
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # pip inside the root reaches the same index as the host: its configuration and CA bundle.
