@@ -108,6 +108,14 @@ def test_a_wheel_installed_in_a_fresh_venv_works_from_another_folder(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)], check=True,
                    capture_output=True, timeout=300)
     wheel = next(wheels.glob("fer_edge-*.whl"))
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        top_level = next(n for n in names if n.endswith(".dist-info/top_level.txt"))
+        assert archive.read(top_level).decode().split() == ["convert", "edge_runtime", "train"]  # nothing stray
+    assert {"edge_runtime/models/fer_cnn_lstm_int8.tflite", "edge_runtime/models/fer_cnn_lstm_int8.json"} <= set(names)
+    assert not any(name.startswith(("tests/", "training_checkpoints/")) for name in names)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
                              capture_output=True, text=True, timeout=600)
