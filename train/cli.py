@@ -8,7 +8,7 @@ from typing import Literal, Optional
 
 import typer
 
-from edge_runtime.core.cli_support import require_extra, run_cli
+from edge_runtime.core.cli_support import require_extra, run_cli, version_option
 from edge_runtime.core.errors import FerError
 from train.data import SPLITS
 from train.explicit_lstm import DEFAULT_CELL_STATE_RANGE
@@ -23,8 +23,8 @@ DATA_HELP = "FER2013: fer2013.csv, or the image-folder root with train/ and test
 
 
 @app.callback()
-def _group() -> None:
-    """Keeps the sub-command layout even while an app has a single command."""
+def _group(version: bool = version_option("fer-train")) -> None:
+    """Train and evaluate the seed paper's CNN / CNN+LSTM models on FER2013 (honest protocol)."""
 
 
 @app.command("fit")
