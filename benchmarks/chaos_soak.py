@@ -145,7 +145,9 @@ def _subscribe(port: int, received: list, lock: threading.Lock):
 
 def run_chaos(args, out: str) -> None:
     """Run the chaos scenario for ``args.minutes`` and write its figures to ``out``."""
-    from train.provenance import write_json
+    from train.provenance import provenance, write_json
+
+    started = provenance()  # the code as it was when the soak began
 
     work = Path(tempfile.mkdtemp(prefix="fer-chaos-"))
     spool_fs = work / "spool-fs"
@@ -155,6 +157,7 @@ def run_chaos(args, out: str) -> None:
         result = _run(args, work, spool_fs)
     finally:
         subprocess.run(["umount", str(spool_fs)], check=False)
+    result["provenance"] = started
     write_json(out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
 
