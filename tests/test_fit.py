@@ -97,3 +97,61 @@ def test_leakage_audit_counts_duplicates(fer_full):
     assert paper["duplicates"]["fraction"] > 0.3  # a third or more of the paper-protocol test set was seen in training
     assert honest["duplicates"] == count_exact_duplicates(fer_full.split("PrivateTest"), fer_full.split("Training"))
     assert honest["duplicates"]["with_duplicate_in_training"] == 0
+
+
+def test_soft_targets_mix_tempered_teacher_probabilities_with_the_labels():
+    from train.distill import soft_targets, tempered
+
+    teacher = np.array([[0.7, 0.1, 0.05, 0.05, 0.05, 0.03, 0.02]], np.float32)
+    assert np.allclose(tempered(teacher, 1.0), teacher, atol=1e-6)
+    flat = tempered(teacher, 4.0)
+    assert flat.sum() == pytest.approx(1.0) and flat.max() < 0.3 and np.argmax(flat) == 0  # softer, same order
+    target = soft_targets(np.eye(7, dtype=np.float32)[[1]], teacher, alpha=0.5, temperature=1.0)
+    assert target.sum() == pytest.approx(1.0) and target[0, 1] == pytest.approx(0.55) and target[0, 0] == pytest.approx(0.35)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"teachers": ("missing_run",)}, "no .keras model there"),
+    ({"distill_alpha": 1.5}, "--distill-alpha must lie in 0..1"),
+    ({"distill_temperature": 0.0}, "--distill-temperature must be positive"),
+])
+def test_distillation_settings_are_refused_before_any_work(tmp_path, change, message):
+    from dataclasses import replace
+
+    from train.distill import check_distillation
+
+    teacher = tmp_path / "t.keras"
+    teacher.write_bytes(b"placeholder: only its presence is checked here")
+    config = replace(FitConfig(teachers=(str(teacher),)), **change)
+    with pytest.raises(FerError, match=message):
+        check_distillation(config)
+
+
+@pytest.mark.slow
+def test_a_student_learns_from_cached_teacher_predictions_on_its_own_augmented_batches(fer_small, tmp_path):
+    from dataclasses import replace
+
+    from train.distill import cache_key, soft_targets
+    from train.fit import _student_dataset
+
+    recipe = dict(model="cnn", batch_size=32, seed=3, balance="soft-oversample", augment=AugmentConfig(erase_probability=0.5))
+    fit(fer_small, tmp_path / "teacher", FitConfig(epochs=1, **recipe), verbose=0)
+    cache = tmp_path / "cache"
+    student = FitConfig(epochs=2, teachers=(str(tmp_path / "teacher" / "best.keras"),), distill_alpha=0.7,
+                        distill_temperature=2.0, teacher_cache=str(cache), **recipe)
+    fit(fer_small, tmp_path / "student", student, verbose=0, stop_after=1)
+    train = fer_small.split("Training")
+    steps = len(train) // 32
+    folder = cache / cache_key(student, train, steps)
+    first = np.load(folder / "epoch_000.npy")
+    assert first.shape == (steps, 32, 7) and not (folder / "epoch_001.npy").exists()  # only the epochs trained
+    stamp = (folder / "epoch_000.npy").stat().st_mtime_ns
+    state = fit(fer_small, tmp_path / "student", student, verbose=0, resume=True)
+    assert state.epochs_done == 2 and (folder / "epoch_001.npy").exists()
+    assert (folder / "epoch_000.npy").stat().st_mtime_ns == stamp  # cached, not recomputed
+    # The student's targets are the labels of its own batches mixed with the teacher's tempered predictions on them.
+    images, targets = next(iter(_student_dataset(train, student, 0, steps, 1)))
+    labels = train.labels[epoch_indices(train.labels, 0, steps, 32, "soft-oversample", 3).reshape(-1)[:32]]
+    hard = np.eye(7, dtype=np.float32)[labels]
+    assert np.allclose(np.asarray(targets), soft_targets(hard, first[0].astype(np.float32), 0.7, 2.0), atol=2e-3)
+    assert cache_key(replace(student, seed=4), train, steps) != cache_key(student, train, steps)

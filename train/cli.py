@@ -68,11 +68,21 @@ def fit_command(
                                          "manifest.csv names the calibration images (fer-convert's)"),
     cell_range: float = typer.Option(DEFAULT_CELL_STATE_RANGE, help="with --quantization-aware: cap the LSTM cell "
                                      "state's int8 range at +-this, as fer-convert does (0: min/max)"),
+    teacher: Optional[list[Path]] = typer.Option(None, "--teacher", help="distil from this teacher: a run folder "
+                                                 "(its best.keras) or a .keras file; repeat for an ensemble"),
+    distill_alpha: float = typer.Option(0.5, help="with --teacher: weight of the teachers' soft targets (0..1) "
+                                        "against the hard labels"),
+    distill_temperature: float = typer.Option(2.0, help="with --teacher: temperature that softens the teachers' "
+                                              "probabilities"),
+    teacher_cache: Path = typer.Option(Path("runs/teacher_cache"), help="with --teacher: where the teachers' "
+                                       "predictions on each epoch's augmented batches are kept (reused by runs "
+                                       "with the same data, seed and augmentation)"),
 ) -> None:
-    """Train a model on Training, selecting the checkpoint on PublicTest."""
+    """Train a model on Training, selecting the checkpoint on PublicTest (optionally distilling from teachers)."""
     require_extra("train")
     from train.augment import AugmentConfig
     from train.data import load_fer2013
+    from train.distill import teacher_file
     from train.fit import FitConfig, fit
 
     config = FitConfig(model=model, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
@@ -82,7 +92,9 @@ def fit_command(
                                              contrast=contrast, erase_probability=erase),
                        ignore_data_checks=ignore_data_checks,
                        init_weights=init_weights or "", quantization_aware=quantization_aware or "",
-                       calibration_dir=str(calibration_dir), cell_range=cell_range)
+                       calibration_dir=str(calibration_dir), cell_range=cell_range,
+                       teachers=tuple(str(teacher_file(t)) for t in teacher or ()), distill_alpha=distill_alpha,
+                       distill_temperature=distill_temperature, teacher_cache=str(teacher_cache))
     dataset = load_fer2013(data, skip_bad=skip_bad, limit_per_split=limit, seed=seed)
     default_out = Path("runs") / (f"{Path(quantization_aware).stem}_qat" if quantization_aware else model)
     state = fit(dataset, out or default_out, config, resume=resume, stop_after=stop_after)

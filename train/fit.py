@@ -104,22 +104,31 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
     return {c: (len(labels) / (present * counts[c]) if counts[c] else 0.0) for c in range(NUM_CLASSES)}
 
 
-def _training_dataset(train: Split, config: FitConfig, first_epoch: int, steps: int):
+def _training_dataset(train: Split, config: FitConfig, first_epoch: int, steps: int, last_epoch: int | None = None,
+                      soft: np.ndarray | None = None):
+    """The augmented batches of epochs ``first_epoch..last_epoch-1``: ``(images, targets)``, the targets one-hot,
+    or mixed with ``soft`` (the tempered teacher probabilities of each batch, :mod:`train.distill`)."""
     import tensorflow as tf
 
     from train.augment import augment_batch
 
+    last_epoch = config.epochs if last_epoch is None else last_epoch
     schedule = np.stack([epoch_indices(train.labels, e, steps, config.batch_size, config.balance, config.seed)
-                         for e in range(first_epoch, config.epochs)]).reshape(-1, config.batch_size)
+                         for e in range(first_epoch, last_epoch)]).reshape(-1, config.batch_size)
     images = tf.constant(train.images[..., None])
     labels = tf.constant(train.labels)
     augment = config.augment
     seed = config.seed
+    teacher = tf.constant(soft, tf.float32) if soft is not None else None
+    first_step, alpha = first_epoch * steps, config.distill_alpha
 
     def make_batch(step, index):
         batch = tf.cast(tf.gather(images, index), tf.float32)
         batch = augment_batch(batch, tf.stack([tf.constant(seed, tf.int64), step]), augment)
-        return batch, tf.one_hot(tf.gather(labels, index), NUM_CLASSES)
+        targets = tf.one_hot(tf.gather(labels, index), NUM_CLASSES)
+        if teacher is not None:
+            targets = (1.0 - alpha) * targets + alpha * tf.gather(teacher, step - first_step)
+        return batch, targets
 
     dataset = tf.data.Dataset.from_tensor_slices(schedule).enumerate(start=first_epoch * steps)
     return dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(4)
@@ -214,6 +223,10 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
         raise FerError(f"unknown balance mode {config.balance!r}; choose one of {', '.join(BALANCE_MODES)}")
     if config.schedule not in SCHEDULES:
         raise FerError(f"unknown schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if config.teachers:
+        from train.distill import check_distillation
+
+        check_distillation(config)
     if config.batch_size < 1 or config.epochs < 1:
         raise FerError(f"batch size and epochs must be positive, got {config.batch_size} and {config.epochs}")
     run_dir = Path(run_dir)
@@ -283,7 +296,8 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
         state.write(run_dir)
         log.info("quantization-aware copy before fine-tuning: PublicTest accuracy %.4f", start_accuracy)
     checkpointer = _Checkpointer(run_dir, config, state, validation, stop_after)
-    model.fit(_training_dataset(train, config, first_epoch, steps), epochs=config.epochs, initial_epoch=first_epoch,
+    model.fit(_student_dataset(train, config, first_epoch, steps, stop_after), epochs=config.epochs,
+              initial_epoch=first_epoch,
               steps_per_epoch=steps, validation_data=validation_data, validation_batch_size=256,
               class_weight=weights, callbacks=[checkpointer],
               verbose=verbose, shuffle=False)  # the dataset is already shuffled per epoch, reproducibly
@@ -291,6 +305,19 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     state = replace(state, finished=state.epochs_done >= config.epochs or state.stopped_early)
     state.write(run_dir)
     return state
+
+
+def _student_dataset(train: Split, config: FitConfig, first_epoch: int, steps: int, stop_after: int | None):
+    """The training batches; with teachers, their targets mix in the teachers' cached predictions."""
+    if not config.teachers:
+        return _training_dataset(train, config, first_epoch, steps)
+    from train.distill import teacher_predictions, tempered
+
+    last_epoch = min(config.epochs, stop_after or config.epochs)
+    batches = _training_dataset(train, config, first_epoch, steps, last_epoch)
+    probabilities = teacher_predictions(config, train, steps, first_epoch, last_epoch, batches)
+    soft = tempered(probabilities, config.distill_temperature)
+    return _training_dataset(train, config, first_epoch, steps, last_epoch, soft)
 
 
 def _quantization_aware_start(float_model_path: str, dataset: FerDataset, calibration_dir: Path,

@@ -45,6 +45,11 @@ class FitConfig(JsonRecord):
     calibration_dir: str = "calibration_data"  # its manifest names the images the copy's int8 ranges come from
     cell_range: float = DEFAULT_CELL_STATE_RANGE  # the copy's LSTM cell states: at most +-this (0: min/max)
     jit_compile: bool = False  # measured: XLA is ~25% slower per step on a 2-core CPU
+    # Distillation (train.distill): teacher .keras files whose averaged predictions the student also learns from.
+    teachers: tuple[str, ...] = ()
+    distill_alpha: float = 0.5  # weight of the teachers' soft targets against the hard labels
+    distill_temperature: float = 2.0  # > 1 softens the teachers' probabilities
+    teacher_cache: str = "runs/teacher_cache"  # where the teachers' predictions per epoch are kept
 
 
 @dataclass(frozen=True)
