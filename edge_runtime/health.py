@@ -20,7 +20,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from edge_runtime.config import parse_listen
-from edge_runtime.preview import BOUNDARY
 from edge_runtime.core.contract import ModelContract, budget_state
 from edge_runtime.core.errors import ConfigError
 
@@ -266,7 +265,7 @@ class HealthServer:
                     return
                 if preview is not None and path == "/stream.mjpg":
                     self.send_response(200)
-                    self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+                    self.send_header("Content-Type", preview.content_type)
                     self.send_header("Cache-Control", "no-store")
                     self.end_headers()
                     preview.stream(self.wfile.write)  # until the viewer goes away: handle_error logs that once

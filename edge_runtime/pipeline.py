@@ -21,6 +21,7 @@ import numpy as np
 from edge_runtime.classifier import EmotionClassifier
 from edge_runtime.config import Config
 from edge_runtime.core.preprocessing import preprocess_face
+from edge_runtime.drawing import draw_events
 from edge_runtime.detectors import Box, DetectorOptions, FaceDetector, face_crop, find_faces, make_detector
 from edge_runtime.events import FaceEvent
 from edge_runtime.reporting import Reporter
@@ -86,17 +87,6 @@ def event_for(frame: Frame, face_index: int, box: Box, raw_probabilities: np.nda
         raw_label=labels[raw_top], score=round(float(smoothed.score), 4),
         raw_score=round(float(raw_probabilities[raw_top]), 4),
         probs={label: round(float(p), 4) for label, p in zip(labels, smoothed.probabilities)})
-
-
-def draw_events(image: np.ndarray, events: list[FaceEvent]) -> np.ndarray:
-    """A BGR copy of ``image`` with each face's box, smoothed label and score drawn on it."""
-    image = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    for event in events:
-        x, y, w, h = event.box
-        cv2.rectangle(image, (x, y), (x + w, y + h), (0, 255, 0), 2)
-        cv2.putText(image, f"{event.label} {event.score:.2f}", (x, max(12, y - 6)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1, cv2.LINE_AA)
-    return image
 
 
 class Annotator:

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 
 import cv2
 
-from edge_runtime.pipeline import draw_events
+from edge_runtime.drawing import draw_events
 
 BOUNDARY = "fer-edge-frame"
+STREAM_CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"  # what /stream.mjpg serves
 HISTORY_S = 60.0  # how much of each face's state the strip shows
 # One colour per state for the strip and the bars (the page reads them from /faces.json).
 STATE_COLOURS = {"angry": "#d9534f", "disgust": "#8e6c3a", "fear": "#9b59b6", "happy": "#f0ad4e", "sad": "#428bca",
@@ -131,6 +132,8 @@ class FaceReadings:
 
 class Preview:
     """Shares the newest annotated frame, JPEG-encoded, with the browsers that watch."""
+
+    content_type = STREAM_CONTENT_TYPE  # of :meth:`stream`'s output
 
     def __init__(self, model_name: str, max_fps: float = 10.0, quality: int = 80):
         self.model_name = model_name

@@ -1,6 +1,6 @@
 """The runtime as a long-running service: sinks, health/metrics, systemd notify, clean shutdown.
 
-``serve`` is what ``edge-runtime run`` executes, under systemd or not:
+:class:`Service` is what ``edge-runtime run`` executes, under systemd or not:
 READY=1 once the model is loaded and the first frame read; WATCHDOG=1 from the
 processing loop, so a stalled camera or hung inference gets the service
 restarted; on SIGTERM/SIGINT, STOPPING=1, the loop ends after the current
