@@ -16,8 +16,10 @@ face (a face not found counts as wrong) and over the faces found, which isolates
 bundled short-range BlazeFace finds few faces under a quarter of the frame's width, fewer still for FER2013's
 tight crops, which have no hair or ears around them). Crops compared: the box grown by ``detector.margin``,
 levelled by the eye keypoints (``detector.align``, the default) or not, with margin 0 (the default) and 0.1.
-Beside each accuracy over found faces stands the direct accuracy on the same faces: the difference is what the
-detector's box and the crop cost.
+Beside each accuracy over found faces stand the direct accuracy on the same faces (the 48x48 image, undegraded) and
+the accuracy of an exact crop of the same frames (the placed face cut back out with the geometry it was placed with,
+so it carries the frame's blur, brightness and JPEG but no detector error): pipeline against exact crop is what the
+detector's box and the crop cost; exact crop against direct is what the degraded input costs any crop.
 
     python benchmarks/pipeline_accuracy.py --data FER2013_DIR [--limit N]
 
@@ -39,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge_runtime.config import Config, with_overrides  # noqa: E402
 from edge_runtime.core.labels import LABEL_TO_INDEX  # noqa: E402
+from edge_runtime.core.preprocessing import preprocess_face  # noqa: E402
 from edge_runtime.pipeline import Runtime  # noqa: E402
 from edge_runtime.sources import Frame  # noqa: E402
 from train.data import load_fer2013  # noqa: E402
@@ -67,7 +70,8 @@ def draw_factors(condition: str, rng: np.random.Generator) -> dict:
 
 
 def place(face: np.ndarray, background: np.ndarray, factors: dict, rng: np.random.Generator):
-    """A BGR frame with ``face`` set into ``background`` as ``factors`` say; and the face centre in the frame."""
+    """A BGR frame with ``face`` set into ``background`` as ``factors`` say, the face centre in the frame, and the
+    affine map from the 48x48 face to the frame."""
     side = factors["scale"]
     width, height = FRAME_SIZE
     reach = side * 0.75  # the rotated face stays inside the frame
@@ -76,8 +80,11 @@ def place(face: np.ndarray, background: np.ndarray, factors: dict, rng: np.rando
     sigma = factors["blur"]
     source = cv2.GaussianBlur(face, (0, 0), sigma) if sigma > 0 else face
     scale = side / face.shape[0]
-    matrix = cv2.getRotationMatrix2D((face.shape[1] / 2, face.shape[0] / 2), factors["roll"], scale)
-    matrix[:, 2] += np.array(centre) - np.array([face.shape[1] / 2, face.shape[0] / 2])
+    # Pixel-exact: pixel i covers [i - 0.5, i + 0.5), so the face's centre is at (side - 1) / 2 in pixel indices, and
+    # each face pixel lands on exactly the block of frame pixels it covers (a half-pixel slip would shift the face).
+    middle = np.array([(face.shape[1] - 1) / 2, (face.shape[0] - 1) / 2])
+    matrix = cv2.getRotationMatrix2D(tuple(middle), factors["roll"], scale)
+    matrix[:, 2] += np.array(centre) - 0.5 - middle
     warped = cv2.warpAffine(source.astype(np.float32), matrix, FRAME_SIZE, flags=cv2.INTER_CUBIC)
     mask = cv2.warpAffine(np.ones_like(face, np.float32), matrix, FRAME_SIZE, flags=cv2.INTER_LINEAR)
     frame = background * (1 - mask) + warped * mask
@@ -86,7 +93,19 @@ def place(face: np.ndarray, background: np.ndarray, factors: dict, rng: np.rando
     if factors["jpeg"] is not None:
         _, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, factors["jpeg"]])
         frame = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
-    return frame, centre
+    return frame, centre, matrix
+
+
+def oracle_crop(frame: np.ndarray, matrix: np.ndarray, side: float) -> np.ndarray:
+    """The placed face cut back out of ``frame`` with the exact geometry it was placed with (position, scale and
+    roll undone), at its own size in the frame: what a perfect detector and crop would hand the preprocessing."""
+    inverse = cv2.invertAffineTransform(matrix)  # frame -> 48x48 face coordinates
+    to_side = np.vstack([inverse, [0, 0, 1]])
+    ratio = side / 48.0  # ... at the face's size in the frame, so the preprocessing downscales as it does
+    to_side[:2] *= ratio
+    to_side[:2, 2] += (ratio - 1) / 2  # pixel centres: face pixel i covers side pixels ratio * i .. ratio * (i + 1)
+    size = int(round(side))
+    return cv2.warpAffine(frame, to_side[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def predicted_label(runtime: Runtime, frame: np.ndarray, centre: tuple[float, float]) -> str | None:
@@ -103,18 +122,22 @@ def run_condition(runtime, faces, labels, direct_right: np.ndarray, background, 
     """One condition over every face: accuracy over all, share found, and accuracy over the found ones beside the
     direct accuracy on those same faces."""
     rng = np.random.default_rng(seed)
-    correct = found = direct_on_found = 0
+    correct = found = direct_on_found = oracle_on_found = 0
     for face, label, direct in zip(faces, labels, direct_right):
-        frame, centre = place(face, background, draw_factors(condition, rng), rng)
+        factors = draw_factors(condition, rng)
+        frame, centre, matrix = place(face, background, factors, rng)
         predicted = predicted_label(runtime, frame, centre)
         if predicted is None:
             continue
         found += 1
         correct += LABEL_TO_INDEX[predicted] == label
         direct_on_found += bool(direct)
+        oracle = preprocess_face(oracle_crop(frame, matrix, factors["scale"]))
+        oracle_on_found += int(np.argmax(runtime.classifier.probabilities(oracle))) == label
     return {"accuracy": round(correct / len(labels), 4), "found": round(found / len(labels), 4),
             "accuracy_of_found": round(correct / max(1, found), 4),
-            "direct_on_found": round(direct_on_found / max(1, found), 4)}
+            "direct_on_found": round(direct_on_found / max(1, found), 4),
+            "oracle_crop_on_found": round(oracle_on_found / max(1, found), 4)}
 
 
 def direct_right(runtime: Runtime, faces, labels) -> np.ndarray:
@@ -146,19 +169,20 @@ def main() -> None:
         right = direct_right(runtime, faces, labels)
         direct = round(float(right.mean()), 4)
         rows = {"direct 48x48": {"accuracy": direct, "found": 1.0, "accuracy_of_found": direct,
-                                 "direct_on_found": direct}}
+                                 "direct_on_found": direct, "oracle_crop_on_found": direct}}
         for number, condition in enumerate(args.conditions.split(",")):
             rows[condition] = run_condition(runtime, faces, labels, right, background, condition, seed=number)
             print(f"{name}, {condition}: {rows[condition]}", file=sys.stderr)
         results["geometries"][name] = rows
     write_json(ROOT / "benchmarks" / "results" / "pipeline_accuracy.json", {**provenance(), **results})
     names = list(results["geometries"])
-    print("| condition | faces found | direct on those faces | "
+    print("| condition | faces found | direct on those faces | exact crop of the same frames | "
           + " | ".join(f"{n}: found faces (all faces)" for n in names) + " |")
-    print("|---|---:|---:|" + "---:|" * len(names))
+    print("|---|---:|---:|---:|" + "---:|" * len(names))
     for condition in ["direct 48x48", *args.conditions.split(",")]:
         cells = [results["geometries"][n][condition] for n in names]
         print(f"| {condition} | {cells[0]['found']:.3f} | {cells[0]['direct_on_found']:.4f} | "
+              f"{cells[0]['oracle_crop_on_found']:.4f} | "
               + " | ".join(f"{c['accuracy_of_found']:.4f} ({c['accuracy']:.4f})" for c in cells) + " |")
 
 
