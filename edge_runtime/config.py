@@ -351,7 +351,8 @@ def check_private_file(path_text: str, key: str, holds: str = "the password") ->
 def read_secret(path_text: str, key: str, holds: str = "the password") -> str:
     """The secret in a private file (checked by :func:`check_private_file`), without its trailing newline."""
     check_private_file(path_text, key, holds)
-    secret = Path(path_text).read_text(errors="replace").strip()
+    with open(path_text, "rb") as handle:  # bounded: a secret is one short line, whatever the file holds
+        secret = handle.read(4097).decode(errors="replace").strip()
     if not secret or len(secret) > 4096 or "\n" in secret:
         raise ConfigError(f"{key}: {path_text} must hold {holds} on one line (it is empty, longer than 4096 "
                           "characters, or has several lines)")

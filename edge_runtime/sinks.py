@@ -299,7 +299,10 @@ class MqttSink:
                           self.sender_restarts, exc_info=self.sender_restarts == 1)
                 with self._lock:
                     if self.spool is not None and not self._closing:
-                        self._to_spool()  # in-flight messages are read again from the spool (at least once)
+                        try:
+                            self._to_spool()  # in-flight messages are read again from the spool (at least once)
+                        except Exception as spool_error:  # the spool may be what failed: retry it after the wait
+                            log.error("MQTT: could not take the in-flight messages back to the spool: %s", spool_error)
                     self._lock.wait(delay)
                     if self._closing:
                         return
