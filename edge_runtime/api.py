@@ -60,8 +60,8 @@ class EmotionRecognizer:
         """The faces of every processed frame of ``source`` (default: ``source.spec``), as they come.
 
         Each record carries its face's track id and the steady state (``label``, after the time-based smoothing
-        the service uses), with this frame's own reading beside it (``raw_label``). A camera runs until the loop
-        stops; a file or folder ends by itself.
+        the service uses), with this frame's own reading beside it (``raw_label``). A camera goes on until you stop
+        iterating (``break``); a file or folder ends by itself.
         """
         spec = None if source is None else str(source)
         runtime = Runtime(self.config, source_from_config(self.config, spec), self.detector, self.classifier)
