@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 from contextlib import contextmanager
@@ -76,7 +77,13 @@ def native_output_to_log() -> Iterator[None]:
     handlers = [h for h in logging.root.handlers if isinstance(h, logging.StreamHandler) and _is_fd2(h.stream)]
     previous_streams = [handler.setStream(real_stderr) for handler in handlers]
     pump = threading.Thread(target=_pump, args=(read_fd,), name="native-log", daemon=True)
-    pump.start()
+    # The pump is born with SIGTERM and SIGINT blocked (a thread inherits the mask), so the kernel hands them to the
+    # main thread, where Python runs their handlers, and never interrupts the pump's read.
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        pump.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     try:
         yield
     finally:

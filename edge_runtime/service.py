@@ -77,6 +77,7 @@ class Service:
         self.http = None
         self.preview = None
         self.frame_rate = FrameRate()
+        self.stop_signal: int | None = None  # the signal that asked for the stop
         self._faces_in_view = 0
         self._ready = False
         self._counted: dict[str, int] = {}  # what the Prometheus counters were last advanced to
@@ -151,11 +152,16 @@ class Service:
         self._counted[key] = total
 
     def request_stop(self, signum=None, _frame=None) -> None:
-        """Signal handler: STOPPING=1 and end the loop after the current frame."""
+        """Signal handler: end the loop after the current frame, and STOPPING=1.
+
+        It only sets flags, wakes waits and sends one datagram: a handler runs wherever the main thread was, and
+        one that logged could land inside a log write and fail there (a reentrant write), before stopping
+        anything. :meth:`run` logs the signal once the loop has ended.
+        """
         if signum is not None:
-            log.info("received %s: stopping", signal.Signals(signum).name)
-        self.notifier.stopping()
+            self.stop_signal = signum
         self.runtime.stop()
+        self.notifier.stopping()
 
     def run(self, stop_requested: "StopRequest | None" = None) -> int:
         """Run until the source ends or a stop is requested; flush and close everything; return the exit code.
@@ -170,6 +176,8 @@ class Service:
             self.http.start()
         try:
             stats = self.runtime.run()
+            if self.stop_signal is not None:
+                log.info("stopped by %s", signal.Signals(self.stop_signal).name)
             log.info("processed %d frames, %d with faces: %d face events; the sinks got %d records (output.mode = "
                      "%s)", stats.frames, stats.frames_with_faces, stats.events, stats.records,
                      self.config.output.mode)
