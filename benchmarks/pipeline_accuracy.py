@@ -154,8 +154,11 @@ def main() -> None:
     parser.add_argument("--model", default=str(ROOT / "models" / "fer_cnn_lstm_int8.tflite"))
     parser.add_argument("--limit", type=int, default=0, help="use the first N PrivateTest faces (0 = all 3,589)")
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
+    parser.add_argument("--split", default="PrivateTest", help="PublicTest to try a change (tuning), PrivateTest to "
+                        "report it once")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pipeline_accuracy.json"))
     args = parser.parse_args()
-    split = load_fer2013(args.data).split("PrivateTest")
+    split = load_fer2013(args.data).split(args.split)
     faces, labels = split.images, split.labels
     if args.limit:
         faces, labels = faces[: args.limit], labels[: args.limit]
@@ -174,7 +177,7 @@ def main() -> None:
             rows[condition] = run_condition(runtime, faces, labels, right, background, condition, seed=number)
             print(f"{name}, {condition}: {rows[condition]}", file=sys.stderr)
         results["geometries"][name] = rows
-    write_json(ROOT / "benchmarks" / "results" / "pipeline_accuracy.json", {**provenance(), **results})
+    write_json(args.out, {**provenance(), "split": args.split, **results})
     names = list(results["geometries"])
     print("| condition | faces found | direct on those faces | exact crop of the same frames | "
           + " | ".join(f"{n}: found faces (all faces)" for n in names) + " |")

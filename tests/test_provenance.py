@@ -35,12 +35,15 @@ def test_fresh_results_do_not_make_a_commit_dirty_but_changed_code_does(tmp_path
 
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     (tmp_path / "benchmarks" / "results" / "run.json").write_text("{}")
+    (tmp_path / "training_checkpoints" / "teacher").mkdir(parents=True)
+    (tmp_path / "training_checkpoints" / "teacher" / "state.json").write_text("{}")
     (tmp_path / "code.py").write_text("x = 1\n")
     git("init", "-q")
     git("add", "-A")
     git("commit", "-qm", "start")
     assert not git_commit(tmp_path).endswith("-dirty")
     (tmp_path / "benchmarks" / "results" / "run.json").write_text('{"fresh": true}')
+    (tmp_path / "training_checkpoints" / "teacher" / "state.json").write_text('{"epochs_done": 2}')  # a teacher trains
     assert not git_commit(tmp_path).endswith("-dirty")
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path).endswith("-dirty")

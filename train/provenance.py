@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 
-# Folders that runs write their results into (see git_commit).
-RUN_OUTPUTS = ("benchmarks/results", "reports")
+# Folders that runs write their results into (see git_commit): a paused training run's checkpoints change while it
+# trains, which is data, not code.
+RUN_OUTPUTS = ("benchmarks/results", "reports", "training_checkpoints")
 
 
 def git_commit(root: Path | None = None) -> str:
@@ -24,8 +25,8 @@ def git_commit(root: Path | None = None) -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()
-        # Results and reports are what runs write, not code: one benchmark's fresh results do not make the next
-        # one's commit "dirty".
+        # Results, reports and checkpoints are what runs write, not code: one benchmark's fresh results (or a
+        # teacher training beside it) do not make the next one's commit "dirty".
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
                                 *(f":(exclude){output}" for output in RUN_OUTPUTS)], cwd=root,
                                capture_output=True, text=True, check=True, timeout=10).stdout.strip()
