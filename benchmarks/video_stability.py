@@ -5,6 +5,8 @@ Videos:
   the crowd saw in the face alone);
 - cut videos: every ordered pair of those clips with different acted labels, clip A whole, then clip B from a third
   of its length on (past its near-neutral onset), B's times continuing A's;
+- the six clips in a row (the same actor speaking for about 12 s, his expression changing five times: the nearest
+  thing to a talking head with known expressions in shared/), each after the first from a third of its length on;
 - ``test.mp4`` (no labels: only its steadiness counts).
 
 Each runs at the file's own rate and subsampled to 5 frames a second (a Pi's rate), through the runtime exactly as
@@ -58,7 +60,7 @@ class Video:
     """Frames to run, as (file, frame index, media time), with what is known of the expression in them."""
 
     name: str
-    kind: str  # "clip", "cut" or "footage"
+    kind: str  # "clip", "cut", "sequence" or "footage"
     frames: tuple[tuple[str, int, float], ...]
     acted: tuple[str, ...] = ()  # one label per part (a cut video has two)
     crowd: str | None = None
@@ -101,15 +103,28 @@ def build_videos(media: Path, decoded: dict[str, list]) -> list[Video]:
         frames = tuple((key, i, ts) for i, (_, ts) in enumerate(decoded[key]))
         videos.append(Video(Path(row["file"]).stem, "clip", frames, (row["acted"],), row["face_only_crowd_vote"]))
     for first, second in itertools.permutations(list(videos), 2):
-        start = len(second.frames) // 3
-        step = first.frames[-1][2] - first.frames[-2][2]
-        offset = first.frames[-1][2] + step - second.frames[start][2]
-        tail = tuple((key, i, ts + offset) for key, i, ts in second.frames[start:])
-        videos.append(Video(f"{first.acted[0]}>{second.acted[0]}", "cut", first.frames + tail,
-                            (first.acted[0], second.acted[0]), cut_ts=tail[0][2]))
+        joined = _join(first.frames, second.frames)
+        videos.append(Video(f"{first.acted[0]}>{second.acted[0]}", "cut", joined, (first.acted[0], second.acted[0]),
+                            cut_ts=joined[len(first.frames)][2]))
+    order = ("neutral", "happy", "sad", "angry", "fear", "disgust")  # fixed; neighbours differ in valence mostly
+    clips = {video.acted[0]: video for video in videos if video.kind == "clip"}
+    if set(order) <= set(clips):
+        frames = clips[order[0]].frames
+        for label in order[1:]:
+            frames = _join(frames, clips[label].frames)
+        videos.append(Video("six in a row", "sequence", frames, order))
     footage = str(media / "test.mp4")
     videos.append(Video("test.mp4", "footage", tuple((footage, i, ts) for i, (_, ts) in enumerate(decoded[footage]))))
     return videos
+
+
+def _join(first: tuple, second: tuple) -> tuple:
+    """``first`` whole, then ``second`` from a third of its length on (past its near-neutral onset), its times
+    continuing ``first``'s at the same frame step."""
+    part = second[len(second) // 3:]
+    step = first[-1][2] - first[-2][2]
+    offset = first[-1][2] + step - part[0][2]
+    return first + tuple((key, i, ts + offset) for key, i, ts in part)
 
 
 class ListSource:
@@ -260,20 +275,22 @@ def evaluate(videos, decoded, systems) -> dict:
         for rate_name, fps in (("file rate", None), (f"{PI_FPS:g} fps", PI_FPS)):
             rows = {video.name: {"kind": video.kind, **score(video, runner(video, fps))} for video in videos}
             summaries = {kind: aggregate([r for r in rows.values() if r["kind"] == kind])
-                         for kind in ("clip", "cut", "footage")}
+                         for kind in ("clip", "cut", "sequence", "footage")}
             results[f"{system} @ {rate_name}"] = {"summary": summaries, "videos": rows}
     return results
 
 
 def markdown(results: dict) -> str:
     lines = ["| system @ rate | clips: changes/clip | held = acted (of 6) | held = crowd | frame acc. | cuts: mean / max "
-             "delay (s) | cuts within 1 s | test.mp4: changes (s per change) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "delay (s) | cuts within 1 s | six in a row: changes (s per change) | test.mp4: changes (s per change) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, result in results.items():
-        clip, cut, footage = (result["summary"][k] for k in ("clip", "cut", "footage"))
+        clip, cut, sequence, footage = (result["summary"][k] for k in ("clip", "cut", "sequence", "footage"))
         lines.append(f"| {name} | {clip['mean_changes']} | {clip['held_is_acted']} | {clip['held_is_crowd']} | "
                      f"{clip['mean_frame_accuracy']:.3f} | {cut['mean_cut_delay_s']} / {cut['max_cut_delay_s']} | "
-                     f"{cut['cuts_within_target']} of {cut['cuts_with_a_new_state']} | {footage['mean_changes']:g} "
-                     f"({footage.get('seconds_per_change', '-')}) |")
+                     f"{cut['cuts_within_target']} of {cut['cuts_with_a_new_state']} | "
+                     f"{sequence.get('mean_changes', '-')} ({sequence.get('seconds_per_change', '-')}) | "
+                     f"{footage['mean_changes']:g} ({footage.get('seconds_per_change', '-')}) |")
     return "\n".join(lines)
 
 
