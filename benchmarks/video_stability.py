@@ -65,6 +65,7 @@ class Video:
     acted: tuple[str, ...] = ()  # one label per part (a cut video has two)
     crowd: str | None = None
     cut_ts: float | None = None
+    segment_starts: tuple[float, ...] = ()  # a sequence: where each acted part begins
 
 
 def decode(path: Path) -> list[tuple[np.ndarray, float]]:
@@ -109,10 +110,12 @@ def build_videos(media: Path, decoded: dict[str, list]) -> list[Video]:
     order = ("neutral", "happy", "sad", "angry", "fear", "disgust")  # fixed; neighbours differ in valence mostly
     clips = {video.acted[0]: video for video in videos if video.kind == "clip"}
     if set(order) <= set(clips):
-        frames = clips[order[0]].frames
+        frames, starts = clips[order[0]].frames, [clips[order[0]].frames[0][2]]
         for label in order[1:]:
+            length = len(frames)
             frames = _join(frames, clips[label].frames)
-        videos.append(Video("six in a row", "sequence", frames, order))
+            starts.append(frames[length][2])
+        videos.append(Video("six in a row", "sequence", frames, order, segment_starts=tuple(starts)))
     footage = str(media / "test.mp4")
     videos.append(Video("test.mp4", "footage", tuple((footage, i, ts) for i, (_, ts) in enumerate(decoded[footage]))))
     return videos
@@ -227,6 +230,11 @@ def score(video: Video, states: list) -> dict:
                                              / len(seen), 4)
     if video.kind == "cut":
         result.update(cut_figures(video, states, seen))
+    if video.kind == "sequence":  # five true changes: what is beyond them is flicker
+        result["extra_changes"] = changes - (len(video.acted) - 1)
+        ends = (*video.segment_starts[1:], end + 1e-6)
+        result["segments_held_right"] = sum(held_label(states, start, stop) == acted
+                                            for start, stop, acted in zip(video.segment_starts, ends, video.acted))
     return result
 
 
@@ -262,6 +270,9 @@ def aggregate(rows: list[dict]) -> dict:
                         "mean_cut_delay_s": round(float(np.mean(delays)), 3) if delays else None,
                         "max_cut_delay_s": max(delays) if delays else None,
                         "cuts_within_target": sum(d <= CUT_TARGET_S for d in delays)})
+    if rows and "extra_changes" in rows[0]:
+        summary["extra_changes"] = sum(r["extra_changes"] for r in rows)
+        summary["segments_held_right"] = sum(r["segments_held_right"] for r in rows)
     if rows and rows[0].get("duration_s"):
         seconds = sum(r["duration_s"] for r in rows)
         summary["seconds_per_change"] = round(seconds / max(1, sum(r["changes"] for r in rows)), 2)
@@ -289,7 +300,9 @@ def markdown(results: dict) -> str:
         lines.append(f"| {name} | {clip['mean_changes']} | {clip['held_is_acted']} | {clip['held_is_crowd']} | "
                      f"{clip['mean_frame_accuracy']:.3f} | {cut['mean_cut_delay_s']} / {cut['max_cut_delay_s']} | "
                      f"{cut['cuts_within_target']} of {cut['cuts_with_a_new_state']} | "
-                     f"{sequence.get('mean_changes', '-')} ({sequence.get('seconds_per_change', '-')}) | "
+                     f"{sequence.get('mean_changes', '-')} ({sequence.get('seconds_per_change', '-')}; "
+                     f"{sequence.get('extra_changes', '-')} beyond the 5 true; parts held right: "
+                     f"{sequence.get('segments_held_right', '-')} of 6) | "
                      f"{footage['mean_changes']:g} ({footage.get('seconds_per_change', '-')}) |")
     return "\n".join(lines)
 
