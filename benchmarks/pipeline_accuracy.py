@@ -158,6 +158,7 @@ def main() -> None:
                         "report it once")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pipeline_accuracy.json"))
     args = parser.parse_args()
+    started = provenance()  # the code as it was when the benchmark began
     split = load_fer2013(args.data).split(args.split)
     faces, labels = split.images, split.labels
     if args.limit:
@@ -177,7 +178,7 @@ def main() -> None:
             rows[condition] = run_condition(runtime, faces, labels, right, background, condition, seed=number)
             print(f"{name}, {condition}: {rows[condition]}", file=sys.stderr)
         results["geometries"][name] = rows
-    write_json(args.out, {**provenance(), "split": args.split, **results})
+    write_json(args.out, {**started, "split": args.split, **results})
     names = list(results["geometries"])
     print("| condition | faces found | direct on those faces | exact crop of the same frames | "
           + " | ".join(f"{n}: found faces (all faces)" for n in names) + " |")

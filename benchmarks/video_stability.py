@@ -338,6 +338,7 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="run our smoothing settings grid instead")
     parser.add_argument("--out", help="results file (default: benchmarks/results/video_stability[_sweep].json)")
     args = parser.parse_args()
+    started = provenance()  # the code as it was when the benchmark began
     media = Path(args.media)
     files = [media / "cremad" / name for name in sorted(os.listdir(media / "cremad")) if name.endswith(".mp4")]
     decoded = {str(path): decode(path) for path in files + [media / "test.mp4"]}
@@ -358,7 +359,7 @@ def main() -> None:
     results = evaluate(videos, decoded, systems)
     name = "video_stability_sweep.json" if args.sweep else "video_stability.json"
     write_json(args.out or ROOT / "benchmarks" / "results" / name,
-               {**provenance(), "overrides": base, "results": results})
+               {**started, "overrides": base, "results": results})
     print(markdown(results))
     if not args.sweep:
         print()
