@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from soak import ROOT, free_port, metric, rss_mb
+from soak import ROOT, free_port, metric, rss_mb, service_config
 
 FLAP_SECONDS = 5.0
 GARBAGE = b"garbage written into the spool by the chaos soak\n"
@@ -93,39 +93,6 @@ def _fill(folder: Path) -> Path:
             pass
     return ballast
 
-
-def _config(work: Path, spool: Path, broker: Broker, http_port: int, args) -> Path:
-    config = work / "config.toml"
-    config.write_text(f"""
-[model]
-path = "{args.model}"
-threads = {args.threads}
-[source]
-spec = "{args.video}"
-loop = true
-realtime = true
-[http]
-listen = "127.0.0.1:{http_port}"
-[sinks]
-stdout = false
-file = "{work}/events.jsonl"
-file_max_bytes = 2000000000
-[mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-topic = "fer/soak"
-client_id = "fer-edge-chaos"
-max_backoff_s = 2
-buffer_size = 500
-spool_file = "{spool}"
-spool_max_bytes = 100000000
-discovery = false
-[service]
-stop_timeout_s = 30
-""")
-    return config
-
-
 def _subscribe(port: int, received: list, lock: threading.Lock):
     import paho.mqtt.client as mqtt
 
@@ -171,7 +138,9 @@ def _run(args, work: Path, spool_fs: Path) -> dict:
     subscriber = _subscribe(broker.port, received, lock)
     http_port = free_port()
     spool = spool_fs / "spool.jsonl"
-    config = _config(work, spool, broker, http_port, args)
+    config = service_config(work, args, broker.port, http_port, spool=spool, client_id="fer-edge-chaos",
+                            source_extra={"realtime": True},
+                            mqtt_extra={"max_backoff_s": 2, "buffer_size": 500, "spool_max_bytes": 100_000_000})
     log_path = work / "service.log"
 
     def start_service() -> subprocess.Popen:

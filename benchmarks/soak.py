@@ -55,6 +55,24 @@ def metric(port: int, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
+def service_config(work: Path, args, broker_port: int, http_port: int, *, spool: Path, client_id: str,
+                   source_extra: dict | None = None, mqtt_extra: dict | None = None) -> Path:
+    """The soaked service's config (looped video, JSONL sink for the produced events, MQTT with a spool), written to
+    ``work/config.toml``; ``*_extra`` add keys to their sections."""
+    sections = {
+        "model": {"path": str(args.model), "threads": args.threads},
+        "source": {"spec": str(args.video), "loop": True, **(source_extra or {})},
+        "http": {"listen": f"127.0.0.1:{http_port}"},
+        "sinks": {"stdout": False, "file": str(work / "events.jsonl"), "file_max_bytes": 2_000_000_000},
+        "mqtt": {"host": "127.0.0.1", "port": broker_port, "topic": "fer/soak", "client_id": client_id,
+                 "spool_file": str(spool), "discovery": False, **(mqtt_extra or {})},
+        "service": {"stop_timeout_s": 30},
+    }
+    config = work / "config.toml"
+    config.write_text("".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
+                              for name, keys in sections.items()))
+    return config
+
 def main() -> None:
     from train.provenance import write_json
 
@@ -106,31 +124,8 @@ def main() -> None:
     subscriber.connect("127.0.0.1", broker_port)
     subscriber.loop_start()
 
-    config = work / "config.toml"
-    config.write_text(f"""
-[model]
-path = "{args.model}"
-threads = {args.threads}
-[source]
-spec = "{args.video}"
-loop = true
-[http]
-listen = "127.0.0.1:{http_port}"
-[sinks]
-stdout = false
-file = "{work}/events.jsonl"
-file_max_bytes = 2000000000
-[mqtt]
-host = "127.0.0.1"
-port = {broker_port}
-topic = "fer/soak"
-client_id = "fer-edge-soak"
-max_backoff_s = 5
-spool_file = "{work}/spool.jsonl"
-discovery = false
-[service]
-stop_timeout_s = 30
-""")
+    config = service_config(work, args, broker_port, http_port, spool=work / "spool.jsonl", client_id="fer-edge-soak",
+                            mqtt_extra={"max_backoff_s": 5})
     def start_service():
         return subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--config", str(config)], cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=open(work / "service.log", "a"),

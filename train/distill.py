@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.core.contract import file_sha256
 from edge_runtime.core.errors import FerError
 from train.data import Split
 from train.modelio import FitConfig, load_keras_model
@@ -65,15 +66,6 @@ def check_distillation(config: FitConfig) -> None:
         raise FerError(f"--distill-alpha must lie in 0..1, got {config.distill_alpha}")
     if config.distill_temperature <= 0:
         raise FerError(f"--distill-temperature must be positive, got {config.distill_temperature}")
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a teacher's ``.keras`` file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_key(config: FitConfig, train: Split, steps: int) -> str:
