@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.records import JsonRecord
 from edge_runtime.events import FaceEvent
 
@@ -146,7 +147,7 @@ class Reporter:
 
     def __init__(self, mode: str, *, max_missed_s: float, summary_seconds: float):
         if mode not in OUTPUT_MODES:
-            raise ValueError(f"unknown output mode {mode!r}")
+            raise ConfigError(f"output.mode: {mode!r} is not allowed; choose one of {', '.join(OUTPUT_MODES)}")
         self.mode = mode
         self._changes = ChangeReporter(max_missed_s) if mode == "changes" else None
         self._summary = SummaryReporter(summary_seconds) if mode == "summary" else None

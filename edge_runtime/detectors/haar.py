@@ -13,7 +13,7 @@ import numpy as np
 
 from dataclasses import dataclass
 
-from edge_runtime.core.errors import FerError
+from edge_runtime.core.errors import ConfigError
 from edge_runtime.detectors.base import Box, DetectorOptions
 from edge_runtime.schema import setting
 
@@ -35,12 +35,12 @@ class HaarDetector:
     def __init__(self, options: DetectorOptions, backend: HaarOptions = HaarOptions()):
         self.options, self.backend = options, backend
         if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
-            raise FerError("this OpenCV build has no CascadeClassifier/haarcascades (opencv-python-headless 5.0 dropped "
+            raise ConfigError("this OpenCV build has no CascadeClassifier/haarcascades (opencv-python-headless 5.0 dropped "
                            "them); install `opencv-python-headless<5` or use --detector blazeface")
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
-            raise FerError(f"cannot load the Haar cascade {path}; reinstall opencv-python-headless<5")
+            raise ConfigError(f"cannot load the Haar cascade {path}; reinstall opencv-python-headless<5")
 
     def detect(self, image: np.ndarray, min_size: int) -> list[Box]:
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
