@@ -495,14 +495,13 @@ class MqttSink:
                 self._lock.wait(min(remaining, 0.2))
         return True
 
-    def close(self, timeout: float = 0.0) -> None:
-        """Stop sending; with ``timeout`` > 0, flush first. What is still queued is reported, not waited for.
+    def close(self) -> None:
+        """Stop sending (call :meth:`flush` first to wait for delivery). What is still queued goes to the spool, or
+        is reported, not waited for.
 
         A network thread still trying to reach an absent broker is not joined
         (it is a daemon thread): a stop must not wait out its connect timeout.
         """
-        if timeout > 0:
-            self.flush(timeout)
         self._closing = True
         with self._lock:
             self._lock.notify_all()

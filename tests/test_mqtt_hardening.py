@@ -59,7 +59,7 @@ def test_a_broker_certificate_that_does_not_verify_is_refused_and_named(tmp_path
         assert failures and "TLS handshake failed: the broker's certificate did not verify" in failures[0]
         assert "mqtt.tls_ca_file" in failures[0]
     finally:
-        sink.close(timeout=0.1)
+        sink.close()
         broker.stop()
 
 
@@ -71,7 +71,7 @@ def test_a_broker_that_requires_a_client_certificate_refuses_a_client_without_on
         assert wait_for(lambda: "may require a client certificate: mqtt.tls_cert_file" in caplog.text, 10)
         assert not sink.connected and sink.published == 0
     finally:
-        sink.close(timeout=0.1)
+        sink.close()
         broker.stop()
 
 
@@ -119,7 +119,7 @@ def test_a_refused_login_is_named_as_such(password_broker, caplog):
         assert "wrong-password" not in caplog.text  # the password is never logged
         sink(face_event(0))
     finally:
-        sink.close(timeout=0.1)
+        sink.close()
     assert "1 events not delivered at stop (broker refused the login)" in caplog.text
 
 
@@ -152,7 +152,7 @@ def test_the_password_comes_from_a_private_file_or_a_variable(password_broker, t
     try:
         assert wait_for(lambda: sink.connected, 10) and not sink.refused_login
     finally:
-        sink.close(timeout=0.1)
+        sink.close()
 
 
 def test_a_crashed_sender_is_restarted_shown_as_a_fault_and_recovers(mosquitto, tmp_path, caplog):
@@ -178,7 +178,7 @@ def test_a_crashed_sender_is_restarted_shown_as_a_fault_and_recovers(mosquitto, 
         listener.loop_stop()
         listener.disconnect()
     finally:
-        sink.close(timeout=1)
+        sink.close()
 
 
 def test_events_made_while_a_full_spool_drains_are_not_lost(mosquitto, tmp_path):
@@ -205,7 +205,7 @@ def test_events_made_while_a_full_spool_drains_are_not_lost(mosquitto, tmp_path)
         listener.loop_stop()
         listener.disconnect()
     finally:
-        sink.close(timeout=1)
+        sink.close()
 
 
 def test_a_tls_context_can_skip_verification_only_when_asked(pki):

@@ -267,7 +267,7 @@ def test_events_the_disk_refuses_to_spool_wait_in_memory_and_beyond_it_are_count
         assert [json.loads(m.payload)["frame"] for m in sink.spool.read_all()] == [0, 1, 2, 5]
     finally:
         monkeypatch.undo()
-        sink.close(timeout=0.1)
+        sink.close()
 
 
 def test_mqtt_bounded_buffer_counts_drops(mosquitto):
@@ -278,7 +278,7 @@ def test_mqtt_bounded_buffer_counts_drops(mosquitto):
             sink(face_event(index))
         assert sink.dropped == 15 and [json.loads(m.payload)["frame"] for m in sink.queue] == list(range(15, 25))
     finally:
-        sink.close(timeout=0.1)
+        sink.close()
 
 
 def test_unit_file_verifies(tmp_path):
