@@ -25,6 +25,7 @@ from edge_runtime.detectors.yunet import YuNetOptions
 from edge_runtime.interpreter import BACKENDS
 from edge_runtime.reporting import OUTPUT_MODES
 from edge_runtime.schema import setting
+from edge_runtime.sinks import MqttOptions
 from edge_runtime.smoothing import SmoothingOptions
 
 log = logging.getLogger(__name__)
@@ -132,38 +133,6 @@ class SinksConfig:
 
 
 @dataclass(frozen=True)
-class MqttConfig:
-    host: str = setting("", "broker host (empty = MQTT off)")
-    port: int = setting(1883, "broker port", minimum=1, maximum=65535)
-    topic: str = setting("fer/events", "topic events are published to")
-    qos: int = setting(1, "MQTT quality of service", choices=(0, 1, 2))
-    client_id: str = setting("", "fixed client id for a persistent session (empty = a fresh one each start)")
-    username: str = setting("", "user name (empty = anonymous)")
-    password_file: str = setting("", "file holding the password, mode 0600 (keep it out of the config)")
-    password_env: str = setting("", "name of an environment variable holding the password (e.g. from systemd's "
-                                "EnvironmentFile=); used when mqtt.password_file is empty")
-    tls: bool = setting(False, "connect with TLS (brokers listen for it on port 8883); the broker's certificate and "
-                        "host name are checked against mqtt.tls_ca_file, or the system's CAs")
-    tls_ca_file: str = setting("", "PEM file of the CA(s) that signed the broker's certificate (empty = the system's)")
-    tls_cert_file: str = setting("", "client certificate (PEM) for brokers that require one (empty = none)")
-    tls_key_file: str = setting("", "the client certificate's private key (PEM, mode 0600; empty = in tls_cert_file)")
-    tls_verify: bool = setting(True, "check the broker's certificate and host name; false only for a test broker "
-                               "(the connection is then encrypted but not authenticated)")
-    buffer_size: int = setting(10_000, "events kept while the broker is away; the oldest are dropped (and counted) beyond",
-                               minimum=1)
-    keepalive: int = setting(30, "keep-alive seconds", minimum=5)
-    max_backoff_s: int = setting(30, "longest wait between reconnect attempts", minimum=1)
-    spool_file: str = setting("", "keep events the broker cannot take on disk here (append-only, fsync'd in batches) "
-                              "and send them first at reconnection or the next start (empty = memory only)")
-    spool_max_bytes: int = setting(100_000_000, "the spool's size limit; beyond it new events are dropped and counted",
-                                   minimum=1024)
-    discovery: bool = setting(True, "announce the runtime to Home Assistant (MQTT discovery, retained) with an "
-                              "availability topic and last will; its sensors follow output.mode changes or summary")
-    discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix")
-    node_id: str = setting("fer_edge", "this device's id in topics and Home Assistant ids (one per camera)")
-
-
-@dataclass(frozen=True)
 class ServiceConfig:
     notify: bool = setting(True, "talk to systemd (READY/WATCHDOG/STOPPING) when NOTIFY_SOCKET is set")
     stop_timeout_s: float = setting(5.0, "on SIGTERM, how long to wait for sinks to flush", minimum=0.0)
@@ -178,7 +147,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     sinks: SinksConfig = field(default_factory=SinksConfig)
-    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    mqtt: MqttOptions = field(default_factory=MqttOptions)
     service: ServiceConfig = field(default_factory=ServiceConfig)
 
 
@@ -359,7 +328,7 @@ def read_secret(path_text: str, key: str, holds: str = "the password") -> str:
     return secret
 
 
-def mqtt_password(mqtt: "MqttConfig", environ=None) -> str:
+def mqtt_password(mqtt: "MqttOptions", environ=None) -> str:
     """The broker password: from mqtt.password_file, else from the variable mqtt.password_env names, else none."""
     import os
 
@@ -417,7 +386,7 @@ def server_tls_context(http: HttpConfig):
     return context
 
 
-def mqtt_tls_files(mqtt: "MqttConfig"):
+def mqtt_tls_files(mqtt: "MqttOptions"):
     """The TLS files of the MQTT connection, or ``None`` without mqtt.tls."""
     from edge_runtime.sinks import TlsFiles
 
@@ -426,7 +395,7 @@ def mqtt_tls_files(mqtt: "MqttConfig"):
     return TlsFiles(mqtt.tls_ca_file, mqtt.tls_cert_file, mqtt.tls_key_file, mqtt.tls_verify)
 
 
-def _check_mqtt(mqtt: "MqttConfig") -> None:
+def _check_mqtt(mqtt: "MqttOptions") -> None:
     from edge_runtime.sinks import tls_context
 
     if mqtt.spool_file:

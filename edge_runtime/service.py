@@ -57,10 +57,8 @@ def build_sinks(config: Config) -> list:
         discovery = Discovery(m.node_id, m.discovery_prefix, __version__) if m.discovery else None
         spool = Spool(m.spool_file, m.spool_max_bytes) if m.spool_file else None
         files = mqtt_tls_files(m)
-        sinks.append(MqttSink(m.host, m.port, m.topic, qos=m.qos, client_id=m.client_id, buffer_size=m.buffer_size,
-                              keepalive=m.keepalive, username=m.username, password=mqtt_password(m),
-                              max_backoff_s=m.max_backoff_s, discovery=discovery, spool=spool,
-                              tls=tls_context(files) if files is not None else None))
+        sinks.append(MqttSink.from_options(m, password=mqtt_password(m), discovery=discovery, spool=spool,
+                                           tls=tls_context(files) if files is not None else None))
     return sinks
 
 

@@ -22,6 +22,7 @@ from typing import Callable, NamedTuple, Protocol
 
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.records import JsonRecord
+from edge_runtime.schema import setting
 from edge_runtime.spool import Spool, SpooledMessage
 from edge_runtime.homeassistant import AVAILABLE, NOT_AVAILABLE, Discovery, StateTracker, state_payload
 
@@ -189,6 +190,41 @@ class RotatingFileSink(_LocalSink):
             self._handle.close()
 
 
+@dataclass(frozen=True)
+class MqttOptions:
+    """``[mqtt]``: the MQTT sink's own options (the config schema's section is this class)."""
+
+    host: str = setting("", "broker host (empty = MQTT off)")
+    port: int = setting(1883, "broker port", minimum=1, maximum=65535)
+    topic: str = setting("fer/events", "topic events are published to")
+    qos: int = setting(1, "MQTT quality of service", choices=(0, 1, 2))
+    client_id: str = setting("", "fixed client id for a persistent session (empty = a fresh one each start)")
+    username: str = setting("", "user name (empty = anonymous)")
+    password_file: str = setting("", "file holding the password, mode 0600 (keep it out of the config)")
+    password_env: str = setting("", "name of an environment variable holding the password (e.g. from systemd's "
+                                "EnvironmentFile=); used when mqtt.password_file is empty")
+    tls: bool = setting(False, "connect with TLS (brokers listen for it on port 8883); the broker's certificate and "
+                        "host name are checked against mqtt.tls_ca_file, or the system's CAs")
+    tls_ca_file: str = setting("", "PEM file of the CA(s) that signed the broker's certificate (empty = the system's)")
+    tls_cert_file: str = setting("", "client certificate (PEM) for brokers that require one (empty = none)")
+    tls_key_file: str = setting("", "the client certificate's private key (PEM, mode 0600; empty = in tls_cert_file)")
+    tls_verify: bool = setting(True, "check the broker's certificate and host name; false only for a test broker "
+                               "(the connection is then encrypted but not authenticated)")
+    buffer_size: int = setting(10_000, "events kept in memory while the broker is away (or, with a spool, while the "
+                               "spool cannot take them); beyond it events are dropped and counted", minimum=1)
+    keepalive: int = setting(30, "keep-alive seconds", minimum=5)
+    max_backoff_s: int = setting(30, "longest wait between reconnect attempts", minimum=1)
+    spool_file: str = setting("", "keep events the broker cannot take on disk here (append-only, fsync'd in batches) "
+                              "and send them first at reconnection or the next start (empty = memory only)")
+    spool_max_bytes: int = setting(100_000_000, "the spool's size limit; beyond it new events are dropped and counted",
+                                   minimum=1024)
+    discovery: bool = setting(True, "announce the runtime to Home Assistant (MQTT discovery, retained) with an "
+                              "availability topic and last will; its sensors follow output.mode changes or summary")
+    discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix")
+    node_id: str = setting("fer_edge", "this device's id in topics and Home Assistant ids (one per camera)")
+
+
+
 # The broker's answers to a CONNECT that mean "wrong credentials", as paho names them (MQTT 3.1.1 and 5).
 LOGIN_REFUSALS = frozenset({"Bad user name or password", "Not authorized"})
 
@@ -217,9 +253,12 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, host: str, port: int = 1883, topic: str = "fer/events", *, qos: int = 1,
-                 client_id: str = "", buffer_size: int = 10_000, keepalive: int = 30, username: str = "",
-                 password: str = "", max_backoff_s: int = 30, discovery: Discovery | None = None,
+    # Defaults are the [mqtt] section's (MqttOptions), defined once there.
+    def __init__(self, host: str, port: int = MqttOptions.port, topic: str = MqttOptions.topic, *,
+                 qos: int = MqttOptions.qos, client_id: str = MqttOptions.client_id,
+                 buffer_size: int = MqttOptions.buffer_size, keepalive: int = MqttOptions.keepalive,
+                 username: str = MqttOptions.username, password: str = "",
+                 max_backoff_s: int = MqttOptions.max_backoff_s, discovery: Discovery | None = None,
                  spool: Spool | None = None, tls: ssl.SSLContext | None = None):
         try:
             import paho.mqtt.client as mqtt
@@ -276,6 +315,15 @@ class MqttSink:
         self.client.loop_start()
         self._sender = threading.Thread(target=self._supervise, name="mqtt-sender", daemon=True)
         self._sender.start()
+
+    @classmethod
+    def from_options(cls, options: MqttOptions, *, password: str = "", discovery: Discovery | None = None,
+                     spool: Spool | None = None, tls: ssl.SSLContext | None = None) -> "MqttSink":
+        """The sink the ``[mqtt]`` section describes (the secrets, spool and Home Assistant parts come built)."""
+        o = options
+        return cls(o.host, o.port, o.topic, qos=o.qos, client_id=o.client_id, buffer_size=o.buffer_size,
+                   keepalive=o.keepalive, username=o.username, password=password, max_backoff_s=o.max_backoff_s,
+                   discovery=discovery, spool=spool, tls=tls)
 
     @property
     def connected(self) -> bool:
