@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, get_type_hints
 
 from edge_runtime.classifier import TTA_MODES
 from edge_runtime.core.errors import ConfigError, FerError
-from edge_runtime.detectors import DETECTORS
+from edge_runtime.detectors import DETECTORS, DetectorOptions
 from edge_runtime.detectors.blazeface import BlazeFaceOptions
 from edge_runtime.detectors.haar import HaarOptions
 from edge_runtime.detectors.yunet import YuNetOptions
@@ -80,11 +80,12 @@ class SourceConfig:
 class DetectorConfig:
     name: str = setting("blazeface", "face detector: blazeface (bundled MediaPipe model on LiteRT), haar (OpenCV cascade) "
                         "or yunet (needs detector.yunet.model_path)", choices=tuple(DETECTORS))
-    min_face: int = setting(32, "smallest face side in pixels", minimum=8)
-    max_faces: int = setting(0, "0 = all faces, 1 = largest only, N = the N largest", minimum=0)
+    # The detector's shared options keep their defaults in DetectorOptions (edge_runtime.detectors), defined once.
+    min_face: int = setting(DetectorOptions.min_face, "smallest face side in pixels", minimum=8)
+    max_faces: int = setting(DetectorOptions.max_faces, "0 = all faces, 1 = largest only, N = the N largest", minimum=0)
     every_n: int = setting(2, "detect on every Nth frame of a video and reuse the boxes in between", minimum=1)
-    detect_width: int = setting(240, "downscale wider frames to this width for detection only (0 = full size); "
-                                "the crop still comes from the full frame", minimum=0)
+    detect_width: int = setting(DetectorOptions.detect_width, "downscale wider frames to this width for detection "
+                                "only (0 = full size); the crop still comes from the full frame", minimum=0)
     align: bool = setting(True, "level each face (undo its roll) by its eye keypoints before classifying (detectors "
                           "that find eyes: blazeface, yunet)")
     margin: float = setting(0.0, "grow the face box by this fraction of its side on every side before cropping (0: the "
