@@ -16,14 +16,45 @@ import ssl
 import sys
 import threading
 from collections import deque
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from edge_runtime.config import parse_listen
 from edge_runtime.core.contract import ModelContract, budget_state
 from edge_runtime.core.errors import ConfigError
+from edge_runtime.core.records import JsonRecord
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SinkHealth(JsonRecord):
+    """One sink's part of ``/healthz``."""
+
+    connected: bool
+    dropped: int
+    fault: str  # empty while it works
+
+
+@dataclass(frozen=True)
+class HealthReport(JsonRecord):
+    """What ``/healthz`` answers (its JSON body), and whether that is healthy (200) or not (503)."""
+
+    status: str  # ok, starting (no frame yet), stalled (no frame for http.stall_seconds) or sink_failed
+    frames: int
+    events: int
+    source_connected: bool
+    source_reconnects: int
+    source_skipped: int
+    sinks: dict[str, SinkHealth]
+    fps: float
+    faces_in_view: int
+    seconds_since_frame: float | None = None  # None before the first frame
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == "ok"
 
 
 class FrameRate:
@@ -231,7 +262,7 @@ def allowed_host_names(extra: str = "") -> frozenset[str]:
 class HealthServer:
     """A small threaded HTTP server for ``/healthz`` and ``/metrics``."""
 
-    def __init__(self, listen: str, metrics: Metrics, health: Callable[[], tuple[bool, dict]], preview=None, *,
+    def __init__(self, listen: str, metrics: Metrics, health: Callable[[], HealthReport], preview=None, *,
                  read_timeout_s: float = READ_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS,
                  allowed_hosts: str = "", credentials: str = "", tls: ssl.SSLContext | None = None):
         host, port = parse_listen(listen)
@@ -277,8 +308,9 @@ class HealthServer:
                 elif path == "/metrics":
                     body, status, kind = metrics_ref.render(), 200, "text/plain; version=0.0.4; charset=utf-8"
                 elif path == "/healthz":
-                    healthy, detail = health_ref()
-                    body, status, kind = json.dumps(detail).encode(), 200 if healthy else 503, "application/json"
+                    report = health_ref()
+                    body, status, kind = json.dumps(report.to_json()).encode(), 200 if report.healthy else 503, \
+                        "application/json"
                 else:
                     body, status, kind = b"not found: try /healthz or /metrics (or / with http.preview)\n", 404, \
                         "text/plain"

@@ -18,7 +18,7 @@ from pathlib import Path
 from edge_runtime import __version__
 from edge_runtime.config import Config, mqtt_password, mqtt_tls_files, read_secret, server_tls_context
 from edge_runtime.core.errors import FerError
-from edge_runtime.health import FrameRate
+from edge_runtime.health import FrameRate, HealthReport, SinkHealth
 from edge_runtime.homeassistant import Discovery
 from edge_runtime.pipeline import Runtime
 from edge_runtime.sinks import MqttSink, RotatingFileSink, StdoutSink, tls_context
@@ -96,27 +96,27 @@ class Service:
                                      if http.auth_file else "",
                                      tls=server_tls_context(http) if http.tls_cert_file else None)
 
-    def health(self) -> tuple[bool, dict]:
+    def health(self) -> HealthReport:
         """Healthy while frames arrive within ``http.stall_seconds`` and no sink is faulted (its sender crashed and
         has not delivered since its restart)."""
         stats = self.runtime.stats
         source = self.runtime.source.health()
-        detail = {"frames": stats.frames, "events": stats.events, "source_connected": source.connected,
-                  "source_reconnects": source.reconnects, "source_skipped": source.skipped,
-                  "sinks": {sink.name: {"connected": sink.connected, "dropped": sink.dropped, "fault": sink.fault}
-                            for sink in self.sinks}}
         frames_per_second = self.frame_rate.rate(time.monotonic())
-        detail["fps"] = 0.0 if frames_per_second is None else round(frames_per_second, 2)
-        detail["faces_in_view"] = self._faces_in_view
-        if stats.last_frame_monotonic is None:
-            return False, {"status": "starting", **detail}
-        since = time.monotonic() - stats.last_frame_monotonic
-        detail["seconds_since_frame"] = round(since, 3)
-        if since > self.config.http.stall_seconds:
-            return False, {"status": "stalled", **detail}
-        if any(sink.fault for sink in self.sinks):
-            return False, {"status": "sink_failed", **detail}
-        return True, {"status": "ok", **detail}
+        since = None if stats.last_frame_monotonic is None else time.monotonic() - stats.last_frame_monotonic
+        if since is None:
+            status = "starting"
+        elif since > self.config.http.stall_seconds:
+            status = "stalled"
+        elif any(sink.fault for sink in self.sinks):
+            status = "sink_failed"
+        else:
+            status = "ok"
+        return HealthReport(
+            status=status, frames=stats.frames, events=stats.events, source_connected=source.connected,
+            source_reconnects=source.reconnects, source_skipped=source.skipped,
+            sinks={sink.name: SinkHealth(sink.connected, sink.dropped, sink.fault) for sink in self.sinks},
+            fps=0.0 if frames_per_second is None else round(frames_per_second, 2), faces_in_view=self._faces_in_view,
+            seconds_since_frame=None if since is None else round(since, 3))
 
     def _on_frame(self, frame, events) -> None:
         if not self._ready:

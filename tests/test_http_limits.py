@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from edge_runtime.health import HealthServer, Metrics
+from edge_runtime.health import HealthReport, HealthServer, Metrics
 
 
 def _free_port() -> int:
@@ -21,7 +21,9 @@ def _free_port() -> int:
 
 def _server(**limits) -> HealthServer:
     pytest.importorskip("prometheus_client")
-    server = HealthServer(f"127.0.0.1:{_free_port()}", Metrics(), lambda: (True, {"status": "ok"}), **limits)
+    healthy = HealthReport(status="ok", frames=1, events=0, source_connected=True, source_reconnects=0,
+                           source_skipped=0, sinks={}, fps=0.0, faces_in_view=0)
+    server = HealthServer(f"127.0.0.1:{_free_port()}", Metrics(), lambda: healthy, **limits)
     server.start()
     return server
 

@@ -156,12 +156,12 @@ def test_health_reports_stall():
     settings = with_overrides(Config(), {"model.path": str(model), "source.spec": str(require(MEDIA / "justin.jpg", "photo")),
                                          "http.stall_seconds": 0.5, "sinks.stdout": False})
     service = Service(settings, sinks=[])
-    assert service.health()[1]["status"] == "starting"
+    assert service.health().status == "starting" and not service.health().healthy
     service.runtime.run()
-    assert service.health()[0] is True
+    assert service.health().healthy and service.health().seconds_since_frame is not None
     service.runtime.stats.last_frame_monotonic -= 5
-    healthy, detail = service.health()
-    assert not healthy and detail["status"] == "stalled"
+    report = service.health()
+    assert not report.healthy and report.status == "stalled" and report.to_json()["status"] == "stalled"
 
 
 def test_frame_rate_counts_the_last_five_seconds():
