@@ -12,9 +12,9 @@ import logging
 import shutil
 import subprocess
 from pathlib import Path
-from typing import NamedTuple
 
 from convert.inspect_tflite import OpInfo, list_ops
+from convert.records import CompilerOutcome, EdgeTpuCheck, EdgeTpuIssue
 
 log = logging.getLogger(__name__)
 
@@ -36,59 +36,45 @@ COMPILER_HINT = ("edgetpu_compiler is not installed; it exists for x86-64 Debian
                  "Without it the runtime still runs this model on the CPU.")
 
 
-class Issue(NamedTuple):
-    """Why one op cannot run on the Edge TPU."""
-
-    op_index: int
-    op: str
-    tensor: str
-    reason: str
-
-
-def compatibility(model_path: str | Path) -> dict:
+def compatibility(model_path: str | Path) -> EdgeTpuCheck:
     """Static Edge TPU check: unsupported ops, non-8-bit tensors, dynamic shapes; and how much would map."""
     ops = list_ops(model_path)
-    issues: list[Issue] = []
+    issues: list[EdgeTpuIssue] = []
     for op in ops:
         issues.extend(_op_issues(op))
     first_bad = min((issue.op_index for issue in issues), default=None)
     mapped = len(ops) if first_bad is None else sum(1 for op in ops if op.index < first_bad)
-    return {
-        "compatible": not issues,
-        "ops_total": len(ops),
-        "ops_before_first_unsupported": mapped,
-        "first_unsupported_op_index": first_bad,
-        "issues": [issue._asdict() for issue in issues],
-        "unsupported_op_types": sorted({issue.op for issue in issues}),
-    }
+    return EdgeTpuCheck(compatible=not issues, ops_total=len(ops), ops_before_first_unsupported=mapped,
+                        first_unsupported_op_index=first_bad, issues=tuple(issues),
+                        unsupported_op_types=tuple(sorted({issue.op for issue in issues})))
 
 
-def _op_issues(op: OpInfo) -> list[Issue]:
+def _op_issues(op: OpInfo) -> list[EdgeTpuIssue]:
     found = []
     if op.name not in EDGETPU_OPS:
-        found.append(Issue(op.index, op.name, op.outputs[0][0] if op.outputs else "", "op not supported by the Edge TPU"))
+        found.append(EdgeTpuIssue(op.index, op.name, op.outputs[0][0] if op.outputs else "", "op not supported by the Edge TPU"))
     for name, dtype, shape in op.inputs + op.outputs:
         if dtype in ("int8", "uint8"):
             pass
         elif dtype == "int32" and op.name in INT32_OPERANDS_OK and (name, dtype, shape) in op.inputs:
             pass
         else:
-            found.append(Issue(op.index, op.name, name, f"{dtype} tensor (the Edge TPU needs 8-bit tensors)"))
+            found.append(EdgeTpuIssue(op.index, op.name, name, f"{dtype} tensor (the Edge TPU needs 8-bit tensors)"))
         if any(d < 0 for d in shape):
-            found.append(Issue(op.index, op.name, name, f"dynamic shape {list(shape)} (the Edge TPU needs static shapes)"))
+            found.append(EdgeTpuIssue(op.index, op.name, name, f"dynamic shape {list(shape)} (the Edge TPU needs static shapes)"))
     return found
 
 
-def compile_for_edgetpu(model_path: str | Path, out_dir: str | Path) -> dict:
+def compile_for_edgetpu(model_path: str | Path, out_dir: str | Path) -> CompilerOutcome:
     """Run ``edgetpu_compiler`` if it is on PATH; return its summary or how to get it."""
     compiler = shutil.which("edgetpu_compiler")
     if compiler is None:
         log.warning(COMPILER_HINT)
-        return {"compiled": False, "message": COMPILER_HINT}
+        return CompilerOutcome(compiled=False, message=COMPILER_HINT)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = subprocess.run([compiler, "-s", "-o", str(out_dir), str(model_path)], capture_output=True, text=True,
                             timeout=600)
     compiled = out_dir / (Path(model_path).stem + "_edgetpu.tflite")
-    return {"compiled": result.returncode == 0 and compiled.exists(), "output": str(compiled),
-            "summary": result.stdout[-6000:], "stderr": result.stderr[-2000:]}
+    return CompilerOutcome(compiled=result.returncode == 0 and compiled.exists(), output=str(compiled),
+                           summary=result.stdout[-6000:], stderr=result.stderr[-2000:])

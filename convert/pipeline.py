@@ -193,8 +193,8 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
         edgetpu = EdgeTpuSummary(static_check=compatibility(target),
                                  compiler=compile_for_edgetpu(target, options.out_dir))
     contracts = _update_sidecars(contracts, outputs, verification, budget)
-    if edgetpu is not None and edgetpu.compiler.get("compiled"):
-        compiled = Path(edgetpu.compiler["output"])
+    if edgetpu is not None and edgetpu.compiler.compiled:
+        compiled = Path(edgetpu.compiler.output)
         # The compiled file computes the int8 graph it came from: it carries that model's contract and verification,
         # and names it as the model to run where there is no Edge TPU.
         contracts["edgetpu"] = replace(contracts["int8"], edgetpu_compiled=True, cpu_model=outputs["int8"].name)

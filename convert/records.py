@@ -120,11 +120,44 @@ class DebugRow(JsonRecord):
 
 
 @dataclass(frozen=True)
+class EdgeTpuIssue(JsonRecord):
+    """Why one op cannot run on the Edge TPU."""
+
+    op_index: int
+    op: str
+    tensor: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class EdgeTpuCheck(JsonRecord):
+    """The static Edge TPU check: unsupported ops, non-8-bit tensors, dynamic shapes, and how much would map."""
+
+    compatible: bool
+    ops_total: int
+    ops_before_first_unsupported: int
+    first_unsupported_op_index: int | None
+    issues: tuple[EdgeTpuIssue, ...]
+    unsupported_op_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CompilerOutcome(JsonRecord):
+    """What edgetpu_compiler did: the file it wrote, or why it did not run (``message``) or failed (``stderr``)."""
+
+    compiled: bool
+    message: str = ""
+    output: str = ""
+    summary: str = ""
+    stderr: str = ""
+
+
+@dataclass(frozen=True)
 class EdgeTpuSummary(JsonRecord):
     """The static Edge TPU check and what edgetpu_compiler said (or why it did not run)."""
 
-    static_check: dict[str, Any]
-    compiler: dict[str, Any]
+    static_check: EdgeTpuCheck
+    compiler: CompilerOutcome
 
 
 @dataclass(frozen=True)

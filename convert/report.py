@@ -137,14 +137,13 @@ def notes(report: ConversionReport) -> list[str]:
 def edgetpu_lines(report: ConversionReport) -> list[str]:
     """The static Edge TPU check and the compiler's outcome."""
     check, compiler = report.edgetpu.static_check, report.edgetpu.compiler
-    lines = [f"Static check: {'compatible' if check['compatible'] else 'NOT fully compatible'}; "
-             f"{check['ops_before_first_unsupported']} of {check['ops_total']} ops precede the first unsupported op."]
-    lines += [f"op #{issue['op_index']} {issue['op']} ({issue['tensor'][:60]}): {issue['reason']}"
-              for issue in check["issues"][:20]]
-    if compiler.get("compiled"):
-        lines.append(f"edgetpu_compiler wrote {Path(compiler['output']).name}.")
+    lines = [f"Static check: {'compatible' if check.compatible else 'NOT fully compatible'}; "
+             f"{check.ops_before_first_unsupported} of {check.ops_total} ops precede the first unsupported op."]
+    lines += [f"op #{issue.op_index} {issue.op} ({issue.tensor[:60]}): {issue.reason}" for issue in check.issues[:20]]
+    if compiler.compiled:
+        lines.append(f"edgetpu_compiler wrote {Path(compiler.output).name}.")
     else:
-        lines.append(f"edgetpu_compiler: {compiler.get('message') or compiler.get('stderr', '')}")
+        lines.append(f"edgetpu_compiler: {compiler.message or compiler.stderr}")
     return lines
 
 

@@ -105,7 +105,7 @@ def test_pipeline_writes_models_sidecars_and_reports(tiny_keras, generated_csv, 
     assert sidecar["verified"]["budget"] == {"max_drop_pp": 100, "min_agreement": 0.0, "passed": True, "failures": []}
     assert report.calibration.histogram == {label: 5 for label in LABELS}
     assert any("fewer than 100" in w for w in report.calibration.warnings)
-    assert report.edgetpu.static_check["compatible"] is True
+    assert report.edgetpu.static_check.compatible is True
     assert report.quantization_debugger, "per-layer quantization error is part of an int8 report"
     verification = report.verification
     assert set(verification.results) == {"keras", "float32", "int8"}
@@ -146,7 +146,7 @@ def test_lstm_cell_states_get_the_capped_int8_range(tiny_keras, generated_csv, t
     assert "capped at +-0.05" in capped.calibration.method and "capped" not in plain.calibration.method
     assert capped.quantization_debugger == () and plain.quantization_debugger  # it would describe another model
     assert capped.models["int8"].float_ops == 0 and capped.models["int8"].io == {"input": "uint8", "output": "uint8"}
-    assert capped.edgetpu.static_check["compatible"] is True
+    assert capped.edgetpu.static_check.compatible is True
     assert capped.verification.comparisons["float32"].top1_agreement == 1.0  # the float file is the float model's
     with pytest.raises(FerError, match="--cell-range -1 is negative"):
         ConvertOptions(cell_range=-1)

@@ -194,7 +194,7 @@ def test_fer_convert_on_a_quantization_aware_model(quantization_aware, fer_root,
     assert report.quantization_aware is True
     assert report.calibration is None and report.quantization_debugger == ()  # the ranges are in the model
     assert not (tmp_path / "calibration").exists()
-    assert report.models["int8"].float_ops == 0 and report.edgetpu.static_check["compatible"]
+    assert report.models["int8"].float_ops == 0 and report.edgetpu.static_check.compatible
     comparison = report.verification.comparisons["int8"]
     reference = report.verification.reference
     assert comparison.top1_agreement > reference.comparisons["int8"].top1_agreement - 0.02
