@@ -90,8 +90,7 @@ def write_tflite(content: bytes, path: Path, mode: str, source: Path, source_sha
                              output=_tensor_spec(interpreter.get_output_details()[0]),
                              preprocessing=PREPROCESSING_VERSION, quantization=mode, source_model=source.name,
                              source_sha256=source_sha256)
-    write_contract(path, contract)
-    return contract
+    return write_contract(path, contract)
 
 
 def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | None) -> ConversionReport:
@@ -197,14 +196,14 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
         compiled = Path(edgetpu.compiler.output)
         # The compiled file computes the int8 graph it came from: it carries that model's contract and verification,
         # and names it as the model to run where there is no Edge TPU.
-        contracts["edgetpu"] = replace(contracts["int8"], edgetpu_compiled=True, cpu_model=outputs["int8"].name)
-        write_contract(compiled, contracts["edgetpu"])
+        contracts["edgetpu"] = write_contract(compiled, replace(contracts["int8"], edgetpu_compiled=True,
+                                                                cpu_model=outputs["int8"].name))
         log.info("Edge TPU model %s (CPU fallback: %s)", compiled, outputs["int8"].name)
     report = ConversionReport(
         source_model=SourceModel(str(model_path), source_sha256, int(keras_model.count_params())),
         quantization=options.quantize, io_type=options.io_type, edge_graph=options.edge_graph,
         quantization_aware=quantization_aware, outputs={kind: str(path) for kind, path in outputs.items()},
-        contracts={kind: contract.to_json() for kind, contract in contracts.items()}, models=models,
+        contracts=contracts, models=models,
         provenance=started, calibration=calibration_summary, verification=verification, budget=budget,
         quantization_debugger=debugger, edgetpu=edgetpu)
     from convert.report import write_reports
@@ -326,6 +325,5 @@ def _update_sidecars(contracts: dict[str, ModelContract], outputs: dict[str, Pat
                 float_reference=(FloatReference(Path(reference.file).name, reference.accuracy,
                                                 reference.comparisons[kind].top1_agreement)
                                  if reference is not None else None))
-        updated[kind] = replace(contract, verified=verified)
-        write_contract(outputs[kind], updated[kind])
+        updated[kind] = write_contract(outputs[kind], replace(contract, verified=verified))
     return updated

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from edge_runtime.core.contract import ModelContract
 from edge_runtime.core.records import JsonRecord
 
 # Model kinds in a report, in table order: the Keras model and the TFLite files written from it.
@@ -179,7 +180,7 @@ class ConversionReport(JsonRecord):
     edge_graph: bool
     quantization_aware: bool
     outputs: dict[str, str]  # kind -> written .tflite path
-    contracts: dict[str, dict[str, Any]]  # kind -> the sidecar written beside it
+    contracts: dict[str, ModelContract]  # kind -> the sidecar written beside it
     models: dict[str, ModelFile]
     provenance: dict[str, Any]
     calibration: CalibrationSummary | None = None

@@ -102,12 +102,12 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_contract(model_path: str | Path, contract: ModelContract) -> Path:
-    """Write the sidecar next to ``model_path``, binding it to the file's sha256 as it is now."""
-    path = sidecar_path(model_path)
+def write_contract(model_path: str | Path, contract: ModelContract) -> ModelContract:
+    """Write the sidecar next to ``model_path``, binding it to the file's sha256 as it is now; returns what was
+    written."""
     bound = dataclasses.replace(contract, model_sha256=file_sha256(model_path))
-    path.write_text(json.dumps(bound.to_json(), indent=2) + "\n")
-    return path
+    sidecar_path(model_path).write_text(json.dumps(bound.to_json(), indent=2) + "\n")
+    return bound
 
 
 def load_contract(model_path: str | Path) -> ModelContract:
