@@ -131,7 +131,7 @@ class Metrics:
         if contract.verified is not None:
             self.model_verified_accuracy.labels(split=contract.verified.split).set(contract.verified.accuracy)
 
-    def frame_done(self, faces: int, labels: list[str], inference_seconds: list[float],
+    def frame_done(self, faces: int, labels: list[str], inference_seconds: tuple[float, ...],
                    frames_per_second: float | None) -> None:
         """Record one processed frame; ``frames_per_second`` is :meth:`FrameRate.rate` (``None`` keeps the gauge)."""
         self.frames.inc()

@@ -156,7 +156,8 @@ class Runtime:
         self.reporter = Reporter(config.output.mode, max_missed_s=s.max_missed_s,
                                  summary_seconds=config.output.summary_seconds)
         self._stop = threading.Event()
-        self.last_inference_seconds: list[float] = []
+        # The classifier's invoke times of the frame just processed (read by frame listeners: the metrics).
+        self.last_inference_seconds: tuple[float, ...] = ()
         self.frame_listeners: list[Callable[[Frame, list[FaceEvent]], None]] = []
 
     @classmethod
@@ -180,8 +181,7 @@ class Runtime:
             started = time.perf_counter()
             boxes = find_faces(self.detector, frame.image)
             self.timer.add("detect", time.perf_counter() - started)
-        kept_boxes, raw = [], []
-        self.last_inference_seconds = []
+        kept_boxes, raw, seconds = [], [], []
         for box in boxes:
             started = time.perf_counter()
             crop = face_crop(frame.image, box, self.config.detector.margin, self.config.detector.align)
@@ -194,8 +194,9 @@ class Runtime:
             raw.append(self.classifier.probabilities(face))
             elapsed = time.perf_counter() - started
             self.timer.add("inference", elapsed)
-            self.last_inference_seconds.append(elapsed)
+            seconds.append(elapsed)
             kept_boxes.append(box)
+        self.last_inference_seconds = tuple(seconds)
         if frame.still:
             self.smoother.reset()  # photos are independent: nothing carries from one to the next
         smoothed = self.smoother.update(kept_boxes, raw, frame.timestamp)
