@@ -14,6 +14,7 @@ PublicTest accuracy improves, a row of ``history.csv`` and ``state.json``;
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import sys
 import time
@@ -134,76 +135,76 @@ def _training_dataset(train: Split, config: FitConfig, first_epoch: int, steps: 
     return dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(4)
 
 
-class _Checkpointer:
-    """Keras callback: checkpoints, history, plateau LR schedule and early stopping, all resumable."""
+@functools.cache
+def _checkpointer_class():
+    """The Keras callback class (checkpoints, history, plateau LR schedule and early stopping, all resumable),
+    defined once, on first use: importing this module needs no TensorFlow."""
+    import keras
 
-    def __new__(cls, *args, **kwargs):  # built lazily so importing this module needs no TensorFlow
-        import keras
+    class Checkpointer(keras.callbacks.Callback):
+        def __init__(self, run_dir: Path, config: FitConfig, state: RunState, validation: Split,
+                     last_epoch: int | None):
+            super().__init__()
+            self.run_dir, self.config, self.state = run_dir, config, state
+            self.validation = validation
+            self.last_epoch = last_epoch
+            self.started = 0.0
 
-        class Checkpointer(keras.callbacks.Callback):
-            def __init__(self, run_dir: Path, config: FitConfig, state: RunState, validation: Split,
-                         last_epoch: int | None):
-                super().__init__()
-                self.run_dir, self.config, self.state = run_dir, config, state
-                self.validation = validation
-                self.last_epoch = last_epoch
-                self.started = 0.0
+        def _validation_extras(self) -> dict[str, float]:
+            """PublicTest macro-F1 and flip test-time-augmented accuracy (for choosing recipes and TTA)."""
+            from train.metrics import classification_report
 
-            def _validation_extras(self) -> dict[str, float]:
-                """PublicTest macro-F1 and flip test-time-augmented accuracy (for choosing recipes and TTA)."""
-                from train.metrics import classification_report
+            images = to_model_input(self.validation.images)
+            plain = self.model.predict(images, batch_size=256, verbose=0)
+            flipped = self.model.predict(images[:, :, ::-1], batch_size=256, verbose=0)
+            report = classification_report(self.validation.labels, plain.argmax(1))
+            flip_accuracy = float(np.mean((plain + flipped).argmax(1) == self.validation.labels))
+            return {"val_macro_f1": float(report["macro"]["f1"]), "val_flip_accuracy": flip_accuracy}
 
-                images = to_model_input(self.validation.images)
-                plain = self.model.predict(images, batch_size=256, verbose=0)
-                flipped = self.model.predict(images[:, :, ::-1], batch_size=256, verbose=0)
-                report = classification_report(self.validation.labels, plain.argmax(1))
-                flip_accuracy = float(np.mean((plain + flipped).argmax(1) == self.validation.labels))
-                return {"val_macro_f1": float(report["macro"]["f1"]), "val_flip_accuracy": flip_accuracy}
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.monotonic()
 
-            def on_epoch_begin(self, epoch, logs=None):
-                self.started = time.monotonic()
+        def on_epoch_end(self, epoch, logs=None):
+            logs = dict(logs or {})
+            seconds = time.monotonic() - self.started
+            learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            row = {"epoch": epoch + 1, "learning_rate": learning_rate, "epoch_seconds": round(seconds, 2)}
+            row.update({k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs})
+            row.update(self._validation_extras())
+            history = self.run_dir / "history.csv"
+            new_file = not history.exists()
+            with open(history, "a", newline="") as handle:
+                writer = csv.DictWriter(handle, HISTORY_FIELDS)
+                if new_file:
+                    writer.writeheader()
+                writer.writerow(row)
+            state = replace(self.state, epochs_done=epoch + 1,
+                            wall_seconds=round(self.state.wall_seconds + seconds, 1))
+            val_accuracy = row.get("val_accuracy", 0.0)
+            if val_accuracy > state.best_val_accuracy:
+                state = replace(state, best_val_accuracy=val_accuracy, best_epoch=epoch + 1, wait=0)
+                self.model.save(self.run_dir / "best.keras")
+            else:
+                state = replace(state, wait=state.wait + 1)
+                if self.config.schedule == "plateau" and state.wait % self.config.lr_patience == 0:
+                    lowered = max(learning_rate * self.config.lr_factor, self.config.min_learning_rate)
+                    self.model.optimizer.learning_rate.assign(lowered)
+                    log.info("PublicTest accuracy flat for %d epochs: learning rate %.2g -> %.2g",
+                             state.wait, learning_rate, lowered)
+                if state.wait >= self.config.patience:
+                    state = replace(state, stopped_early=True)
+                    self.model.stop_training = True
+                    log.info("early stop: no PublicTest improvement for %d epochs", state.wait)
+            if self.last_epoch is not None and epoch + 1 >= self.last_epoch:
+                self.model.stop_training = True  # --stop-after: a pause, resumable, not the end of the run
+            self.model.save(self.run_dir / "last.keras")
+            self.state = state
+            state.write(self.run_dir)
+            log.info("epoch %d: val_accuracy %.4f (flip TTA %.4f, macro-F1 %.4f; best %.4f at epoch %d), %.0f s",
+                     epoch + 1, val_accuracy, row["val_flip_accuracy"], row["val_macro_f1"],
+                     state.best_val_accuracy, state.best_epoch, seconds)
 
-            def on_epoch_end(self, epoch, logs=None):
-                logs = dict(logs or {})
-                seconds = time.monotonic() - self.started
-                learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-                row = {"epoch": epoch + 1, "learning_rate": learning_rate, "epoch_seconds": round(seconds, 2)}
-                row.update({k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs})
-                row.update(self._validation_extras())
-                history = self.run_dir / "history.csv"
-                new_file = not history.exists()
-                with open(history, "a", newline="") as handle:
-                    writer = csv.DictWriter(handle, HISTORY_FIELDS)
-                    if new_file:
-                        writer.writeheader()
-                    writer.writerow(row)
-                state = replace(self.state, epochs_done=epoch + 1,
-                                wall_seconds=round(self.state.wall_seconds + seconds, 1))
-                val_accuracy = row.get("val_accuracy", 0.0)
-                if val_accuracy > state.best_val_accuracy:
-                    state = replace(state, best_val_accuracy=val_accuracy, best_epoch=epoch + 1, wait=0)
-                    self.model.save(self.run_dir / "best.keras")
-                else:
-                    state = replace(state, wait=state.wait + 1)
-                    if self.config.schedule == "plateau" and state.wait % self.config.lr_patience == 0:
-                        lowered = max(learning_rate * self.config.lr_factor, self.config.min_learning_rate)
-                        self.model.optimizer.learning_rate.assign(lowered)
-                        log.info("PublicTest accuracy flat for %d epochs: learning rate %.2g -> %.2g",
-                                 state.wait, learning_rate, lowered)
-                    if state.wait >= self.config.patience:
-                        state = replace(state, stopped_early=True)
-                        self.model.stop_training = True
-                        log.info("early stop: no PublicTest improvement for %d epochs", state.wait)
-                if self.last_epoch is not None and epoch + 1 >= self.last_epoch:
-                    self.model.stop_training = True  # --stop-after: a pause, resumable, not the end of the run
-                self.model.save(self.run_dir / "last.keras")
-                self.state = state
-                state.write(self.run_dir)
-                log.info("epoch %d: val_accuracy %.4f (flip TTA %.4f, macro-F1 %.4f; best %.4f at epoch %d), %.0f s",
-                         epoch + 1, val_accuracy, row["val_flip_accuracy"], row["val_macro_f1"],
-                         state.best_val_accuracy, state.best_epoch, seconds)
-
-        return Checkpointer(*args, **kwargs)
+    return Checkpointer
 
 
 def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: bool = False,
@@ -295,7 +296,7 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
         model.save(run_dir / "best.keras")
         state.write(run_dir)
         log.info("quantization-aware copy before fine-tuning: PublicTest accuracy %.4f", start_accuracy)
-    checkpointer = _Checkpointer(run_dir, config, state, validation, stop_after)
+    checkpointer = _checkpointer_class()(run_dir, config, state, validation, stop_after)
     model.fit(_student_dataset(train, config, first_epoch, steps, stop_after), epochs=config.epochs,
               initial_epoch=first_epoch,
               steps_per_epoch=steps, validation_data=validation_data, validation_batch_size=256,
