@@ -91,8 +91,7 @@ def main() -> None:
     import sys
 
     if len(sys.argv) > 1 and sys.argv[1] == "calibration":
-        sys.argv.pop(1)
-        run_cli(calibration_app)
+        run_cli(calibration_app, sys.argv[2:], prog_name="fer-convert calibration")
     else:
         single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
         single.command()(convert_main)

@@ -60,8 +60,9 @@ def require_extra(extra: str) -> None:
         raise FerError(_missing_extra_message(extra, missing))
 
 
-def run_cli(app: typer.Typer) -> None:
-    """Run a typer app; a :class:`FerError` becomes ``error: <message>`` and exit code 2, with no traceback.
+def run_cli(app: typer.Typer, args: list[str] | None = None, prog_name: str | None = None) -> None:
+    """Run a typer app on ``args`` (default: the command line); a :class:`FerError` becomes ``error: <message>``
+    and exit code 2, with no traceback.
 
     A module of an uninstalled extra (``fer-train`` on a runtime-only install,
     say) is reported the same way, naming the extra to install.
@@ -69,7 +70,7 @@ def run_cli(app: typer.Typer) -> None:
     setup_logging(os.environ.get("FER_LOG_LEVEL", "INFO"))
     try:
         # Without standalone mode click returns the code of a `typer.Exit` instead of exiting with it.
-        exit_code = app(standalone_mode=False)
+        exit_code = app(args=args, prog_name=prog_name, standalone_mode=False)
         if isinstance(exit_code, int) and exit_code:
             sys.exit(exit_code)
     except FerError as error:
