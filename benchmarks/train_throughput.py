@@ -35,7 +35,7 @@ def main() -> None:
     import keras
 
     from train.data import load_fer2013
-    from train.fit import FitConfig, _training_dataset
+    from train.fit import FitConfig, training_batches
     from train.models import build_model
 
     train = load_fer2013(args.data).split("Training")
@@ -46,7 +46,7 @@ def main() -> None:
         config = FitConfig(model=name, batch_size=args.batch_size, epochs=1)
         model = build_model(name)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
-        dataset = _training_dataset(train, config, 0, steps_per_epoch)
+        dataset = training_batches(train, config, 0, steps_per_epoch)
         model.fit(dataset.take(10), verbose=0)  # warm-up: graph tracing and first allocations
         started = time.perf_counter()
         model.fit(dataset.skip(10).take(args.steps), verbose=0)

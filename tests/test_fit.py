@@ -132,7 +132,7 @@ def test_a_student_learns_from_cached_teacher_predictions_on_its_own_augmented_b
     from dataclasses import replace
 
     from train.distill import cache_key, soft_targets
-    from train.fit import _student_dataset
+    from train.fit import student_batches
 
     recipe = dict(model="cnn", batch_size=32, seed=3, balance="soft-oversample", augment=AugmentConfig(erase_probability=0.5))
     fit(fer_small, tmp_path / "teacher", FitConfig(epochs=1, **recipe), verbose=0)
@@ -150,7 +150,7 @@ def test_a_student_learns_from_cached_teacher_predictions_on_its_own_augmented_b
     assert state.epochs_done == 2 and (folder / "epoch_001.npy").exists()
     assert (folder / "epoch_000.npy").stat().st_mtime_ns == stamp  # cached, not recomputed
     # The student's targets are the labels of its own batches mixed with the teacher's tempered predictions on them.
-    images, targets = next(iter(_student_dataset(train, student, 0, steps, 1)))
+    images, targets = next(iter(student_batches(train, student, 0, steps, 1)))
     labels = train.labels[epoch_indices(train.labels, 0, steps, 32, "soft-oversample", 3).reshape(-1)[:32]]
     hard = np.eye(7, dtype=np.float32)[labels]
     assert np.allclose(np.asarray(targets), soft_targets(hard, first[0].astype(np.float32), 0.7, 2.0), atol=2e-3)

@@ -105,8 +105,8 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
     return {c: (len(labels) / (present * counts[c]) if counts[c] else 0.0) for c in range(NUM_CLASSES)}
 
 
-def _training_dataset(train: Split, config: FitConfig, first_epoch: int, steps: int, last_epoch: int | None = None,
-                      soft: np.ndarray | None = None):
+def training_batches(train: Split, config: FitConfig, first_epoch: int, steps: int, last_epoch: int | None = None,
+                     soft: np.ndarray | None = None):
     """The augmented batches of epochs ``first_epoch..last_epoch-1``: ``(images, targets)``, the targets one-hot,
     or mixed with ``soft`` (the tempered teacher probabilities of each batch, :mod:`train.distill`)."""
     import tensorflow as tf
@@ -297,7 +297,7 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
         state.write(run_dir)
         log.info("quantization-aware copy before fine-tuning: PublicTest accuracy %.4f", start_accuracy)
     checkpointer = _checkpointer_class()(run_dir, config, state, validation, stop_after)
-    model.fit(_student_dataset(train, config, first_epoch, steps, stop_after), epochs=config.epochs,
+    model.fit(student_batches(train, config, first_epoch, steps, stop_after), epochs=config.epochs,
               initial_epoch=first_epoch,
               steps_per_epoch=steps, validation_data=validation_data, validation_batch_size=256,
               class_weight=weights, callbacks=[checkpointer],
@@ -308,17 +308,17 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     return state
 
 
-def _student_dataset(train: Split, config: FitConfig, first_epoch: int, steps: int, stop_after: int | None):
-    """The training batches; with teachers, their targets mix in the teachers' cached predictions."""
+def student_batches(train: Split, config: FitConfig, first_epoch: int, steps: int, stop_after: int | None):
+    """The batches ``fit`` trains on; with teachers, their targets mix in the teachers' cached predictions."""
     if not config.teachers:
-        return _training_dataset(train, config, first_epoch, steps)
+        return training_batches(train, config, first_epoch, steps)
     from train.distill import teacher_predictions, tempered
 
     last_epoch = min(config.epochs, stop_after or config.epochs)
-    batches = _training_dataset(train, config, first_epoch, steps, last_epoch)
+    batches = training_batches(train, config, first_epoch, steps, last_epoch)
     probabilities = teacher_predictions(config, train, steps, first_epoch, last_epoch, batches)
     soft = tempered(probabilities, config.distill_temperature)
-    return _training_dataset(train, config, first_epoch, steps, last_epoch, soft)
+    return training_batches(train, config, first_epoch, steps, last_epoch, soft)
 
 
 def _quantization_aware_start(float_model_path: str, dataset: FerDataset, calibration_dir: Path,
