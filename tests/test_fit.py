@@ -155,3 +155,25 @@ def test_a_student_learns_from_cached_teacher_predictions_on_its_own_augmented_b
     hard = np.eye(7, dtype=np.float32)[labels]
     assert np.allclose(np.asarray(targets), soft_targets(hard, first[0].astype(np.float32), 0.7, 2.0), atol=2e-3)
     assert cache_key(replace(student, seed=4), train, steps) != cache_key(student, train, steps)
+
+
+@pytest.mark.slow  # loads TensorFlow
+def test_blur_augmentation_softens_images_and_keeps_their_level():
+    import tensorflow as tf
+
+    from train.augment import augment_batch
+
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.integers(0, 256, (8, 48, 48, 1)).astype(np.float32))
+    flat = tf.constant(np.full((2, 48, 48, 1), 128.0, np.float32))
+    still = dict(flip=False, rotation_deg=0.0, zoom=0.0, shift=0.0)
+    seed = tf.constant([3, 7], tf.int64)
+    assert np.array_equal(augment_batch(images, seed, AugmentConfig(**still)).numpy(), images.numpy())  # off
+    blurred = augment_batch(images, seed, AugmentConfig(**still, blur=1.5, blur_probability=1.0)).numpy()
+    before, after = images.numpy().std(axis=(1, 2, 3)), blurred.std(axis=(1, 2, 3))
+    assert (after <= before + 1e-3).all() and (after < 0.6 * before).sum() >= 5  # detail smoothed (sigma is 0..1.5)
+    assert np.allclose(blurred.mean(axis=(1, 2, 3)), images.numpy().mean(axis=(1, 2, 3)), atol=1.5)  # level kept
+    assert np.allclose(augment_batch(flat, seed, AugmentConfig(**still, blur=1.5, blur_probability=1.0)), 128.0)
+    half = augment_batch(images, seed, AugmentConfig(**still, blur=1.5, blur_probability=0.5)).numpy()
+    untouched = [np.array_equal(half[i], images.numpy()[i]) for i in range(8)]
+    assert 0 < sum(untouched) < 8  # some images blurred, some not

@@ -50,6 +50,8 @@ def fit_command(
     brightness: float = typer.Option(0.0, help="augmentation: maximum brightness offset, fraction of 255"),
     contrast: float = typer.Option(0.0, help="augmentation: maximum contrast change, +- fraction"),
     erase: float = typer.Option(0.0, help="augmentation: probability of random erasing (one noise rectangle)"),
+    blur: float = typer.Option(0.0, help="augmentation: largest Gaussian blur sigma in pixels (at 48x48), applied "
+                               "to half the images (0 = off)"),
     seed: int = typer.Option(0, help="random seed (data order, augmentation, weights)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
     stop_after: Optional[int] = typer.Option(None, help="pause after this many epochs in all (continue later with "
@@ -89,7 +91,7 @@ def fit_command(
                        balance=balance, seed=seed, patience=patience, jit_compile=jit, schedule=schedule,
                        warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing,
                        augment=AugmentConfig(rotation_deg=rotation, zoom=zoom, shift=shift, brightness=brightness,
-                                             contrast=contrast, erase_probability=erase),
+                                             contrast=contrast, erase_probability=erase, blur=blur),
                        ignore_data_checks=ignore_data_checks,
                        init_weights=init_weights or "", quantization_aware=quantization_aware or "",
                        calibration_dir=str(calibration_dir), cell_range=cell_range,
