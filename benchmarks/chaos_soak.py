@@ -10,7 +10,6 @@ drains. Run as root (it mounts a 4 MB tmpfs for the spool).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal

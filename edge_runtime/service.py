@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from pathlib import Path
 
 from edge_runtime import __version__
 from edge_runtime.config import Config, mqtt_password, mqtt_tls_files, read_secret, server_tls_context
