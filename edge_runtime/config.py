@@ -22,6 +22,7 @@ from edge_runtime.detectors import DETECTORS, DetectorOptions
 from edge_runtime.detectors.blazeface import BlazeFaceOptions
 from edge_runtime.detectors.haar import HaarOptions
 from edge_runtime.detectors.yunet import YuNetOptions
+from edge_runtime.health import parse_listen
 from edge_runtime.interpreter import BACKENDS
 from edge_runtime.reporting import OUTPUT_MODES
 from edge_runtime.schema import setting
@@ -268,16 +269,6 @@ def describe_schema(cls=Config, prefix: str = "") -> list[str]:
         rendered = f'"{default}"' if isinstance(default, str) else str(default).lower() if isinstance(default, bool) else default
         lines += [f"# {meta.get('doc', '')}{constraint}", f"{item.name} = {rendered}"]
     return lines
-
-
-def parse_listen(value: str, path: str = "http.listen") -> tuple[str, int]:
-    """``HOST:PORT`` -> ``(host, port)``; a :class:`ConfigError` naming ``path`` for anything else."""
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"{path}: {value!r} is not HOST:PORT (for example 127.0.0.1:9108)")
-    if not 1 <= int(port) <= 65535:
-        raise ConfigError(f"{path}: port {port} in {value!r} is outside 1..65535")
-    return host.strip("[]"), int(port)
 
 
 def _writable_file(path_text: str, key: str) -> None:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from edge_runtime.config import parse_listen
 from edge_runtime.core.contract import ModelContract, budget_state
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.records import JsonRecord
@@ -55,6 +54,16 @@ class HealthReport(JsonRecord):
     @property
     def healthy(self) -> bool:
         return self.status == "ok"
+
+
+def parse_listen(value: str, path: str = "http.listen") -> tuple[str, int]:
+    """``HOST:PORT`` -> ``(host, port)``; a :class:`ConfigError` naming ``path`` for anything else."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{path}: {value!r} is not HOST:PORT (for example 127.0.0.1:9108)")
+    if not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{path}: port {port} in {value!r} is outside 1..65535")
+    return host.strip("[]"), int(port)
 
 
 class FrameRate:
