@@ -341,10 +341,10 @@ class MqttSink:
                 self._send_loop()
                 return
             except Exception as error:  # any bug or I/O error: delivery must not stop for good
-                self.sender_restarts += 1
                 self._fault = f"{error.__class__.__name__}: {str(error)[:200]}"
                 log.error("MQTT sender crashed (%s); restarting it in %.0f s (%d restarts)", self._fault, delay,
-                          self.sender_restarts, exc_info=self.sender_restarts == 1)
+                          self.sender_restarts + 1, exc_info=self.sender_restarts == 0)
+                self.sender_restarts += 1  # counted once logged: whoever sees the count finds the line
                 with self._lock:
                     if self.spool is not None and not self._closing:
                         try:
@@ -367,12 +367,13 @@ class MqttSink:
             self._connected = not reason_code.is_failure
             self._lock.notify_all()
         if reason_code.is_failure:
-            self.refused_login = reason_code.getName() in LOGIN_REFUSALS
-            if self.refused_login:
+            refused = reason_code.getName() in LOGIN_REFUSALS
+            if refused:
                 self._failed(f"the broker refused the login ({reason_code}): check mqtt.username and the password "
-                             "in mqtt.password_file", refused=True)
+                             "in mqtt.password_file (or mqtt.password_env)", refused=True)
             else:
                 self._failed(f"the broker refused the connection: {reason_code}")
+            self.refused_login = refused  # set once it is logged: whoever sees the flag finds the line
             return
         self.refused_login = False
         after = f" after {self.failed_attempts} failed attempts" if self.failed_attempts else ""

@@ -113,7 +113,7 @@ def test_a_refused_login_is_named_as_such(password_broker, caplog):
     sink = MqttSink("127.0.0.1", password_broker.port, "fer/test", username="fer", password="wrong-password",
                     max_backoff_s=1)
     try:
-        assert wait_for(lambda: sink.refused_login, 10)
+        assert wait_for(lambda: sink.refused_login, 10)  # set after the line is logged
         refusals = [r.getMessage() for r in caplog.records if "refused us" in r.getMessage()]
         assert refusals and "the broker refused the login" in refusals[0] and "mqtt.password_file" in refusals[0]
         assert "wrong-password" not in caplog.text  # the password is never logged
