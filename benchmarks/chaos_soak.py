@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from soak import ROOT, free_port, metric, rss_mb, service_config
+from soak import ROOT, free_port, metric, rss_mb, service_config, subscribe
 
 FLAP_SECONDS = 5.0
 GARBAGE = b"garbage written into the spool by the chaos soak\n"
@@ -92,23 +92,6 @@ def _fill(folder: Path) -> Path:
             pass
     return ballast
 
-def _subscribe(port: int, received: list, lock: threading.Lock):
-    import paho.mqtt.client as mqtt
-
-    def on_message(client, userdata, message):
-        event = json.loads(message.payload)
-        with lock:
-            received.append((event["ts"], event["frame"], event["face"]))
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="chaos-subscriber", clean_session=False)
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe("fer/soak", qos=1)
-    client.on_message = on_message
-    client.reconnect_delay_set(1, 2)
-    client.connect_async("127.0.0.1", port)
-    client.loop_start()
-    return client
-
-
 def run_chaos(args, out: str) -> None:
     """Run the chaos scenario for ``args.minutes`` and write its figures to ``out``."""
     from train.provenance import provenance, write_json
@@ -134,7 +117,7 @@ def _run(args, work: Path, spool_fs: Path) -> dict:
     broker.set(True)
     received: list[tuple] = []
     lock = threading.Lock()
-    subscriber = _subscribe(broker.port, received, lock)
+    subscriber = subscribe(broker.port, received, lock, "chaos-subscriber")
     http_port = free_port()
     spool = spool_fs / "spool.jsonl"
     config = service_config(work, args, broker.port, http_port, spool=spool, client_id="fer-edge-chaos",

@@ -55,6 +55,28 @@ def metric(port: int, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
+def event_id(event: dict) -> tuple:
+    """What identifies an event across sinks: capture time, frame and face."""
+    return event["ts"], event["frame"], event["face"]
+
+
+def subscribe(port: int, received: list, lock: threading.Lock, client_id: str):
+    """A persistent-session QoS 1 subscriber to ``fer/soak`` that appends each event's id to ``received``."""
+    import paho.mqtt.client as mqtt
+
+    def on_message(client, userdata, message):
+        with lock:
+            received.append(event_id(json.loads(message.payload)))
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe("fer/soak", qos=1)
+    client.on_message = on_message
+    client.reconnect_delay_set(1, 2)
+    client.connect_async("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
 def service_config(work: Path, args, broker_port: int, http_port: int, *, spool: Path, client_id: str,
                    source_extra: dict | None = None, mqtt_extra: dict | None = None) -> Path:
     """The soaked service's config (looped video, JSONL sink for the produced events, MQTT with a spool), written to
@@ -92,7 +114,6 @@ def main() -> None:
         return
     args.out = args.out or str(ROOT / "benchmarks" / "results" / "soak.json")
 
-    import paho.mqtt.client as mqtt
 
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     work = Path(tempfile.mkdtemp(prefix="fer-soak-"))
@@ -110,19 +131,7 @@ def main() -> None:
     received: list[tuple] = []
     lock = threading.Lock()
 
-    def event_id(event: dict) -> tuple:
-        return event["ts"], event["frame"], event["face"]
-
-    def on_message(client, userdata, message):
-        with lock:
-            received.append(event_id(json.loads(message.payload)))
-
-    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="soak-subscriber", clean_session=False)
-    subscriber.on_connect = lambda c, u, f, rc, p: c.subscribe("fer/soak", qos=1)
-    subscriber.on_message = on_message
-    subscriber.reconnect_delay_set(1, 2)
-    subscriber.connect("127.0.0.1", broker_port)
-    subscriber.loop_start()
+    subscriber = subscribe(broker_port, received, lock, "soak-subscriber")
 
     config = service_config(work, args, broker_port, http_port, spool=work / "spool.jsonl", client_id="fer-edge-soak",
                             mqtt_extra={"max_backoff_s": 5})
