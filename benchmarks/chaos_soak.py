@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from soak import ROOT, free_port, metric, rss_mb, service_config, subscribe
+from soak import ROOT, free_port, metric, rss_mb, service_config, subscribe, wait_until_quiet
 
 FLAP_SECONDS = 5.0
 GARBAGE = b"garbage written into the spool by the chaos soak\n"
@@ -162,7 +162,7 @@ def _run(args, work: Path, spool_fs: Path) -> dict:
     time.sleep(5)
     service.send_signal(signal.SIGTERM)
     exit_code = service.wait(60)
-    time.sleep(5)  # let the subscriber take what the final flush pushed out
+    wait_until_quiet(received, lock)  # the subscriber takes what the broker still holds for it
     subscriber.loop_stop()
     broker.set(False)
     return _figures(args, work, log_path, received, samples, broker, restart, garbage_written, exit_code, timeline)

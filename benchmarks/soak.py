@@ -77,6 +77,20 @@ def subscribe(port: int, received: list, lock: threading.Lock, client_id: str):
     return client
 
 
+def wait_until_quiet(received: list, lock: threading.Lock, quiet_s: float = 5.0, limit_s: float = 180.0) -> None:
+    """Wait until the subscriber has received nothing new for ``quiet_s`` (the broker delivers a backlog at its own
+    pace, a few in flight at a time), or ``limit_s`` passed."""
+    deadline, last_count, last_change = time.monotonic() + limit_s, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        with lock:
+            count = len(received)
+        if count != last_count:
+            last_count, last_change = count, time.monotonic()
+        elif time.monotonic() - last_change >= quiet_s:
+            return
+        time.sleep(0.5)
+
+
 def service_config(work: Path, args, broker_port: int, http_port: int, *, spool: Path, client_id: str,
                    source_extra: dict | None = None, mqtt_extra: dict | None = None) -> Path:
     """The soaked service's config (looped video, JSONL sink for the produced events, MQTT with a spool), written to
@@ -118,8 +132,10 @@ def main() -> None:
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     work = Path(tempfile.mkdtemp(prefix="fer-soak-"))
     broker_port, http_port = free_port(), free_port()
+    # max_queued_messages 0: the broker holds everything for the subscriber while it reconnects (its default, 1000,
+    # would discard a backlog the sink sends first, and the soak would count the broker's drops as the sink's).
     (work / "mosquitto.conf").write_text(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                                         f"persistence_location {work}/\nautosave_interval 5\n")
+                                         f"persistence_location {work}/\nautosave_interval 1\nmax_queued_messages 0\n")
 
     def start_broker():
         process = subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")], stdout=subprocess.DEVNULL,
@@ -174,7 +190,7 @@ def main() -> None:
     dropped = metric(http_port, "fer_edge_sink_dropped_events_total")
     service.send_signal(signal.SIGTERM)
     service.wait(60)
-    time.sleep(5)  # let the subscriber drain what the flush pushed out
+    wait_until_quiet(received, lock)  # the subscriber takes what the broker still holds for it
     subscriber.loop_stop()
     broker.terminate()
     produced = [event_id(json.loads(line)) for line in open(work / "events.jsonl")]
@@ -191,6 +207,10 @@ def main() -> None:
         "events_produced": len(produced), "distinct_event_ids_produced": len(set(produced)),
         "events_received_by_subscriber": len(received), "distinct_events_delivered": len(delivered),
         "events_lost": len(set(produced) - delivered), "duplicates_delivered": len(received) - len(delivered),
+        # Where the lost events were made (media seconds from the first event): a block right after a broker
+        # restart is the broker's, when it does not restore the subscriber's session (docs/deploy.md).
+        "lost_made_at_s": sorted(round(ts - min(t for t, _, _ in produced), 2)
+                                 for ts, _, _ in set(produced) - delivered)[:3000],
         "events_dropped_by_sink": dropped, "exit_code": service.returncode, "samples": samples,
     }
     write_json(args.out, result)
