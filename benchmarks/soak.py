@@ -207,8 +207,9 @@ def main() -> None:
         "events_produced": len(produced), "distinct_event_ids_produced": len(set(produced)),
         "events_received_by_subscriber": len(received), "distinct_events_delivered": len(delivered),
         "events_lost": len(set(produced) - delivered), "duplicates_delivered": len(received) - len(delivered),
-        # Where the lost events were made (media seconds from the first event): a block right after a broker
-        # restart is the broker's, when it does not restore the subscriber's session (docs/deploy.md).
+        # Where the lost events were made (media seconds from the first event). A block that the sink replayed first
+        # after a broker restart points at the broker: one that does not restore the subscriber's session drops
+        # what arrives before the subscriber has subscribed again (docs/deploy.md).
         "lost_made_at_s": sorted(round(ts - min(t for t, _, _ in produced), 2)
                                  for ts, _, _ in set(produced) - delivered)[:3000],
         "events_dropped_by_sink": dropped, "exit_code": service.returncode, "samples": samples,
