@@ -22,11 +22,11 @@ from edge_runtime.detectors import DETECTORS, DetectorOptions
 from edge_runtime.detectors.blazeface import BlazeFaceOptions
 from edge_runtime.detectors.haar import HaarOptions
 from edge_runtime.detectors.yunet import YuNetOptions
-from edge_runtime.health import parse_listen
+from edge_runtime.health import is_loopback, parse_listen
 from edge_runtime.interpreter import BACKENDS
 from edge_runtime.reporting import OUTPUT_MODES
 from edge_runtime.schema import setting
-from edge_runtime.sinks import MqttOptions
+from edge_runtime.sinks import MqttOptions, TlsFiles, tls_context
 from edge_runtime.smoothing import SmoothingOptions
 
 log = logging.getLogger(__name__)
@@ -320,7 +320,7 @@ def read_secret(path_text: str, key: str, holds: str = "the password") -> str:
     return secret
 
 
-def mqtt_password(mqtt: "MqttOptions", environ=None) -> str:
+def mqtt_password(mqtt: MqttOptions, environ=None) -> str:
     """The broker password: from mqtt.password_file, else from the variable mqtt.password_env names, else none."""
     import os
 
@@ -333,18 +333,6 @@ def mqtt_password(mqtt: "MqttOptions", environ=None) -> str:
                               "set it for the service (systemd: EnvironmentFile= with a 0600 file)")
         return value
     return ""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a listen host is reachable from this machine only."""
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_http(http: HttpConfig) -> None:
@@ -378,18 +366,14 @@ def server_tls_context(http: HttpConfig):
     return context
 
 
-def mqtt_tls_files(mqtt: "MqttOptions"):
+def mqtt_tls_files(mqtt: MqttOptions) -> TlsFiles | None:
     """The TLS files of the MQTT connection, or ``None`` without mqtt.tls."""
-    from edge_runtime.sinks import TlsFiles
-
     if not mqtt.tls:
         return None
     return TlsFiles(mqtt.tls_ca_file, mqtt.tls_cert_file, mqtt.tls_key_file, mqtt.tls_verify)
 
 
-def _check_mqtt(mqtt: "MqttOptions") -> None:
-    from edge_runtime.sinks import tls_context
-
+def _check_mqtt(mqtt: MqttOptions) -> None:
     if mqtt.spool_file:
         _writable_file(mqtt.spool_file, "mqtt.spool_file")
     mqtt_password(mqtt)

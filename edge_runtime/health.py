@@ -66,6 +66,16 @@ def parse_listen(value: str, path: str = "http.listen") -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a listen host is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class FrameRate:
     """Frames processed per second over a sliding window; one count serves ``/healthz`` and the Prometheus gauge."""
 
@@ -261,6 +271,15 @@ def authorized(header: str | None, credentials: str) -> bool:
     return hmac.compare_digest(given_password.encode(), password.encode()) and same_user
 
 
+def _first_time(seen: set[str], key: str, limit: int = 100) -> bool:
+    """Whether ``key`` is new to ``seen`` (and remember it): a refusal is logged once per key, and the memory of
+    keys stays bounded (past ``limit`` keys, nothing more is logged)."""
+    if key in seen or len(seen) >= limit:
+        return False
+    seen.add(key)
+    return True
+
+
 def allowed_host_names(extra: str = "") -> frozenset[str]:
     """localhost, this machine's name (and ``NAME.local``), and the comma-separated ``extra`` names."""
     name = socket.gethostname().lower()
@@ -287,8 +306,7 @@ class HealthServer:
                 path = self.path.split("?")[0]
                 if not host_allowed(self.headers.get("Host"), names):
                     refused = self.headers.get("Host", "")[:100]
-                    if refused not in refused_hosts and len(refused_hosts) < 100:  # once per name, not per request
-                        refused_hosts.add(refused)
+                    if _first_time(refused_hosts, refused):  # once per name, not per request
                         log.warning("http: refused a request for Host %r (add it to http.allowed_hosts if it is "
                                     "yours)", refused)
                     self._reply(421, b"this host name is not served here: add it to http.allowed_hosts\n",
@@ -296,8 +314,7 @@ class HealthServer:
                     return
                 if not authorized(self.headers.get("Authorization"), credentials):
                     client = self.client_address[0]
-                    if client not in refused_clients and len(refused_clients) < 100:  # once per address
-                        refused_clients.add(client)
+                    if _first_time(refused_clients, client):  # once per address
                         log.warning("http: refused a request from %s without valid credentials (http.auth_file)",
                                     client)
                     self._reply(401, b"log in: the credentials are in http.auth_file\n", "text/plain",

@@ -445,8 +445,7 @@ class MqttSink:
     def _spool_append(self, message: Message) -> None:
         """To the spool, in order; while it refuses (full, or the disk is), to the overflow in memory; beyond that,
         dropped and counted. Under lock."""
-        while self._overflow and self._spool_takes(self._overflow[0]):
-            self._overflow.popleft()
+        self._overflow_to_spool()
         if not self._overflow and self._spool_takes(message):
             self._spool_full = False
             return
@@ -463,6 +462,11 @@ class MqttSink:
 
     def _spool_takes(self, message: Message) -> bool:
         return self.spool.append(SpooledMessage(message.topic, message.payload, message.retain))
+
+    def _overflow_to_spool(self) -> None:
+        """Move what waits in the overflow into the spool, oldest first, while it takes them. Under lock."""
+        while self._overflow and self._spool_takes(self._overflow[0]):
+            self._overflow.popleft()
 
     def __call__(self, event: JsonRecord) -> None:
         messages = [Message(self.topic, _line(event).rstrip("\n"))]
@@ -558,8 +562,7 @@ class MqttSink:
             connected = self._connected
             if self.spool is not None:
                 self._to_spool()
-                while self._overflow and self._spool_takes(self._overflow[0]):
-                    self._overflow.popleft()
+                self._overflow_to_spool()
                 if self._overflow:
                     self.dropped += len(self._overflow)
                     log.error("MQTT: %d events lost at stop: the spool %s could not take them (%s)",
