@@ -1,26 +1,17 @@
 """Bad input never shows a traceback: every runtime CLI option and config key, given a bad value, is refused in one
 line that names the option or key and the value, with exit code 2; check-config refuses what run refuses."""
 
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.cli import RUN_OPTIONS, main
+from edge_runtime.cli import RUN_OPTIONS
 from edge_runtime.config import Config, config_from_dict, preflight, schema_field
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.contract import load_contract, write_contract
 from edge_runtime.sources import HEADER_BYTES, header_size, open_source
-from tests.conftest import MEDIA, SHIPPED_INT8, png_bomb, require
-
-
-def run_main(monkeypatch, capsys, *arguments: str) -> tuple[int, str]:
-    """``edge-runtime ARGUMENTS`` in this process: the exit code and what it printed to stderr."""
-    monkeypatch.setattr(sys, "argv", ["edge-runtime", *arguments])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code, capsys.readouterr().err
+from tests.conftest import MEDIA, SHIPPED_INT8, png_bomb, require, run_main
 
 
 def bad_cli_value(name: str) -> str:
@@ -43,7 +34,7 @@ def test_every_run_option_with_a_bad_value_is_one_line_and_exit_2(monkeypatch, c
     value = bad_cli_value(name)
     arguments = ["run", "--model", str(model), "--source", str(MEDIA / "justin.jpg"), f"--{name.replace('_', '-')}",
                  value]
-    code, stderr = run_main(monkeypatch, capsys, *arguments)
+    code, _, stderr = run_main(monkeypatch, capsys, *arguments)
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     assert code == 2 and "Traceback" not in stderr, stderr
     option, key = f"--{name.replace('_', '-')}", RUN_OPTIONS[name]
@@ -99,7 +90,7 @@ def test_every_config_key_with_a_wrong_type_names_the_key(key):
 def test_check_config_cli_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text('[http]\nlisten = "127.0.0.1:99999"\n')
-    code, stderr = run_main(monkeypatch, capsys, "check-config", str(config))
+    code, _, stderr = run_main(monkeypatch, capsys, "check-config", str(config))
     assert code == 2 and stderr.strip().splitlines()[-1] == (
         "error: http.listen: port 99999 in '127.0.0.1:99999' is outside 1..65535")
 
@@ -108,15 +99,15 @@ def test_unreadable_inputs_exit_2(monkeypatch, capsys, tmp_path):
     model = require(SHIPPED_INT8, "shipped int8 model")
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
-    code, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(broken))
+    code, _, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(broken))
     assert code == 2 and stderr.strip().splitlines()[-1].endswith("broken.jpg: unreadable or corrupt image")
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_bomb())
-    code, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(bomb))
+    code, _, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(bomb))
     assert code == 2 and "40000x40000 pixels is more than source.max_pixels" in stderr  # not exit 1 and a traceback
     empty = tmp_path / "empty"
     empty.mkdir()
-    code, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(empty))
+    code, _, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(empty))
     assert code == 2 and "the folder holds no files" in stderr and "no readable image (the folder is empty)" in stderr
 
 
@@ -141,7 +132,7 @@ def test_an_image_bomb_under_opencvs_limit_is_skipped_by_max_pixels(monkeypatch,
     assert "refused by the image decoder" in caplog.text
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_bomb(20_000))  # 400 megapixels: under OpenCV's 2^30 limit, 1.2 GB once decoded
-    code, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(bomb))
+    code, _, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(bomb))
     assert code == 2 and "20000x20000 pixels is more than source.max_pixels (50000000)" in stderr
 
 

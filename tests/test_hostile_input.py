@@ -9,29 +9,15 @@ findings of the hostile-input review have their suites next to the code they tes
 import json
 import shutil
 import struct
-import sys
 import zlib
 
 import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.cli import main
 from edge_runtime.core.contract import load_contract, write_contract
 from edge_runtime.sources import MAX_UNREADABLE_FRAMES_IN_A_ROW, open_source
-from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, png_bomb, require
-
-
-def run_main(monkeypatch, capsys, *arguments: str) -> tuple[int, str, str]:
-    """``edge-runtime ARGUMENTS`` in this process: exit code, stdout and stderr."""
-    monkeypatch.setattr(sys, "argv", ["edge-runtime", *arguments])
-    try:
-        main()
-        code = 0
-    except SystemExit as stop:
-        code = stop.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, png_bomb, require, run_main
 
 
 def _bmp_bomb() -> bytes:

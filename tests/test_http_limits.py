@@ -11,19 +11,14 @@ import urllib.request
 import pytest
 
 from edge_runtime.health import HealthReport, HealthServer, Metrics
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.conftest import free_port
 
 
 def _server(**limits) -> HealthServer:
     pytest.importorskip("prometheus_client")
     healthy = HealthReport(status="ok", frames=1, events=0, source_connected=True, source_reconnects=0,
                            source_skipped=0, sinks={}, fps=0.0, faces_in_view=0)
-    server = HealthServer(f"127.0.0.1:{_free_port()}", Metrics(), lambda: healthy, **limits)
+    server = HealthServer(f"127.0.0.1:{free_port()}", Metrics(), lambda: healthy, **limits)
     server.start()
     return server
 

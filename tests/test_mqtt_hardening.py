@@ -15,7 +15,7 @@ from edge_runtime.config import config_from_dict, mqtt_password, preflight
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.sinks import MqttSink, TlsFiles, tls_context
 from edge_runtime.spool import Spool
-from tests.conftest import MEDIA, SHIPPED_INT8, Mosquitto, face_event, require, subscriber, wait_for
+from tests.conftest import MEDIA, SHIPPED_INT8, Mosquitto, face_event, require, run_main, subscriber, wait_for
 
 
 def tls_broker(tmp_path, pki, require_certificate: bool) -> Mosquitto:
@@ -124,21 +124,17 @@ def test_a_refused_login_is_named_as_such(password_broker, caplog):
 
 
 def test_the_password_comes_from_a_private_file_or_a_variable(password_broker, tmp_path, capsys, monkeypatch):
-    from edge_runtime.cli import main
-
     secret = tmp_path / "password"
     secret.write_text("right-password\n")
     os.chmod(secret, 0o644)  # world-readable: refused before anything connects, with the fix and not the password
     model = require(SHIPPED_INT8, "shipped int8 model")
-    run = ["edge-runtime", "run", "--model", str(model), "--source", str(MEDIA / "justin.jpg"), "--no-stdout",
-           "--mqtt-host", "127.0.0.1", "--mqtt-port", str(password_broker.port)]
     config = tmp_path / "fer-edge.toml"
     config.write_text(f'[mqtt]\nusername = "fer"\npassword_file = "{secret}"\n')
-    monkeypatch.setattr("sys.argv", [*run, "--config", str(config)])
-    with pytest.raises(SystemExit) as stopped:
-        main()
-    error = capsys.readouterr().err.strip()
-    assert stopped.value.code == 2 and len(error.splitlines()) == 1
+    code, _, error = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(MEDIA / "justin.jpg"),
+                              "--no-stdout", "--mqtt-host", "127.0.0.1", "--mqtt-port", str(password_broker.port),
+                              "--config", str(config))
+    error = error.strip()
+    assert code == 2 and len(error.splitlines()) == 1
     assert "mode 0644" in error and f"chmod 600 {secret}" in error and "right-password" not in error
     os.chmod(secret, 0o600)
     settings = config_from_dict({"mqtt": {"host": "127.0.0.1", "password_file": str(secret)}}).mqtt

@@ -11,7 +11,7 @@ import tomllib
 
 import pytest
 
-from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, require
+from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, require, run_main
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S+: ")
 
@@ -72,13 +72,7 @@ def test_every_command_has_a_version_and_clean_help(monkeypatch, capsys, command
 
     main = importlib.import_module(module).main
     for arguments, expected in ((["--version"], f"{command} (fer-edge) {__version__}"), (["--help"], "Usage")):
-        monkeypatch.setattr(sys, "argv", [command, *arguments])
-        try:
-            main()
-            code = 0
-        except SystemExit as stop:
-            code = stop.code or 0
-        out = capsys.readouterr().out
+        code, out, _ = run_main(monkeypatch, capsys, *arguments, program=command, main=main)
         assert code == 0 and expected in out
         assert "<bool>" not in out  # flags take no value, and the help must not suggest one
 

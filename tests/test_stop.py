@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, require
+from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, free_port, require
 
 pytestmark = pytest.mark.slow  # each test runs the service in a subprocess and waits for a state (seconds each)
 
@@ -105,14 +105,6 @@ def test_stops_during_start_up(tmp_path):
     wait_for_log(process, "loaded fer_cnn_lstm_int8.tflite")  # the model is loading or loaded, the loop not running
     seconds = stop_and_time(process)
     assert process.returncode == 0 and seconds < EXIT_BOUND_S, (process.returncode, seconds)
-
-
-def free_port() -> int:
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()  # nothing listens there now
-    return port
 
 
 def test_stops_while_the_broker_is_unreachable_with_events_queued(tmp_path):
