@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -78,12 +79,12 @@ def cache_key(config: FitConfig, train: Split, steps: int) -> str:
 
 
 def teacher_predictions(config: FitConfig, train: Split, steps: int, first_epoch: int, last_epoch: int,
-                        batches) -> np.ndarray:
+                        epoch_batches: Callable[[int], Iterable]) -> np.ndarray:
     """The ensemble's probabilities for every training batch of epochs ``first_epoch..last_epoch-1``.
 
-    ``batches`` yields the run's ``(images, one_hot)`` batches from ``first_epoch`` on (the student's own
-    dataset). Each epoch is cached as ``<teacher_cache>/<key>/epoch_NNN.npy`` (float16, steps x batch x classes);
-    an epoch already there is read, not recomputed. Returns float32, shape ``(epochs * steps, batch, classes)``.
+    ``epoch_batches(epoch)`` yields that epoch's ``(images, targets)`` batches, the student's own. Each epoch is
+    cached as ``<teacher_cache>/<key>/epoch_NNN.npy`` (float16, steps x batch x classes); only the epochs not there
+    are augmented and predicted, one batch at a time. Returns float32, shape ``(epochs * steps, batch, classes)``.
     """
     folder = Path(config.teacher_cache) / cache_key(config, train, steps)
     folder.mkdir(parents=True, exist_ok=True)
@@ -95,14 +96,10 @@ def teacher_predictions(config: FitConfig, train: Split, steps: int, first_epoch
         teachers = [load_keras_model(path) for path in config.teachers]
         log.info("teacher predictions for epochs %d..%d (%d teachers, %d batches each) -> %s", missing[0] + 1,
                  missing[-1] + 1, len(teachers), steps, folder)
-        iterator = iter(batches)
-        for epoch in range(first_epoch, last_epoch):
-            epoch_batches = [next(iterator) for _ in range(steps)]
-            if epoch not in missing:
-                continue
-            probabilities = np.stack([np.mean([np.asarray(t.predict_on_batch(images)) for t in teachers], axis=0)
-                                      for images, _ in epoch_batches])
-            np.save(folder / f"epoch_{epoch:03d}.tmp.npy", probabilities.astype(np.float16))
-            (folder / f"epoch_{epoch:03d}.tmp.npy").replace(folder / f"epoch_{epoch:03d}.npy")
+    for epoch in missing:
+        probabilities = np.stack([np.mean([np.asarray(t.predict_on_batch(images)) for t in teachers], axis=0)
+                                  for images, _ in epoch_batches(epoch)])
+        np.save(folder / f"epoch_{epoch:03d}.tmp.npy", probabilities.astype(np.float16))
+        (folder / f"epoch_{epoch:03d}.tmp.npy").replace(folder / f"epoch_{epoch:03d}.npy")
     return np.concatenate([np.load(folder / f"epoch_{e:03d}.npy").astype(np.float32)
                            for e in range(first_epoch, last_epoch)])

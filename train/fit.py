@@ -315,8 +315,8 @@ def student_batches(train: Split, config: FitConfig, first_epoch: int, steps: in
     from train.distill import teacher_predictions, tempered
 
     last_epoch = min(config.epochs, stop_after or config.epochs)
-    batches = training_batches(train, config, first_epoch, steps, last_epoch)
-    probabilities = teacher_predictions(config, train, steps, first_epoch, last_epoch, batches)
+    probabilities = teacher_predictions(config, train, steps, first_epoch, last_epoch,
+                                        lambda epoch: training_batches(train, config, epoch, steps, epoch + 1))
     soft = tempered(probabilities, config.distill_temperature)
     return training_batches(train, config, first_epoch, steps, last_epoch, soft)
 
