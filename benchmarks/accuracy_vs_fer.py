@@ -54,7 +54,7 @@ def timed_invokes(classify, faces: np.ndarray) -> tuple[np.ndarray, float]:
 
 def fer_tflite_classifier(path: Path):
     """`fer`'s default model (float32 in and out) behind a one-face call."""
-    from edge_runtime.interpreter import interpreter_api
+    from edge_runtime.core.interpreter import interpreter_api
 
     interpreter = interpreter_api().interpreter_class(model_path=str(path), num_threads=1)
     interpreter.allocate_tensors()

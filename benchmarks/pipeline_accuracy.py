@@ -43,6 +43,7 @@ from edge_runtime.config import Config, with_overrides  # noqa: E402
 from edge_runtime.core.labels import LABEL_TO_INDEX  # noqa: E402
 from edge_runtime.core.preprocessing import preprocess_face  # noqa: E402
 from edge_runtime.pipeline import Runtime  # noqa: E402
+from edge_runtime.service import build_runtime  # noqa: E402
 from edge_runtime.sources import Frame  # noqa: E402
 from train.data import load_fer2013  # noqa: E402
 from train.provenance import provenance, write_json  # noqa: E402
@@ -169,7 +170,7 @@ def main() -> None:
     for name, overrides in GEOMETRIES.items():
         settings = with_overrides(Config(), {"model.path": args.model, "source.spec": args.data,
                                              "detector.min_face": 24, **overrides})
-        runtime = Runtime.from_config(settings)
+        runtime = build_runtime(settings)
         right = direct_right(runtime, faces, labels)
         direct = round(float(right.mean()), 4)
         rows = {"direct 48x48": {"accuracy": direct, "found": 1.0, "accuracy_of_found": direct,

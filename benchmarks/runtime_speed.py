@@ -51,14 +51,14 @@ def child(args) -> None:
     import resource
 
     from edge_runtime.config import Config, with_overrides
-    from edge_runtime.pipeline import Runtime
+    from edge_runtime.service import build_runtime
     from edge_runtime.sinks import CallbackSink
 
     first = []
     settings = with_overrides(Config(), {"model.path": args.model, "source.spec": args.video,
                                          "model.threads": args.threads, "detector.every_n": args.every_n,
                                          "detector.name": args.detector, "model.tta": args.tta})
-    runtime = Runtime.from_config(settings, sinks=[CallbackSink(lambda e: first.append(time.time()) if not first else None)])
+    runtime = build_runtime(settings, sinks=[CallbackSink(lambda e: first.append(time.time()) if not first else None)])
     started = time.perf_counter()
     stats = runtime.run()
     wall = time.perf_counter() - started

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge_runtime.config import Config, with_overrides  # noqa: E402
-from edge_runtime.pipeline import Runtime  # noqa: E402
+from edge_runtime.service import build_runtime  # noqa: E402
 from edge_runtime.sources import Frame, MediaClock, SourceHealth  # noqa: E402
 from train.provenance import provenance, write_json  # noqa: E402
 
@@ -155,7 +155,7 @@ def run_ours(video: Video, decoded: dict, fps: float | None, runtime_parts, over
     source = ListSource(video.name, [Frame(decoded[key][i][0], video.name, n, ts)
                                      for n, (key, i, ts) in enumerate(frames)])
     states: list = []
-    runtime = Runtime(settings, source, detector, classifier)
+    runtime = build_runtime(settings, source=source, models=(detector, classifier))
     runtime.frame_listeners.append(lambda frame, events: states.append(
         (frame.timestamp, *((events[0].label, events[0].raw_label) if events else (None, None)))))
     runtime.run()
@@ -344,7 +344,7 @@ def main() -> None:
     decoded = {str(path): decode(path) for path in files + [media / "test.mp4"]}
     videos = build_videos(media, decoded)
     base = {"model.path": args.model, **{k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}}
-    probe = Runtime.from_config(with_overrides(Config(), {**base, "source.spec": str(files[0])}))
+    probe = build_runtime(with_overrides(Config(), {**base, "source.spec": str(files[0])}))
     parts = (probe.detector, probe.classifier)
     if args.sweep:
         grid = [dict(zip(SWEEP, values)) for values in itertools.product(*SWEEP.values())]

@@ -17,7 +17,7 @@ import numpy as np
 from convert.records import Comparison, DebugRow, Latency
 from edge_runtime.classifier import EmotionClassifier
 from edge_runtime.core.contract import load_contract
-from edge_runtime.interpreter import make_interpreter
+from edge_runtime.core.interpreter import make_interpreter
 from edge_runtime.core.labels import LABELS
 from train.metrics import classification_report
 

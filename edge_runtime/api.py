@@ -8,7 +8,7 @@
     for face in recognizer.watch("0"):                 # camera 0, a video file, a folder, an rtsp:// URL
         print(face.track, face.label, face.raw_label)  # the steady state per tracked face, and this frame's reading
 
-Records are :class:`~edge_runtime.events.FaceEvent`, the same ones the CLI
+Records are :class:`~edge_runtime.core.faces.FaceEvent`, the same ones the CLI
 writes as JSON lines; settings are the same :class:`~edge_runtime.config.Config`
 (``EmotionRecognizer(load_config("fer-edge.toml"))`` or
 ``EmotionRecognizer(overrides={"model.tta": "none"})``). Nothing here imports
@@ -25,8 +25,8 @@ import numpy as np
 
 from edge_runtime.config import Config, with_overrides
 from edge_runtime.core.errors import FerError
-from edge_runtime.events import FaceEvent
-from edge_runtime.pipeline import Runtime, load_models, source_from_config
+from edge_runtime.core.faces import FaceEvent
+from edge_runtime.service import build_runtime, load_models, source_from_config
 from edge_runtime.sources import Frame, ImageFileSource
 
 _CHANNELS = (1, 3, 4)  # what faces() takes: grayscale, BGR, BGRA
@@ -52,7 +52,7 @@ class EmotionRecognizer:
         A photo stands alone: nothing carries over from an earlier call.
         """
         frame = self._frame(image)
-        runtime = Runtime(self.config, _NoSource(), self.detector, self.classifier)
+        runtime = build_runtime(self.config, source=_NoSource(), models=(self.detector, self.classifier))
         _, events = runtime.process(frame)
         return events
 
@@ -64,7 +64,8 @@ class EmotionRecognizer:
         iterating (``break``); a file or folder ends by itself.
         """
         spec = None if source is None else str(source)
-        runtime = Runtime(self.config, source_from_config(self.config, spec), self.detector, self.classifier)
+        runtime = build_runtime(self.config, source=source_from_config(self.config, spec),
+                                models=(self.detector, self.classifier))
         for _, events in runtime.processed():
             yield from events
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from edge_runtime.core.contract import ModelContract, TensorSpec, load_contract, verification_summary
 from edge_runtime.core.errors import ModelError
-from edge_runtime.interpreter import EdgeTpuError, make_interpreter
+from edge_runtime.core.interpreter import EdgeTpuError, make_interpreter
 
 log = logging.getLogger(__name__)
 

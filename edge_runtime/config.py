@@ -18,21 +18,18 @@ from typing import Any, NamedTuple, get_type_hints
 
 from edge_runtime.classifier import TTA_MODES
 from edge_runtime.core.errors import ConfigError, FerError
-from edge_runtime.detectors import DETECTORS, DetectorOptions
+from edge_runtime.core.records import Dialect, build_checked, setting
+from edge_runtime.detectors import DETECTORS, CropOptions, DetectorOptions
 from edge_runtime.detectors.blazeface import BlazeFaceOptions
 from edge_runtime.detectors.haar import HaarOptions
 from edge_runtime.detectors.yunet import YuNetOptions
 from edge_runtime.health import is_loopback, parse_listen
-from edge_runtime.interpreter import BACKENDS
+from edge_runtime.core.interpreter import BACKENDS
 from edge_runtime.reporting import OUTPUT_MODES
-from edge_runtime.schema import setting
-from edge_runtime.sinks import MqttOptions, TlsFiles, tls_context
+from edge_runtime.sinks.mqtt import MqttOptions, TlsFiles, tls_context
 from edge_runtime.smoothing import SmoothingOptions
 
 log = logging.getLogger(__name__)
-
-
-
 
 # Keys that were replaced, with what replaced them: an old config gets told what to write instead.
 RENAMED_KEYS = {
@@ -40,6 +37,8 @@ RENAMED_KEYS = {
                        "not a per-frame weight)",
     "smoothing.max_missed": "smoothing.max_missed_s (seconds without a detection, not frames)",
 }
+# How the config's errors speak: keys and tables (TOML), raised as ConfigError.
+CONFIG = Dialect(error=ConfigError, noun="key", container="a table", renamed=RENAMED_KEYS)
 
 
 def packaged_model() -> Path:
@@ -87,9 +86,9 @@ class DetectorConfig:
     every_n: int = setting(2, "detect on every Nth frame of a video and reuse the boxes in between", minimum=1)
     detect_width: int = setting(DetectorOptions.detect_width, "downscale wider frames to this width for detection "
                                 "only (0 = full size); the crop still comes from the full frame", minimum=0)
-    align: bool = setting(True, "level each face (undo its roll) by its eye keypoints before classifying (detectors "
+    align: bool = setting(CropOptions.align, "level each face (undo its roll) by its eye keypoints before classifying (detectors "
                           "that find eyes: blazeface, yunet)")
-    margin: float = setting(0.0, "grow the face box by this fraction of its side on every side before cropping (0: the "
+    margin: float = setting(CropOptions.margin, "grow the face box by this fraction of its side on every side before cropping (0: the "
                             "box frames a face as FER2013 does; benchmarks/pipeline_accuracy.py)", minimum=0.0,
                             maximum=1.0)
     # Each backend's own options (Frigate-style): only the chosen detector's section is used.
@@ -153,47 +152,9 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
 
 
-def _check_value(path: str, value: Any, expected: type, meta: dict) -> Any:
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise ConfigError(f"{path}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
-    if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"{path}: {value!r} is not allowed; choose one of {', '.join(map(str, meta['choices']))}")
-    if meta.get("min") is not None and value < meta["min"]:
-        raise ConfigError(f"{path}: {value!r} is below the minimum {meta['min']}")
-    if meta.get("max") is not None and value > meta["max"]:
-        raise ConfigError(f"{path}: {value!r} is above the maximum {meta['max']}")
-    return value
-
-
-def _build(cls, raw: dict, prefix: str):
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a table, got {type(raw).__name__} {raw!r}")
-    hints = get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(raw) - set(known))
-    where = f"{prefix}." if prefix else ""
-    for key in unknown:
-        if where + key in RENAMED_KEYS:
-            raise ConfigError(f"{where}{key} was replaced by {RENAMED_KEYS[where + key]}")
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(where + k for k in unknown)}; allowed in "
-                          f"{prefix or 'the top level'}: {', '.join(known)}")
-    values = {}
-    for name, value in raw.items():
-        path = f"{prefix}.{name}" if prefix else name
-        expected = hints[name]
-        if dataclasses.is_dataclass(expected):
-            values[name] = _build(expected, value, path)
-        else:
-            values[name] = _check_value(path, value, expected, known[name].metadata)
-    return cls(**values)
-
-
 def config_from_dict(raw: dict) -> Config:
     """Validate a parsed config (for example from TOML) and fill in defaults."""
-    return _build(Config, raw, "")
+    return build_checked(Config, raw, "", CONFIG)
 
 
 def load_config(path: str | Path) -> Config:
@@ -398,7 +359,7 @@ def preflight(config: Config, *, load_model: bool = True) -> None:
     moments later, and refuses a damaged file there with the same error.
     """
     from edge_runtime.core.contract import load_contract
-    from edge_runtime.interpreter import is_edgetpu_compiled, make_interpreter
+    from edge_runtime.core.interpreter import is_edgetpu_compiled, make_interpreter
     from edge_runtime.sources import open_source
 
     try:

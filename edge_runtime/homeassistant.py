@@ -1,6 +1,7 @@
 """Home Assistant MQTT discovery: the runtime appears in Home Assistant by itself, as one device with sensors.
 
-On connecting, the MQTT sink publishes (retained) one discovery config per sensor under
+:class:`HomeAssistantPublisher` is the MQTT sink's companion (the service wires it in): on connecting, the sink
+publishes (retained) one discovery config per sensor under
 ``<prefix>/sensor/<node_id>/<object_id>/config``: the dominant emotion, the number of faces in view, and the share of
 each label. The sensors read one retained JSON state topic, fed by the ``changes`` and ``summary`` output modes
 (``frames`` mode sends too many messages for a home-automation system and feeds no state). An availability topic says
@@ -15,7 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from edge_runtime.core.labels import LABELS
-from edge_runtime.reporting import FaceChange, Summary, shares_of
+from edge_runtime.core.publication import Publication
+from edge_runtime.core.faces import FaceChange, Summary, shares_of
 
 AVAILABLE, NOT_AVAILABLE = "online", "offline"
 
@@ -87,4 +89,30 @@ class StateTracker:
 
 
 def state_payload(state: dict) -> str:
+    """The state as the compact JSON the sensors' templates read."""
     return json.dumps(state, separators=(",", ":"))
+
+
+class HomeAssistantPublisher:
+    """What Home Assistant needs on the MQTT connection: discovery and availability on connecting, the sensors'
+    state after the records that change it, ``offline`` at a clean stop and as the last will (a
+    :class:`edge_runtime.sinks.mqtt.Companion`)."""
+
+    def __init__(self, discovery: Discovery):
+        self.discovery = discovery
+        self._state = StateTracker()
+
+    def last_will(self) -> Publication:
+        return Publication(self.discovery.availability_topic, NOT_AVAILABLE, True)
+
+    def on_connect(self) -> list[Publication]:
+        return [Publication(self.discovery.availability_topic, AVAILABLE, True)] + [
+            Publication(topic, json.dumps(payload), True) for topic, payload in self.discovery.configs()]
+
+    def on_record(self, record) -> list[Publication]:
+        state = self._state.update(record)
+        # retained, so a restarted Home Assistant sees the state at once
+        return [] if state is None else [Publication(self.discovery.state_topic, state_payload(state), True)]
+
+    def on_clean_stop(self) -> list[Publication]:
+        return [Publication(self.discovery.availability_topic, NOT_AVAILABLE, True)]

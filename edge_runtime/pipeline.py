@@ -1,9 +1,10 @@
 """The processing loop: frames in, face events out.
 
 For each frame: detect faces (every Nth frame, reusing boxes between), crop
-each with a margin, run the shared preprocessing (the function training used),
+each (levelled by the eyes, with any margin), run the shared preprocessing (the function training used),
 classify, smooth per tracked face, and hand one event per face to the sinks.
 Per-stage timings are kept for the benchmark and the metrics endpoint.
+:class:`Runtime` takes its parts built; :func:`edge_runtime.service.build_runtime` builds them from a config.
 """
 
 from __future__ import annotations
@@ -12,22 +13,19 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import cv2
 import numpy as np
 
 from edge_runtime.classifier import EmotionClassifier
-from edge_runtime.config import Config
 from edge_runtime.core.preprocessing import preprocess_face
-from edge_runtime.drawing import draw_events
-from edge_runtime.detectors import Box, DetectorOptions, FaceDetector, face_crop, find_faces, make_detector
-from edge_runtime.events import FaceEvent
+from edge_runtime.annotate import Annotator
+from edge_runtime.detectors import Box, CropOptions, FaceDetector, face_crop, find_faces
+from edge_runtime.core.faces import FaceEvent
 from edge_runtime.reporting import Reporter
 from edge_runtime.sinks import Sink
 from edge_runtime.smoothing import FaceSmoother
-from edge_runtime.sources import Frame, FrameSource, open_source
+from edge_runtime.sources import Frame, FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -89,60 +87,12 @@ def event_for(frame: Frame, face_index: int, box: Box, raw_probabilities: np.nda
         probs={label: round(float(p), 4) for label, p in zip(labels, smoothed.probabilities)})
 
 
-class Annotator:
-    """Draws boxes and labels and writes them to a video (moving sources) or image files (stills).
-
-    Only created when the user asks for it: by default no frame or crop is ever written.
-    """
-
-    def __init__(self, target: str):
-        self.target = Path(target)
-        self.writer = None
-
-    def write(self, frame: Frame, events: list[FaceEvent]) -> None:
-        image = draw_events(frame.image, events)
-        if frame.still:
-            self.target.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(self.target / (Path(frame.source).stem + "_annotated.jpg")), image)
-            return
-        if self.writer is None:
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-            height, width = image.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.target), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (width, height))
-        self.writer.write(image)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-            self.writer = None
-
-
-def load_models(config: Config) -> tuple[FaceDetector, EmotionClassifier]:
-    """The face detector and the emotion classifier the config names, loaded (and the model checked)."""
-    cv2.setNumThreads(config.model.threads)
-    classifier = EmotionClassifier.from_file(config.model.file, threads=config.model.threads,
-                                             backend=config.model.backend, fallback_to_cpu=config.model.fallback_to_cpu,
-                                             tta=config.model.tta)
-    d = config.detector
-    detector = make_detector(d.name, DetectorOptions(min_face=d.min_face, max_faces=d.max_faces,
-                                                     detect_width=d.detect_width, threads=config.model.threads),
-                             getattr(d, d.name))
-    return detector, classifier
-
-
-def source_from_config(config: Config, spec: str | None = None) -> FrameSource:
-    """The frame source of ``source.spec`` (or ``spec``) with the config's source settings (nothing opened yet)."""
-    retries = None if config.source.camera_retries < 0 else config.source.camera_retries
-    return open_source(config.source.spec if spec is None else spec, loop=config.source.loop, camera_retries=retries,
-                       realtime=config.source.realtime, max_pixels=config.source.max_pixels)
-
-
 class Runtime:
     """Runs a source through detection, classification and smoothing, emitting events to sinks."""
 
-    def __init__(self, config: Config, source: FrameSource, detector: FaceDetector, classifier: EmotionClassifier,
-                 sinks: Iterable[Sink] = ()):
-        self.config = config
+    def __init__(self, source: FrameSource, detector: FaceDetector, classifier: EmotionClassifier,
+                 smoother: FaceSmoother, reporter: Reporter, sinks: Iterable[Sink] = (), *, crop: CropOptions = CropOptions(),
+                 every_n: int = 1, max_frames: int = 0, annotator: Annotator | None = None):
         self.source = source
         self.detector = detector
         self.classifier = classifier
@@ -150,21 +100,15 @@ class Runtime:
         self._failure_streaks: dict[str, int] = {}
         self.timer = StageTimer()
         self.stats = RunStats()
-        s = config.smoothing
-        self.smoother = FaceSmoother(classifier.labels, s)
-        self.annotator = Annotator(config.output.annotate) if config.output.annotate else None
-        self.reporter = Reporter(config.output.mode, max_missed_s=s.max_missed_s,
-                                 summary_seconds=config.output.summary_seconds)
+        self.smoother = smoother
+        self.reporter = reporter
+        self.crop = crop
+        self.every_n, self.max_frames = every_n, max_frames
+        self.annotator = annotator
         self._stop = threading.Event()
         # The classifier's invoke times of the frame just processed (read by frame listeners: the metrics).
         self.last_inference_seconds: tuple[float, ...] = ()
         self.frame_listeners: list[Callable[[Frame, list[FaceEvent]], None]] = []
-
-    @classmethod
-    def from_config(cls, config: Config, sinks: Iterable[Sink] = ()) -> "Runtime":
-        """Build every part from the config (model and detector loaded, source opened lazily)."""
-        detector, classifier = load_models(config)
-        return cls(config, source_from_config(config), detector, classifier, sinks)
 
     def stop(self) -> None:
         """Ask the loop to finish after the current frame (thread- and signal-safe); wakes a source that waits."""
@@ -184,7 +128,7 @@ class Runtime:
         kept_boxes, raw, seconds = [], [], []
         for box in boxes:
             started = time.perf_counter()
-            crop = face_crop(frame.image, box, self.config.detector.margin, self.config.detector.align)
+            crop = face_crop(frame.image, box, self.crop.margin, self.crop.align)
             if crop is None:
                 log.debug("frame %d: face box %s lies outside the frame, skipped", frame.index, box)
                 continue
@@ -207,7 +151,7 @@ class Runtime:
     def processed(self) -> Iterator[tuple[Frame, list[FaceEvent]]]:
         """Each frame of the source with its events, until the source ends, ``max_frames`` is reached or
         :meth:`stop` is called; faces are detected on every ``every_n``-th frame of a video and followed between."""
-        every_n, limit = self.config.detector.every_n, self.config.source.max_frames
+        every_n, limit = self.every_n, self.max_frames
         boxes: list[Box] = []
         frames = self.source.frames()
         count = 0
@@ -279,4 +223,4 @@ class Runtime:
         for listener in self.frame_listeners:
             listener(frame, events)
         if self.annotator is not None:
-            self.annotator.write(frame, events)
+            self.annotator.write(frame.image, events, frame.still, frame.source)

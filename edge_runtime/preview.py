@@ -15,10 +15,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import cv2
+import numpy as np
 
-from edge_runtime.drawing import draw_events
 
 BOUNDARY = "fer-edge-frame"
 STREAM_CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"  # what /stream.mjpg serves
@@ -135,8 +136,10 @@ class Preview:
 
     content_type = STREAM_CONTENT_TYPE  # of :meth:`stream`'s output
 
-    def __init__(self, model_name: str, max_fps: float = 10.0, quality: int = 80):
+    def __init__(self, model_name: str, draw: Callable[[np.ndarray, list], np.ndarray], max_fps: float = 10.0,
+                 quality: int = 80):
         self.model_name = model_name
+        self.draw = draw  # boxes and labels on a copy of the frame (edge_runtime.annotate.draw_events)
         self.min_interval = 1.0 / max_fps
         self.quality = quality
         self.viewers = 0
@@ -160,7 +163,7 @@ class Preview:
         if now - self._last < self.min_interval:
             return
         self._last = now
-        ok, encoded = cv2.imencode(".jpg", draw_events(image, events), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        ok, encoded = cv2.imencode(".jpg", self.draw(image, events), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if ok:
             with self._changed:
                 self.jpeg, self.frame_id = encoded.tobytes(), self.frame_id + 1

@@ -16,38 +16,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from edge_runtime.core.errors import ConfigError
-from edge_runtime.core.records import JsonRecord
-from edge_runtime.events import FaceEvent
+from edge_runtime.core.faces import FaceChange, FaceEvent, Summary, shares_of
 
 OUTPUT_MODES = ("frames", "changes", "summary")
-
-
-@dataclass(frozen=True)
-class FaceChange(JsonRecord):
-    """A tracked face appeared, changed its smoothed label, or left (``type``)."""
-
-    type: str  # "appeared", "changed" or "left"
-    source: str
-    ts: float  # when it happened (the frame's capture time)
-    track: int
-    label: str  # the label from now on (appeared, changed) or the last one (left)
-    previous_label: str | None = None  # changed: the label before
-    duration_s: float | None = None  # left: from the first to the last frame the face was seen in
-    label_shares: dict[str, float] | None = None  # left: share of its frames under each smoothed label
-
-
-@dataclass(frozen=True)
-class Summary(JsonRecord):
-    """What the camera saw over one period."""
-
-    type: str  # always "summary"
-    source: str
-    start_ts: float
-    end_ts: float
-    frames: int
-    faces: int  # distinct tracked faces seen in the period
-    face_frames: int  # face detections over all frames of the period
-    label_shares: dict[str, float]  # share of face detections under each smoothed label
 
 
 @dataclass
@@ -56,12 +27,6 @@ class _Track:
     last_ts: float
     label: str
     labels: Counter = field(default_factory=Counter)
-
-
-def shares_of(counts: Counter) -> dict[str, float]:
-    """Each label's share of ``counts`` (4 decimals, labels sorted); empty when there is nothing to share."""
-    total = sum(counts.values())
-    return {label: round(count / total, 4) for label, count in sorted(counts.items())} if total else {}
 
 
 class ChangeReporter:

@@ -13,16 +13,25 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from typing import Iterable
 
-from edge_runtime import __version__
+import cv2
+
 from edge_runtime.config import Config, mqtt_password, mqtt_tls_files, read_secret, server_tls_context
+from edge_runtime.annotate import Annotator, draw_events
+from edge_runtime.classifier import EmotionClassifier
 from edge_runtime.core.errors import FerError
+from edge_runtime.core.version import __version__
+from edge_runtime.detectors import CropOptions, DetectorOptions, FaceDetector, make_detector
 from edge_runtime.health import FrameRate, HealthReport, SinkHealth
-from edge_runtime.homeassistant import Discovery
+from edge_runtime.homeassistant import Discovery, HomeAssistantPublisher
 from edge_runtime.pipeline import Runtime
-from edge_runtime.sinks import MqttSink, RotatingFileSink, StdoutSink, tls_context
-from edge_runtime.sources import FolderSource, ImageFileSource
-from edge_runtime.spool import Spool
+from edge_runtime.reporting import Reporter
+from edge_runtime.sinks import RotatingFileSink, Sink, StdoutSink
+from edge_runtime.sinks.mqtt import MqttSink, tls_context
+from edge_runtime.smoothing import FaceSmoother
+from edge_runtime.sources import FolderSource, FrameSource, ImageFileSource, open_source
+from edge_runtime.sinks.spool import Spool
 from edge_runtime.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -44,6 +53,39 @@ class StopRequest:
         self.signal = signum
 
 
+def load_models(config: Config) -> tuple[FaceDetector, EmotionClassifier]:
+    """The face detector and the emotion classifier the config names, loaded (and the model checked)."""
+    cv2.setNumThreads(config.model.threads)
+    classifier = EmotionClassifier.from_file(config.model.file, threads=config.model.threads,
+                                             backend=config.model.backend, fallback_to_cpu=config.model.fallback_to_cpu,
+                                             tta=config.model.tta)
+    d = config.detector
+    detector = make_detector(d.name, DetectorOptions(min_face=d.min_face, max_faces=d.max_faces,
+                                                     detect_width=d.detect_width, threads=config.model.threads),
+                             getattr(d, d.name))
+    return detector, classifier
+
+
+def source_from_config(config: Config, spec: str | None = None) -> FrameSource:
+    """The frame source of ``source.spec`` (or ``spec``) with the config's source settings (nothing opened yet)."""
+    retries = None if config.source.camera_retries < 0 else config.source.camera_retries
+    return open_source(config.source.spec if spec is None else spec, loop=config.source.loop, camera_retries=retries,
+                       realtime=config.source.realtime, max_pixels=config.source.max_pixels)
+
+
+def build_runtime(config: Config, sinks: Iterable[Sink] = (), *, source: FrameSource | None = None,
+                  models: tuple[FaceDetector, EmotionClassifier] | None = None) -> Runtime:
+    """The runtime the config describes: its detector and model loaded (unless ``models`` are given), its source
+    (``source.spec`` unless ``source`` is given) not opened yet, its smoothing, reporting and annotation set up."""
+    detector, classifier = load_models(config) if models is None else models
+    d, s, output = config.detector, config.smoothing, config.output
+    reporter = Reporter(output.mode, max_missed_s=s.max_missed_s, summary_seconds=output.summary_seconds)
+    return Runtime(source_from_config(config) if source is None else source, detector, classifier,
+                   FaceSmoother(classifier.labels, s), reporter, sinks, crop=CropOptions(d.margin, d.align),
+                   every_n=d.every_n, max_frames=config.source.max_frames,
+                   annotator=Annotator(output.annotate) if output.annotate else None)
+
+
 def build_sinks(config: Config) -> list:
     """The sinks the config asks for, in order: stdout, file, MQTT."""
     sinks: list = []
@@ -53,10 +95,10 @@ def build_sinks(config: Config) -> list:
         sinks.append(RotatingFileSink(config.sinks.file, config.sinks.file_max_bytes, config.sinks.file_backups))
     m = config.mqtt
     if m.host:
-        discovery = Discovery(m.node_id, m.discovery_prefix, __version__) if m.discovery else None
+        companion = HomeAssistantPublisher(Discovery(m.node_id, m.discovery_prefix, __version__)) if m.discovery else None
         spool = Spool(m.spool_file, m.spool_max_bytes) if m.spool_file else None
         files = mqtt_tls_files(m)
-        sinks.append(MqttSink.from_options(m, password=mqtt_password(m), discovery=discovery, spool=spool,
+        sinks.append(MqttSink.from_options(m, password=mqtt_password(m), companion=companion, spool=spool,
                                            tls=tls_context(files) if files is not None else None))
     return sinks
 
@@ -68,7 +110,7 @@ class Service:
                  notifier: Notifier | None = None):
         self.config = config
         self.sinks = build_sinks(config) if sinks is None else sinks
-        self.runtime = runtime or Runtime.from_config(config, sinks=self.sinks)
+        self.runtime = runtime or build_runtime(config, self.sinks)
         self.notifier = notifier or (Notifier() if config.service.notify else Notifier(environ={}))
         self.metrics = None
         self.http = None
@@ -87,7 +129,7 @@ class Service:
             if config.http.preview:
                 from edge_runtime.preview import Preview
 
-                self.preview = Preview(config.model.file.name)
+                self.preview = Preview(config.model.file.name, draw_events)
             http = config.http
             self.http = HealthServer(http.listen, self.metrics, self.health, self.preview,
                                      allowed_hosts=http.allowed_hosts,

@@ -30,8 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge_runtime.detectors import Box
-from edge_runtime.schema import setting
+from edge_runtime.core.faces import Box
+from edge_runtime.core.records import setting
 
 UNCERTAIN = "uncertain"
 # How far back the start of a new lead may be dated: half the frame interval at 5 fps (see FaceState.update).

@@ -168,7 +168,7 @@ def mosquitto(tmp_path):
 
 def face_event(frame: int, source: str = "test.mp4"):
     """A real event record (the sinks' input), numbered by frame so that delivery can be counted."""
-    from edge_runtime.events import FaceEvent
+    from edge_runtime.core.faces import FaceEvent
 
     return FaceEvent(source=source, frame=frame, ts=1795318123.925, face=0, track=0, box=(10, 20, 48, 48),
                      label="happy", raw_label="happy", score=0.9, raw_score=0.8, probs={"happy": 0.9, "sad": 0.1})

@@ -158,7 +158,7 @@ def test_a_sidecars_cpu_model_may_name_only_a_sibling_tflite(tmp_path, cpu_model
 
 
 def test_the_streamed_edge_tpu_check_finds_the_marker_across_chunk_borders(tmp_path):
-    from edge_runtime.interpreter import EDGETPU_MARKER, is_edgetpu_compiled
+    from edge_runtime.core.interpreter import EDGETPU_MARKER, is_edgetpu_compiled
 
     for offset in range(0, 40, 3):  # the marker at every position across the border of two 32-byte chunks
         model = tmp_path / f"m{offset}.tflite"

@@ -13,8 +13,8 @@ import pytest
 
 from edge_runtime.config import config_from_dict, mqtt_password, preflight
 from edge_runtime.core.errors import ConfigError
-from edge_runtime.sinks import MqttSink, TlsFiles, tls_context
-from edge_runtime.spool import Spool
+from edge_runtime.sinks.mqtt import MqttSink, TlsFiles, tls_context
+from edge_runtime.sinks.spool import Spool
 from tests.conftest import MEDIA, SHIPPED_INT8, Mosquitto, face_event, require, run_main, subscriber, wait_for
 
 

@@ -6,8 +6,8 @@ from collections import Counter
 import pytest
 
 from edge_runtime.config import Config, with_overrides
-from edge_runtime.pipeline import Runtime
-from edge_runtime.reporting import FaceChange, Summary
+from edge_runtime.service import build_runtime
+from edge_runtime.core.faces import FaceChange, Summary
 from edge_runtime.sinks import CallbackSink
 from tests.conftest import MEDIA, SHIPPED_INT8, require
 
@@ -20,7 +20,7 @@ def run(mode: str, **overrides):
     settings = with_overrides(Config(), {"model.path": str(model), "source.spec": str(video), "output.mode": mode,
                                          **overrides})
     delivered, per_frame, frame_times = [], [], []
-    runtime = Runtime.from_config(settings, sinks=[CallbackSink(delivered.append)])
+    runtime = build_runtime(settings, sinks=[CallbackSink(delivered.append)])
     runtime.frame_listeners.append(lambda frame, events: (per_frame.append(list(events)),
                                                           frame_times.append(frame.timestamp)))
     runtime.run()

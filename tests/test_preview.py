@@ -16,20 +16,21 @@ import numpy as np
 import pytest
 
 from edge_runtime.core.labels import LABELS
-from edge_runtime.events import FaceEvent
+from edge_runtime.core.faces import FaceEvent
+from edge_runtime.annotate import draw_events
 from edge_runtime.preview import FaceReadings, Preview
 from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, require
 
 
 def test_nothing_is_encoded_while_nobody_watches():
-    preview = Preview("m.tflite")
+    preview = Preview("m.tflite", draw_events)
     frame = np.zeros((48, 64, 3), np.uint8)
     preview.offer(frame, [], 0.0)
     assert preview.jpeg is None and preview.frame_id == 0  # no viewer: not even a JPEG encode
 
 
 def test_one_shared_frame_for_every_viewer():
-    preview = Preview("m.tflite")
+    preview = Preview("m.tflite", draw_events)
     preview.min_interval = 0.0  # no rate limit for this test
     preview.viewers = 2  # as if two browsers were connected
     for shade in (10, 200):

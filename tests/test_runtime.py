@@ -8,8 +8,8 @@ import cv2
 import pytest
 
 from edge_runtime.config import Config, with_overrides
-from edge_runtime.pipeline import Runtime
-from edge_runtime.events import FaceEvent
+from edge_runtime.service import build_runtime
+from edge_runtime.core.faces import FaceEvent
 from edge_runtime.sinks import CallbackSink
 from tests.conftest import MEDIA, SHIPPED_INT8, png_bomb, require, run_cli
 
@@ -25,7 +25,7 @@ def int8_model():
 def run_events(model, source, **overrides):
     settings = with_overrides(Config(), {"model.path": str(model), "source.spec": str(source), **overrides})
     events = []
-    runtime = Runtime.from_config(settings, sinks=[CallbackSink(lambda event: events.append(event.to_json()))])
+    runtime = build_runtime(settings, sinks=[CallbackSink(lambda event: events.append(event.to_json()))])
     stats = runtime.run()
     return events, stats, runtime
 
@@ -165,7 +165,7 @@ def test_a_failing_sink_is_logged_once_per_streak_and_counted(int8_model, caplog
 
     settings = with_overrides(Config(), {"model.path": str(int8_model), "source.spec": str(video),
                                          "source.max_frames": 40})
-    runtime = Runtime.from_config(settings, sinks=[CallbackSink(flaky, name="flaky")])
+    runtime = build_runtime(settings, sinks=[CallbackSink(flaky, name="flaky")])
     with caplog.at_level("WARNING"):
         stats = runtime.run()
     assert stats.sink_failures == {"flaky": 20} and len(delivered) == stats.events - 20 > 3

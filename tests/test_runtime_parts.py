@@ -18,7 +18,7 @@ from edge_runtime.core.contract import (Budget, FloatReference, ModelContract, T
                                         load_contract, verification_summary)
 from edge_runtime.core.errors import FerError, ModelError
 from edge_runtime.detectors import Box, DetectorOptions, crop_face, find_faces
-from edge_runtime.interpreter import EdgeTpuError, InterpreterApi, make_interpreter
+from edge_runtime.core.interpreter import EdgeTpuError, InterpreterApi, make_interpreter
 from edge_runtime.core.labels import LABELS
 from edge_runtime.smoothing import UNCERTAIN, decide
 from edge_runtime.sources import CameraSource, SourceHealth, open_source
@@ -196,7 +196,7 @@ def test_edgetpu_errors_are_distinct(tmp_path, monkeypatch, caplog):
     def no_device(library):
         raise ValueError("Failed to load delegate from libedgetpu.so.1")
 
-    from edge_runtime.interpreter import interpreter_api
+    from edge_runtime.core.interpreter import interpreter_api
 
     api = InterpreterApi(interpreter_api().interpreter_class, no_device, "test")
     with pytest.raises(EdgeTpuError, match="no Edge TPU runtime: libedgetpu.so.1 not found"):  # this machine

@@ -19,8 +19,9 @@ import tomllib
 from edge_runtime.config import Config, config_from_dict, describe_schema, load_config
 from edge_runtime.core.contract import budget_state, load_contract
 from edge_runtime.core.errors import ConfigError
-from edge_runtime.events import FaceEvent
-from edge_runtime.sinks import MqttSink, RotatingFileSink
+from edge_runtime.core.faces import FaceEvent
+from edge_runtime.sinks import RotatingFileSink
+from edge_runtime.sinks.mqtt import MqttSink
 from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, face_event, free_port, require, run_cli, subscriber, wait_for
 
 
@@ -215,7 +216,7 @@ def test_mqtt_delivery_and_broker_restart(mosquitto):
 
 
 def test_garbage_in_the_spool_is_set_aside_and_every_good_event_still_arrives(mosquitto, tmp_path):
-    from edge_runtime.spool import Spool, SpooledMessage
+    from edge_runtime.sinks.spool import Spool, SpooledMessage
 
     path = tmp_path / "spool.jsonl"
     spool = Spool(path, max_bytes=10_000_000)
@@ -246,8 +247,8 @@ def test_events_the_disk_refuses_to_spool_wait_in_memory_and_beyond_it_are_count
     # The disk is the boundary mocked here: every write fails as on a full disk, until the monkeypatch is undone.
     import errno
 
-    import edge_runtime.spool as spool_module
-    from edge_runtime.spool import Spool
+    import edge_runtime.sinks.spool as spool_module
+    from edge_runtime.sinks.spool import Spool
 
     mosquitto.stop()
     sink = MqttSink("127.0.0.1", mosquitto.port, "fer/test", max_backoff_s=1, buffer_size=3,

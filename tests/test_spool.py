@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from edge_runtime.spool import Spool, SpooledMessage
+from edge_runtime.sinks.spool import Spool, SpooledMessage
 
 
 def message(n: int) -> SpooledMessage:
@@ -77,7 +77,7 @@ def test_a_refused_or_short_write_leaves_no_torn_line_and_is_reported(tmp_path, 
     import errno
     import os
 
-    import edge_runtime.spool as spool_module
+    import edge_runtime.sinks.spool as spool_module
 
     spool = Spool(tmp_path / "spool.jsonl", max_bytes=1_000_000)
     spool.append(message(0))

@@ -9,7 +9,8 @@ Haar cascade at the same detection rate (benchmarks/detectors.py).
 from __future__ import annotations
 
 from edge_runtime.core.errors import ConfigError
-from edge_runtime.detectors.base import Box, DetectorOptions, Eyes, FaceDetector, crop_face, face_crop, find_faces
+from edge_runtime.core.faces import Box, Eyes
+from edge_runtime.detectors.base import CropOptions, DetectorOptions, FaceDetector, crop_face, face_crop, find_faces
 from edge_runtime.detectors.blazeface import BlazeFaceDetector
 from edge_runtime.detectors.haar import HaarDetector
 from edge_runtime.detectors.yunet import YuNetDetector
@@ -22,7 +23,7 @@ DETECTORS = {
     "yunet": YuNetDetector,
 }
 
-__all__ = ["Box", "DETECTORS", "DetectorOptions", "Eyes", "FaceDetector", "crop_face", "face_crop", "find_faces",
+__all__ = ["Box", "CropOptions", "DETECTORS", "DetectorOptions", "Eyes", "FaceDetector", "crop_face", "face_crop", "find_faces",
            "make_detector"]
 
 

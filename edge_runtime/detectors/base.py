@@ -1,51 +1,19 @@
-"""What every face detector shares: the box type, the options, the protocol, and
+"""What every face detector shares: the options, the protocol, and
 the detector-independent steps around it (scaling, size filter, duplicate
 merging, largest-first ordering, clipped crops)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
 
+from edge_runtime.core.faces import Box
+
 # Two boxes whose intersection covers this much of the smaller one are the same face.
 DUPLICATE_OVERLAP = 0.5
-
-
-class Eyes(NamedTuple):
-    """The centres of a face's eyes in frame pixels: the one on the image's left first (the person's right eye)."""
-
-    left_x: float
-    left_y: float
-    right_x: float
-    right_y: float
-
-    def scaled(self, factor: float) -> "Eyes":
-        return Eyes(*(value * factor for value in self))
-
-
-class Box(NamedTuple):
-    """A face box in frame pixels, with the detector's confidence (1.0 where it gives none) and, from detectors
-    that find them, the eye centres (what :func:`face_crop` levels the face by)."""
-
-    x: int
-    y: int
-    w: int
-    h: int
-    score: float = 1.0
-    eyes: Eyes | None = None
-
-    @property
-    def area(self) -> int:
-        return self.w * self.h
-
-    def intersection(self, other: "Box") -> int:
-        """Area shared with ``other`` (0 when they do not overlap)."""
-        width = min(self.x + self.w, other.x + other.w) - max(self.x, other.x)
-        height = min(self.y + self.h, other.y + other.h) - max(self.y, other.y)
-        return max(0, width) * max(0, height)
 
 
 @dataclass(frozen=True)
@@ -56,6 +24,14 @@ class DetectorOptions:
     max_faces: int = 0          # 0 = all faces, 1 = largest only, N = the N largest
     detect_width: int = 240     # frames wider than this are downscaled for detection (0 = never)
     threads: int = 1            # interpreter threads of model-based detectors
+
+
+@dataclass(frozen=True)
+class CropOptions:
+    """How a face box becomes the classifier's crop (see :func:`face_crop`); the ``[detector]`` section sets both."""
+
+    margin: float = 0.0  # grow the box by this fraction of its side on every side
+    align: bool = True  # level the face by its eye keypoints
 
 
 class FaceDetector(Protocol):

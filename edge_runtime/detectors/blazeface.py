@@ -24,9 +24,10 @@ import cv2
 import numpy as np
 
 from edge_runtime.core.errors import ConfigError, ModelError
-from edge_runtime.detectors.base import Box, DetectorOptions, Eyes
-from edge_runtime.interpreter import make_interpreter
-from edge_runtime.schema import setting
+from edge_runtime.core.faces import Box, Eyes
+from edge_runtime.detectors.base import DetectorOptions
+from edge_runtime.core.interpreter import make_interpreter
+from edge_runtime.core.records import setting
 
 BUNDLED_MODEL = Path(__file__).with_name("blazeface_short_range.tflite")
 # Boxes that overlap this much are one face: MediaPipe blends them rather than dropping all but one.

@@ -14,8 +14,9 @@ import numpy as np
 from dataclasses import dataclass
 
 from edge_runtime.core.errors import ConfigError
-from edge_runtime.detectors.base import Box, DetectorOptions
-from edge_runtime.schema import setting
+from edge_runtime.core.faces import Box
+from edge_runtime.detectors.base import DetectorOptions
+from edge_runtime.core.records import setting
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ import numpy as np
 from dataclasses import dataclass
 
 from edge_runtime.core.errors import ConfigError
-from edge_runtime.detectors.base import Box, DetectorOptions, Eyes
-from edge_runtime.schema import setting
+from edge_runtime.core.faces import Box, Eyes
+from edge_runtime.detectors.base import DetectorOptions
+from edge_runtime.core.records import setting
 
 
 @dataclass(frozen=True)

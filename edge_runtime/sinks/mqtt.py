@@ -1,60 +1,29 @@
-"""Where events go: stdout JSON lines (the journal), a size-rotated JSONL file, and MQTT.
+"""The MQTT sink: events published with QoS 1 over a supervised connection, buffered while the broker is away.
 
-Every sink follows the :class:`Sink` protocol. A sink never raises into the
-processing loop (the pipeline guards that too, and counts failures); the MQTT
-sink buffers in a bounded queue while the broker is away and counts, and logs,
-what it had to drop.
+Three parts: the connection (paho-mqtt, reconnecting with a backoff, TLS by :func:`tls_context`), the delivery
+queue (memory up to ``buffer_size``, or an append-only :class:`~edge_runtime.sinks.spool.Spool` on disk), and any
+:class:`Companion` that rides on the same connection (Home Assistant's discovery, availability and state, built by
+the service from :mod:`edge_runtime.homeassistant`), which the transport carries without knowing what it says.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import ssl
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from edge_runtime.core.errors import ConfigError
-from edge_runtime.core.records import JsonRecord
-from edge_runtime.schema import setting
-from edge_runtime.spool import Spool, SpooledMessage
-from edge_runtime.homeassistant import AVAILABLE, NOT_AVAILABLE, Discovery, StateTracker, state_payload
+from edge_runtime.core.publication import Publication
+from edge_runtime.core.records import JsonRecord, setting
+from edge_runtime.sinks import event_line
+from edge_runtime.sinks.spool import Spool, SpooledMessage
 
 log = logging.getLogger(__name__)
-
-
-class Sink(Protocol):
-    """Where the pipeline hands each event."""
-
-    name: str  # labels its metrics and log lines
-
-    @property
-    def dropped(self) -> int:
-        """Events this sink had to throw away (a full buffer, say)."""
-
-    @property
-    def connected(self) -> bool:
-        """Whether events reach their destination now (a local sink always; MQTT while the broker is there)."""
-
-    @property
-    def fault(self) -> str:
-        """Why the sink cannot deliver even with its destination there (its sender crashed and restarts); empty
-        while it works."""
-
-    def __call__(self, event: JsonRecord) -> None:
-        """Take one event; must return quickly (the processing loop waits for it)."""
-
-    def flush(self, timeout: float = ...) -> bool:
-        """Deliver what is buffered within ``timeout`` seconds; whether everything went out."""
-
-    def close(self) -> None:
-        """Flush and release the sink's resources."""
 
 
 def _connect_error(host: str, port: int, tls: ssl.SSLContext | None = None) -> str:
@@ -109,87 +78,6 @@ def tls_context(files: TlsFiles) -> ssl.SSLContext:
     return context
 
 
-def _line(event: JsonRecord) -> str:
-    return json.dumps(event.to_json(), separators=(",", ":")) + "\n"
-
-
-class _LocalSink:
-    """What every in-process sink shares: it never drops, is always connected, and closes by flushing."""
-
-    dropped = 0
-    connected = True
-    fault = ""
-
-    def flush(self, timeout: float = 0.0) -> bool:
-        return True
-
-    def close(self) -> None:
-        self.flush()
-
-
-class CallbackSink(_LocalSink):
-    """Hands each event to a function: for programs that embed the runtime (and for tests and benchmarks)."""
-
-    def __init__(self, callback: Callable[[JsonRecord], None], name: str = "callback"):
-        self.callback, self.name = callback, name
-
-    def __call__(self, event: JsonRecord) -> None:
-        self.callback(event)
-
-
-class StdoutSink(_LocalSink):
-    """One JSON line per event on stdout, flushed at once (journald and pipes see it immediately)."""
-
-    name = "stdout"
-
-    def __call__(self, event: JsonRecord) -> None:
-        sys.stdout.write(_line(event))
-        sys.stdout.flush()
-
-    def flush(self, timeout: float = 0.0) -> bool:
-        sys.stdout.flush()
-        return True
-
-
-class RotatingFileSink(_LocalSink):
-    """JSON lines appended to a file, rotated to ``file.1`` .. ``file.N`` when it passes ``max_bytes``."""
-
-    name = "file"
-
-    def __init__(self, path: str | Path, max_bytes: int = 10_000_000, backups: int = 5):
-        self.path = Path(path)
-        self.max_bytes, self.backups = max_bytes, backups
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path, "a", encoding="utf-8")
-
-    def __call__(self, event: JsonRecord) -> None:
-        self._handle.write(_line(event))
-        if self._handle.tell() >= self.max_bytes:
-            self._rotate()
-
-    def _rotate(self) -> None:
-        self._handle.close()
-        for index in range(self.backups - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{index}")
-            if older.exists():
-                os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
-        if self.backups > 0:
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        else:
-            self.path.unlink()
-        self._handle = open(self.path, "a", encoding="utf-8")
-
-    def flush(self, timeout: float = 0.0) -> bool:
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        return True
-
-    def close(self) -> None:
-        if not self._handle.closed:
-            self.flush()
-            self._handle.close()
-
-
 @dataclass(frozen=True)
 class MqttOptions:
     """``[mqtt]``: the MQTT sink's own options (the config schema's section is this class)."""
@@ -229,6 +117,23 @@ class MqttOptions:
 LOGIN_REFUSALS = frozenset({"Bad user name or password", "Not authorized"})
 
 
+class Companion(Protocol):
+    """Messages that ride on the sink's connection besides the events (Home Assistant's, for one): all retained,
+    QoS 1. The sink decides when; the companion decides what."""
+
+    def last_will(self) -> Publication:
+        """What the broker publishes when the connection drops without a clean disconnect."""
+
+    def on_connect(self) -> list[Publication]:
+        """Sent on every (re)connection, before any event."""
+
+    def on_record(self, record: JsonRecord) -> list[Publication]:
+        """Sent after the event ``record`` (empty when it changes nothing the companion reports)."""
+
+    def on_clean_stop(self) -> list[Publication]:
+        """Sent at a clean stop while connected (the last will is for crashes)."""
+
+
 class Message(NamedTuple):
     """One MQTT publication waiting in the sink's buffer."""
 
@@ -258,7 +163,7 @@ class MqttSink:
                  qos: int = MqttOptions.qos, client_id: str = MqttOptions.client_id,
                  buffer_size: int = MqttOptions.buffer_size, keepalive: int = MqttOptions.keepalive,
                  username: str = MqttOptions.username, password: str = "",
-                 max_backoff_s: int = MqttOptions.max_backoff_s, discovery: Discovery | None = None,
+                 max_backoff_s: int = MqttOptions.max_backoff_s, companion: Companion | None = None,
                  spool: Spool | None = None, tls: ssl.SSLContext | None = None):
         try:
             import paho.mqtt.client as mqtt
@@ -272,8 +177,7 @@ class MqttSink:
         self.failed_attempts = 0  # connection attempts that failed since the last success
         self.refused_login = False  # the last attempt was refused for its credentials
         self.queue: collections.deque[Message] = collections.deque()
-        self.discovery = discovery
-        self._state = StateTracker()
+        self.companion = companion
         self.buffer_size = buffer_size
         self.dropped = 0
         self.published = 0
@@ -301,9 +205,10 @@ class MqttSink:
             self.client.username_pw_set(username, password or None)
         if tls is not None:
             self.client.tls_set_context(tls)
-        if discovery is not None:
+        if companion is not None:
             # The broker publishes this when the connection drops without a clean disconnect (a crash, a power cut).
-            self.client.will_set(discovery.availability_topic, NOT_AVAILABLE, qos=1, retain=True)
+            will = companion.last_will()
+            self.client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
         self.client.reconnect_delay_set(min_delay=1, max_delay=max_backoff_s)
         self.client.connect_timeout = 2.0  # an unreachable broker must not hold a connect attempt for long
         self.client.max_queued_messages_set(0)
@@ -317,13 +222,13 @@ class MqttSink:
         self._sender.start()
 
     @classmethod
-    def from_options(cls, options: MqttOptions, *, password: str = "", discovery: Discovery | None = None,
+    def from_options(cls, options: MqttOptions, *, password: str = "", companion: Companion | None = None,
                      spool: Spool | None = None, tls: ssl.SSLContext | None = None) -> "MqttSink":
-        """The sink the ``[mqtt]`` section describes (the secrets, spool and Home Assistant parts come built)."""
+        """The sink the ``[mqtt]`` section describes (the secrets, spool and companion come built)."""
         o = options
         return cls(o.host, o.port, o.topic, qos=o.qos, client_id=o.client_id, buffer_size=o.buffer_size,
                    keepalive=o.keepalive, username=o.username, password=password, max_backoff_s=o.max_backoff_s,
-                   discovery=discovery, spool=spool, tls=tls)
+                   companion=companion, spool=spool, tls=tls)
 
     @property
     def connected(self) -> bool:
@@ -378,10 +283,9 @@ class MqttSink:
         self.refused_login = False
         after = f" after {self.failed_attempts} failed attempts" if self.failed_attempts else ""
         self.failed_attempts = 0
-        if self.discovery is not None:  # announce the device again on every (re)connection: retained, QoS 1
-            client.publish(self.discovery.availability_topic, AVAILABLE, qos=1, retain=True)
-            for topic, payload in self.discovery.configs():
-                client.publish(topic, json.dumps(payload), qos=1, retain=True)
+        if self.companion is not None:  # e.g. announce the device again on every (re)connection
+            for publication in self.companion.on_connect():
+                client.publish(publication.topic, publication.payload, qos=1, retain=publication.retain)
         log.info("MQTT connected to %s:%d%s; %d events queued", self.host, self.port, after, len(self.queue))
 
     def _on_connect_fail(self, client, userdata):
@@ -469,10 +373,9 @@ class MqttSink:
             self._overflow.popleft()
 
     def __call__(self, event: JsonRecord) -> None:
-        messages = [Message(self.topic, _line(event).rstrip("\n"))]
-        state = self._state.update(event) if self.discovery is not None else None
-        if state is not None:  # the Home Assistant sensors' state, retained so a restarted HA sees it at once
-            messages.append(Message(self.discovery.state_topic, state_payload(state), retain=True))
+        messages = [Message(self.topic, event_line(event).rstrip("\n"))]
+        if self.companion is not None:  # e.g. the Home Assistant sensors' state, retained
+            messages += [Message(*publication) for publication in self.companion.on_record(event)]
         with self._lock:
             if self.spool is not None and not self._closing and (not self._connected or self.spool.size
                                                                   or self._overflow):
@@ -577,8 +480,10 @@ class MqttSink:
         elif unsent:
             state = "connected" if connected else "refused the login" if self.refused_login else "unreachable"
             log.error("MQTT: %d events not delivered at stop (broker %s)", unsent, state)
-        if connected and self.discovery is not None:  # a clean stop: say so (the last will is for crashes)
-            self.client.publish(self.discovery.availability_topic, NOT_AVAILABLE, qos=1, retain=True).wait_for_publish(1.0)
+        if connected and self.companion is not None:  # a clean stop: say so (the last will is for crashes)
+            for publication in self.companion.on_clean_stop():
+                self.client.publish(publication.topic, publication.payload, qos=1,
+                                    retain=publication.retain).wait_for_publish(1.0)
         self.client.disconnect()
         if connected:
             self.client.loop_stop()
