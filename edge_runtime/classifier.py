@@ -7,13 +7,15 @@ dequantization live in one pure helper each around a stock interpreter.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edge_runtime.core.contract import ModelContract, TensorSpec, load_contract, verification_summary
 from edge_runtime.core.errors import ModelError
-from edge_runtime.core.interpreter import EdgeTpuError, make_interpreter
+from edge_runtime.core.interpreter import BACKENDS, EdgeTpuError, make_interpreter
+from edge_runtime.core.records import setting
 
 log = logging.getLogger(__name__)
 
@@ -127,3 +129,28 @@ def _cpu_twin(model_path: Path, contract: ModelContract) -> tuple[Path, ModelCon
                          f"next to it; copy it there or pass --model with it")
     log.info("running %s on the CPU in place of %s (the same int8 graph)", twin.name, model_path.name)
     return twin, load_contract(twin)
+
+
+def packaged_model() -> Path:
+    """The int8 Model 3 shipped inside the package (a copy of ``models/fer_cnn_lstm_int8.tflite``, with its sidecar)."""
+    from importlib.resources import files
+
+    return Path(str(files("edge_runtime").joinpath("models", "fer_cnn_lstm_int8.tflite")))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The ``[model]`` section: which model, on what, and how it is run."""
+
+    path: str = setting("", "converted .tflite model (its .json sidecar must sit next to it); empty = the int8 Model 3 "
+                        "inside the package")
+    backend: str = setting("cpu", "inference backend", choices=BACKENDS)
+    fallback_to_cpu: bool = setting(True, "run on the CPU when the Edge TPU is missing or the model is not compiled for it")
+    threads: int = setting(1, "interpreter and OpenCV threads", minimum=1, maximum=64)
+    tta: str = setting("flip", "test-time augmentation: flip also classifies the mirrored face and averages the "
+                       "two (two invokes per face)", choices=TTA_MODES)
+
+    @property
+    def file(self) -> Path:
+        """The model file to load: ``path``, or the packaged model when it is empty."""
+        return Path(self.path) if self.path else packaged_model()

@@ -1,8 +1,12 @@
 """The runtime's one configuration schema: typed, documented, validated on load.
 
-Every setting lives here with its default, its allowed values and a one-line
-description; ``edge-runtime check-config FILE`` validates a TOML file against
-it and ``edge-runtime show-config`` prints the defaults. Unknown keys are
+The schema is composed of the components' own sections: each component
+(classifier, source, detectors, smoothing, reporting, HTTP, sinks, MQTT)
+defines its section as a frozen dataclass whose fields carry their default,
+allowed values and a one-line description, once; this module adds the
+service's own section, loading, overrides and the checks run before start-up.
+``edge-runtime check-config FILE`` validates a TOML file against it and
+``edge-runtime show-config`` prints the defaults. Unknown keys are
 errors (a typo must not silently fall back to a default), and every error
 names the key path, the bad value and what is allowed.
 """
@@ -16,18 +20,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple, get_type_hints
 
-from edge_runtime.classifier import TTA_MODES
+from edge_runtime.classifier import ModelConfig
 from edge_runtime.core.errors import ConfigError, FerError
 from edge_runtime.core.records import Dialect, build_checked, setting
-from edge_runtime.detectors import DETECTORS, CropOptions, DetectorOptions
-from edge_runtime.detectors.blazeface import BlazeFaceOptions
-from edge_runtime.detectors.haar import HaarOptions
-from edge_runtime.detectors.yunet import YuNetOptions
-from edge_runtime.health import is_loopback, parse_listen
-from edge_runtime.core.interpreter import BACKENDS
-from edge_runtime.reporting import OUTPUT_MODES
+from edge_runtime.detectors import DetectorConfig
+from edge_runtime.health import HttpConfig, is_loopback, parse_listen
+from edge_runtime.reporting import OutputConfig
+from edge_runtime.sinks import SinksConfig
 from edge_runtime.sinks.mqtt import MqttOptions, TlsFiles, tls_context
 from edge_runtime.smoothing import SmoothingOptions
+from edge_runtime.sources import SourceConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,98 +41,6 @@ RENAMED_KEYS = {
 }
 # How the config's errors speak: keys and tables (TOML), raised as ConfigError.
 CONFIG = Dialect(error=ConfigError, noun="key", container="a table", renamed=RENAMED_KEYS)
-
-
-def packaged_model() -> Path:
-    """The int8 Model 3 shipped inside the package (a copy of ``models/fer_cnn_lstm_int8.tflite``, with its sidecar)."""
-    from importlib.resources import files
-
-    return Path(str(files("edge_runtime").joinpath("models", "fer_cnn_lstm_int8.tflite")))
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    path: str = setting("", "converted .tflite model (its .json sidecar must sit next to it); empty = the int8 Model 3 "
-                        "inside the package")
-    backend: str = setting("cpu", "inference backend", choices=BACKENDS)
-    fallback_to_cpu: bool = setting(True, "run on the CPU when the Edge TPU is missing or the model is not compiled for it")
-    threads: int = setting(1, "interpreter and OpenCV threads", minimum=1, maximum=64)
-    tta: str = setting("flip", "test-time augmentation: flip also classifies the mirrored face and averages the "
-                       "two (two invokes per face)", choices=TTA_MODES)
-
-    @property
-    def file(self) -> Path:
-        """The model file to load: ``path``, or the packaged model when it is empty."""
-        return Path(self.path) if self.path else packaged_model()
-
-
-@dataclass(frozen=True)
-class SourceConfig:
-    spec: str = setting("0", "image, folder, video file, camera index, /dev/videoN, rtsp:// or http:// URL, or picamera2[:N]")
-    loop: bool = setting(False, "replay a video file or folder endlessly (soak tests, demos)")
-    camera_retries: int = setting(-1, "reopen attempts before giving up on a camera (-1 = forever, with backoff)", minimum=-1)
-    max_frames: int = setting(0, "stop after this many frames (0 = no limit)", minimum=0)
-    max_pixels: int = setting(50_000_000, "skip images whose header claims more pixels than this, before decoding "
-                              "(a small file can decode to gigabytes); 0 = OpenCV's own limit only", minimum=0)
-    realtime: bool = setting(False, "play a video file at its own frame rate, as a camera delivers frames (demos, "
-                             "live-view checks); off = as fast as it decodes (batch work)")
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    name: str = setting("blazeface", "face detector: blazeface (bundled MediaPipe model on LiteRT), haar (OpenCV cascade) "
-                        "or yunet (needs detector.yunet.model_path)", choices=tuple(DETECTORS))
-    # The detector's shared options keep their defaults in DetectorOptions (edge_runtime.detectors), defined once.
-    min_face: int = setting(DetectorOptions.min_face, "smallest face side in pixels", minimum=8)
-    max_faces: int = setting(DetectorOptions.max_faces, "0 = all faces, 1 = largest only, N = the N largest", minimum=0)
-    every_n: int = setting(2, "detect on every Nth frame of a video and reuse the boxes in between", minimum=1)
-    detect_width: int = setting(DetectorOptions.detect_width, "downscale wider frames to this width for detection "
-                                "only (0 = full size); the crop still comes from the full frame", minimum=0)
-    align: bool = setting(CropOptions.align, "level each face (undo its roll) by its eye keypoints before classifying (detectors "
-                          "that find eyes: blazeface, yunet)")
-    margin: float = setting(CropOptions.margin, "grow the face box by this fraction of its side on every side before cropping (0: the "
-                            "box frames a face as FER2013 does; benchmarks/pipeline_accuracy.py)", minimum=0.0,
-                            maximum=1.0)
-    # Each backend's own options (Frigate-style): only the chosen detector's section is used.
-    blazeface: BlazeFaceOptions = field(default_factory=BlazeFaceOptions)
-    haar: HaarOptions = field(default_factory=HaarOptions)
-    yunet: YuNetOptions = field(default_factory=YuNetOptions)
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    mode: str = setting("frames", "what the sinks get: frames (every face in every frame), changes (a face appeared, "
-                        "changed its label, left) or summary (every summary_seconds)", choices=OUTPUT_MODES)
-    summary_seconds: float = setting(60.0, "summary mode: the period each summary covers", minimum=0.01)
-    annotate: str = setting("", "write frames with boxes and labels to this video/image path (off by default: privacy)")
-
-
-@dataclass(frozen=True)
-class HttpConfig:
-    listen: str = setting("", "serve /healthz and /metrics on HOST:PORT, e.g. 127.0.0.1:9108 (empty = off)")
-    stall_seconds: float = setting(10.0, "/healthz answers 503 when no frame arrived for this long", minimum=0.5)
-    metrics_prefix: str = setting("fer_edge", "prefix of every Prometheus metric name")
-    preview: bool = setting(False, "serve a live view at / (MJPEG at /stream.mjpg, with boxes and labels) on this "
-                            "listener; nothing is written to disk, and it costs nothing while nobody watches")
-    allowed_hosts: str = setting("", "host names that requests may be addressed to (the Host header), comma-separated, "
-                                 "besides IP addresses, localhost and this machine's own name; any other name is "
-                                 "refused (a web page must not reach the camera by DNS rebinding)")
-    auth_file: str = setting("", "file holding USER:PASSWORD (mode 0600): every request must then log in with HTTP "
-                             "basic auth (what a browser asks for) or send `Authorization: Bearer PASSWORD` "
-                             "(empty = no authentication)")
-    allow_unauthenticated: bool = setting(False, "serve a non-loopback http.listen without http.auth_file (anyone "
-                                          "who reaches the port sees the metrics, and with http.preview the camera)")
-    tls_cert_file: str = setting("", "serve HTTPS with this PEM certificate (chain) instead of plain HTTP (empty = "
-                                 "plain; needs http.tls_key_file)")
-    tls_key_file: str = setting("", "the certificate's PEM private key (mode 0600)")
-
-
-@dataclass(frozen=True)
-class SinksConfig:
-    stdout: bool = setting(True, "one JSON line per event on stdout (the journal under systemd)")
-    file: str = setting("", "append JSON lines to this file, size-rotated (empty = off)")
-    file_max_bytes: int = setting(10_000_000, "rotate the file when it reaches this size", minimum=1024)
-    file_backups: int = setting(5, "rotated files to keep", minimum=0)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Callable
 
 from edge_runtime.core.contract import ModelContract, budget_state
 from edge_runtime.core.errors import ConfigError
-from edge_runtime.core.records import JsonRecord
+from edge_runtime.core.records import JsonRecord, setting
 
 log = logging.getLogger(__name__)
 
@@ -369,3 +369,25 @@ class HealthServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The ``[http]`` section: the health, metrics and live-view listener."""
+
+    listen: str = setting("", "serve /healthz and /metrics on HOST:PORT, e.g. 127.0.0.1:9108 (empty = off)")
+    stall_seconds: float = setting(10.0, "/healthz answers 503 when no frame arrived for this long", minimum=0.5)
+    metrics_prefix: str = setting("fer_edge", "prefix of every Prometheus metric name")
+    preview: bool = setting(False, "serve a live view at / (MJPEG at /stream.mjpg, with boxes and labels) on this "
+                            "listener; nothing is written to disk, and it costs nothing while nobody watches")
+    allowed_hosts: str = setting("", "host names that requests may be addressed to (the Host header), comma-separated, "
+                                 "besides IP addresses, localhost and this machine's own name; any other name is "
+                                 "refused (a web page must not reach the camera by DNS rebinding)")
+    auth_file: str = setting("", "file holding USER:PASSWORD (mode 0600): every request must then log in with HTTP "
+                             "basic auth (what a browser asks for) or send `Authorization: Bearer PASSWORD` "
+                             "(empty = no authentication)")
+    allow_unauthenticated: bool = setting(False, "serve a non-loopback http.listen without http.auth_file (anyone "
+                                          "who reaches the port sees the metrics, and with http.preview the camera)")
+    tls_cert_file: str = setting("", "serve HTTPS with this PEM certificate (chain) instead of plain HTTP (empty = "
+                                 "plain; needs http.tls_key_file)")
+    tls_key_file: str = setting("", "the certificate's PEM private key (mode 0600)")

@@ -15,9 +15,9 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
+from edge_runtime.core.faces import FaceChange, Summary, shares_of
 from edge_runtime.core.labels import LABELS
 from edge_runtime.core.publication import Publication
-from edge_runtime.core.faces import FaceChange, Summary, shares_of
 
 AVAILABLE, NOT_AVAILABLE = "online", "offline"
 

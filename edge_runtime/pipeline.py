@@ -17,11 +17,11 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from edge_runtime.classifier import EmotionClassifier
-from edge_runtime.core.preprocessing import preprocess_face
 from edge_runtime.annotate import Annotator
-from edge_runtime.detectors import Box, CropOptions, FaceDetector, face_crop, find_faces
+from edge_runtime.classifier import EmotionClassifier
 from edge_runtime.core.faces import FaceEvent
+from edge_runtime.core.preprocessing import preprocess_face
+from edge_runtime.detectors import Box, CropOptions, FaceDetector, face_crop, find_faces
 from edge_runtime.reporting import Reporter
 from edge_runtime.sinks import Sink
 from edge_runtime.smoothing import FaceSmoother
@@ -204,7 +204,7 @@ class Runtime:
         streak = self._failure_streaks.get(sink.name, 0) + 1
         self._failure_streaks[sink.name] = streak
         if streak == 1:
-            log.error("sink %s failed: %s: %s (further failures are counted in fer_edge_sink_failed_events_total "
+            log.error("sink %s failed: %s: %s (further failures are counted in the metric sink_failed_events_total "
                       "until it works again)", sink.name, error.__class__.__name__, error)
 
     def _record(self, frame: Frame, events: list[FaceEvent]) -> None:

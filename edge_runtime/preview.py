@@ -20,7 +20,6 @@ from typing import Callable
 import cv2
 import numpy as np
 
-
 BOUNDARY = "fer-edge-frame"
 STREAM_CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"  # what /stream.mjpg serves
 HISTORY_S = 60.0  # how much of each face's state the strip shows

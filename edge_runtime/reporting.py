@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.faces import FaceChange, FaceEvent, Summary, shares_of
+from edge_runtime.core.records import setting
 
 OUTPUT_MODES = ("frames", "changes", "summary")
 
@@ -133,3 +134,13 @@ class Reporter:
         if self._summary is not None:
             return self._summary.finish()
         return []
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """The ``[output]`` section: what the sinks get, and the annotated copy of the frames."""
+
+    mode: str = setting("frames", "what the sinks get: frames (every face in every frame), changes (a face appeared, "
+                        "changed its label, left) or summary (every summary_seconds)", choices=OUTPUT_MODES)
+    summary_seconds: float = setting(60.0, "summary mode: the period each summary covers", minimum=0.01)
+    annotate: str = setting("", "write frames with boxes and labels to this video/image path (off by default: privacy)")

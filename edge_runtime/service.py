@@ -17,9 +17,9 @@ from typing import Iterable
 
 import cv2
 
-from edge_runtime.config import Config, mqtt_password, mqtt_tls_files, read_secret, server_tls_context
 from edge_runtime.annotate import Annotator, draw_events
 from edge_runtime.classifier import EmotionClassifier
+from edge_runtime.config import Config, mqtt_password, mqtt_tls_files, read_secret, server_tls_context
 from edge_runtime.core.errors import FerError
 from edge_runtime.core.version import __version__
 from edge_runtime.detectors import CropOptions, DetectorOptions, FaceDetector, make_detector
@@ -29,9 +29,9 @@ from edge_runtime.pipeline import Runtime
 from edge_runtime.reporting import Reporter
 from edge_runtime.sinks import RotatingFileSink, Sink, StdoutSink
 from edge_runtime.sinks.mqtt import MqttSink, tls_context
+from edge_runtime.sinks.spool import Spool
 from edge_runtime.smoothing import FaceSmoother
 from edge_runtime.sources import FolderSource, FrameSource, ImageFileSource, open_source
-from edge_runtime.sinks.spool import Spool
 from edge_runtime.systemd import Notifier
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ import logging
 import re
 import threading
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Protocol
 
 import cv2
@@ -21,6 +21,7 @@ import numpy as np
 
 from edge_runtime.core.errors import FerError
 from edge_runtime.core.preprocessing import IMAGE_SUFFIXES
+from edge_runtime.core.records import setting
 
 log = logging.getLogger(__name__)
 
@@ -559,3 +560,17 @@ def open_source(spec: str, *, loop: bool = False, camera_retries: int | None = N
         return VideoFileSource(path, loop=loop, realtime=realtime)
     raise FerError(f"source.spec: {spec!r} not found: give an image, a folder, a video file, a camera index, "
                    "/dev/videoN, an rtsp:// or http:// URL, or picamera2")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """The ``[source]`` section: where frames come from and how they are paced."""
+
+    spec: str = setting("0", "image, folder, video file, camera index, /dev/videoN, rtsp:// or http:// URL, or picamera2[:N]")
+    loop: bool = setting(False, "replay a video file or folder endlessly (soak tests, demos)")
+    camera_retries: int = setting(-1, "reopen attempts before giving up on a camera (-1 = forever, with backoff)", minimum=-1)
+    max_frames: int = setting(0, "stop after this many frames (0 = no limit)", minimum=0)
+    max_pixels: int = setting(50_000_000, "skip images whose header claims more pixels than this, before decoding "
+                              "(a small file can decode to gigabytes); 0 = OpenCV's own limit only", minimum=0)
+    realtime: bool = setting(False, "play a video file at its own frame rate, as a camera delivers frames (demos, "
+                             "live-view checks); off = as fast as it decodes (batch work)")

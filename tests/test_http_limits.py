@@ -147,7 +147,8 @@ def test_a_401_asks_the_browser_for_a_login():
 def test_https_serves_with_the_configured_certificate_and_plain_http_is_dropped(pki):
     import ssl
 
-    from edge_runtime.config import HttpConfig, server_tls_context
+    from edge_runtime.config import server_tls_context
+    from edge_runtime.health import HttpConfig
 
     tls = server_tls_context(HttpConfig(tls_cert_file=str(pki / "server.crt"), tls_key_file=str(pki / "server.key")))
     server = _server(tls=tls, credentials="s3cret-pass")

@@ -1,4 +1,5 @@
-"""The import contracts in .importlinter hold, and an import against their direction breaks them."""
+"""The import contracts in .importlinter hold, an import against their direction breaks them, and the runtime's
+longest import chain stays short."""
 
 import os
 import shutil
@@ -22,16 +23,18 @@ def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
 def test_the_layering_contracts_hold():
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "Contracts: 4 kept, 0 broken." in result.stdout
+    assert "Contracts: 5 kept, 0 broken." in result.stdout
 
 
 def _copy_with(tmp_path: Path, module: str, line: str) -> subprocess.CompletedProcess:
-    """The contracts run on a copy of the code with ``line`` appended to ``module`` (a path under the root)."""
+    """The contracts run on a copy of the code with ``line`` appended to ``module`` (a path under the root; a module
+    that does not exist yet is created)."""
     for package in ("edge_runtime", "train", "convert"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "*.tflite"))
     shutil.copy(ROOT / ".importlinter", tmp_path / ".importlinter")
     target = tmp_path / module
-    target.write_text(target.read_text() + f"\n{line}  # deliberately against the layering\n")
+    old = target.read_text() if target.exists() else ""
+    target.write_text(old + f"\n{line}  # deliberately against the layering\n")
     return lint_imports(tmp_path)
 
 
@@ -55,3 +58,54 @@ def test_every_runtime_module_is_covered_including_new_ones(tmp_path, module, li
         (tmp_path / "edge_runtime" / "a_module_written_later.py").write_text("VALUE = 1\n")
         result = lint_imports(tmp_path)
     assert result.returncode != 0 and f"{broken}" in result.stdout and "BROKEN" in result.stdout
+
+
+FLOORS = "the runtime's floors: entry points, composition root, config and loop"
+
+
+@pytest.mark.parametrize("module, line, shown", [
+    # a part importing another part (parts know only the core)
+    ("edge_runtime/smoothing.py", "import edge_runtime.sinks", "edge_runtime.smoothing -> edge_runtime.sinks"),
+    # the loop reaching up to the config (it takes its parts built)
+    ("edge_runtime/pipeline.py", "import edge_runtime.config", "edge_runtime.pipeline -> edge_runtime.config"),
+    # a new module, written after the contracts, on no floor: the floors contract is exhaustive
+    ("edge_runtime/a_module_written_later.py", "import edge_runtime.core.labels", "a_module_written_later"),
+])
+def test_the_runtime_floors_catch_a_sideways_import_and_an_unplaced_module(tmp_path, module, line, shown):
+    result = _copy_with(tmp_path, module, line)
+    assert result.returncode != 0
+    assert f"{FLOORS}" in result.stdout and "BROKEN" in result.stdout.split(FLOORS)[1][:200]
+    assert shown in result.stdout
+
+
+def component(module: str) -> str:
+    """The runtime component a module belongs to: ``edge_runtime.X`` for a module or a package X (a package counts
+    once, as one part or the core), and the package's own ``__init__`` counts with the API it re-exports."""
+    parts = module.split(".")
+    return "edge_runtime.api" if parts == ["edge_runtime"] else ".".join(parts[:2])
+
+
+def longest_chain(graph, within: str, name=lambda m: m) -> list[str]:
+    """The longest chain of imports between (named) modules under ``within``, by depth-first search."""
+    edges: dict[str, set[str]] = {}
+    for module in graph.modules:
+        if module.startswith(within):
+            targets = {name(t) for t in graph.find_modules_directly_imported_by(module) if t.startswith(within)}
+            edges.setdefault(name(module), set()).update(targets - {name(module)})
+    memo: dict[str, list[str]] = {}
+
+    def chain_from(node: str) -> list[str]:
+        if node not in memo:
+            memo[node] = [node]  # the import graph between components has no cycles (the floors contract)
+            memo[node] = [node] + max((chain_from(n) for n in edges.get(node, ())), key=len, default=[])
+        return memo[node]
+
+    return max((chain_from(node) for node in edges), key=len)
+
+
+def test_the_longest_import_chain_of_the_runtime_is_five_components():
+    grimp = pytest.importorskip("grimp")
+    chain = longest_chain(grimp.build_graph("edge_runtime", cache_dir=None), "edge_runtime", component)
+    assert len(chain) <= 5, " -> ".join(chain)
+    # and the measure can fail: the old tower (cli -> service -> health -> preview -> pipeline -> ...) was 9 long
+    assert chain[0] in ("edge_runtime.cli", "edge_runtime.api") and chain[-1] == "edge_runtime.core"

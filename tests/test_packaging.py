@@ -17,7 +17,8 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNIN
 
 
 def test_the_packaged_model_is_the_shipped_one():
-    from edge_runtime.config import Config, packaged_model
+    from edge_runtime.classifier import packaged_model
+    from edge_runtime.config import Config
 
     packaged = packaged_model()
     assert Config().model.file == packaged and packaged.parent == ROOT / "edge_runtime" / "models"

@@ -171,6 +171,6 @@ def test_a_failing_sink_is_logged_once_per_streak_and_counted(int8_model, caplog
     assert stats.sink_failures == {"flaky": 20} and len(delivered) == stats.events - 20 > 3
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "sink flaky" in r.getMessage()]
     assert errors == ["sink flaky failed: ConnectionError: broker went away (further failures are counted in "
-                      "fer_edge_sink_failed_events_total until it works again)"]
+                      "the metric sink_failed_events_total until it works again)"]
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "flaky" in r.getMessage()] == [
         "sink flaky works again after 20 failed events"]

@@ -8,12 +8,15 @@ Haar cascade at the same detection rate (benchmarks/detectors.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.faces import Box, Eyes
+from edge_runtime.core.records import setting
 from edge_runtime.detectors.base import CropOptions, DetectorOptions, FaceDetector, crop_face, face_crop, find_faces
-from edge_runtime.detectors.blazeface import BlazeFaceDetector
-from edge_runtime.detectors.haar import HaarDetector
-from edge_runtime.detectors.yunet import YuNetDetector
+from edge_runtime.detectors.blazeface import BlazeFaceDetector, BlazeFaceOptions
+from edge_runtime.detectors.haar import HaarDetector, HaarOptions
+from edge_runtime.detectors.yunet import YuNetDetector, YuNetOptions
 
 # Name -> backend class. Each class has a typed ``Options`` dataclass: its section of the config schema
 # ([detector.<name>]), so the names and the per-backend settings are declared once, here.
@@ -37,3 +40,27 @@ def make_detector(name: str, options: DetectorOptions, backend=None) -> FaceDete
     if not isinstance(backend, detector_class.Options):
         raise ConfigError(f"detector {name!r} takes {detector_class.Options.__name__}, got {type(backend).__name__}")
     return detector_class(options, backend)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """The ``[detector]`` section: which detector, the shared detection options, the crop, and each backend's own
+    section."""
+
+    name: str = setting("blazeface", "face detector: blazeface (bundled MediaPipe model on LiteRT), haar (OpenCV cascade) "
+                        "or yunet (needs detector.yunet.model_path)", choices=tuple(DETECTORS))
+    # The detector's shared options keep their defaults in DetectorOptions (edge_runtime.detectors), defined once.
+    min_face: int = setting(DetectorOptions.min_face, "smallest face side in pixels", minimum=8)
+    max_faces: int = setting(DetectorOptions.max_faces, "0 = all faces, 1 = largest only, N = the N largest", minimum=0)
+    every_n: int = setting(2, "detect on every Nth frame of a video and reuse the boxes in between", minimum=1)
+    detect_width: int = setting(DetectorOptions.detect_width, "downscale wider frames to this width for detection "
+                                "only (0 = full size); the crop still comes from the full frame", minimum=0)
+    align: bool = setting(CropOptions.align, "level each face (undo its roll) by its eye keypoints before classifying (detectors "
+                          "that find eyes: blazeface, yunet)")
+    margin: float = setting(CropOptions.margin, "grow the face box by this fraction of its side on every side before cropping (0: the "
+                            "box frames a face as FER2013 does; benchmarks/pipeline_accuracy.py)", minimum=0.0,
+                            maximum=1.0)
+    # Each backend's own options (Frigate-style): only the chosen detector's section is used.
+    blazeface: BlazeFaceOptions = field(default_factory=BlazeFaceOptions)
+    haar: HaarOptions = field(default_factory=HaarOptions)
+    yunet: YuNetOptions = field(default_factory=YuNetOptions)

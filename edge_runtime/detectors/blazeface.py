@@ -4,7 +4,7 @@ The short-range model (128x128 input, faces within about 2 m of the camera,
 229 KB, Apache-2.0, see ``NOTICE.md`` beside it) ships inside this package, so
 ``--detector blazeface`` works right after ``pip install`` with no OpenCV
 cascade and no download. MediaPipe's other two BlazeFace files (back camera,
-256x256; full range, 192x192) can be given as ``detector.model_path``: the
+256x256; full range, 192x192) can be given as ``detector.blazeface.model_path``: the
 anchor layout is chosen from the model's input size and checked against its
 output count.
 
@@ -25,9 +25,9 @@ import numpy as np
 
 from edge_runtime.core.errors import ConfigError, ModelError
 from edge_runtime.core.faces import Box, Eyes
-from edge_runtime.detectors.base import DetectorOptions
 from edge_runtime.core.interpreter import make_interpreter
 from edge_runtime.core.records import setting
+from edge_runtime.detectors.base import DetectorOptions
 
 BUNDLED_MODEL = Path(__file__).with_name("blazeface_short_range.tflite")
 # Boxes that overlap this much are one face: MediaPipe blends them rather than dropping all but one.

@@ -6,17 +6,16 @@ opencv-python-headless 4.x ships ``CascadeClassifier`` and its cascade files;
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from dataclasses import dataclass
-
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.faces import Box
-from edge_runtime.detectors.base import DetectorOptions
 from edge_runtime.core.records import setting
+from edge_runtime.detectors.base import DetectorOptions
 
 
 @dataclass(frozen=True)

@@ -2,22 +2,21 @@
 
 More accurate than Haar on tilted and small faces, but it needs its ONNX model
 (face_detection_yunet_2023mar.onnx from opencv_zoo, MIT, 232 KB), which no
-wheel ships: the user downloads it and sets ``detector.model_path``.
+wheel ships: the user downloads it and sets ``detector.yunet.model_path``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from dataclasses import dataclass
-
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.faces import Box, Eyes
-from edge_runtime.detectors.base import DetectorOptions
 from edge_runtime.core.records import setting
+from edge_runtime.detectors.base import DetectorOptions
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
-from edge_runtime.core.records import JsonRecord
+from edge_runtime.core.records import JsonRecord, setting
 
 log = logging.getLogger(__name__)
 
@@ -128,3 +129,13 @@ class RotatingFileSink(_LocalSink):
         if not self._handle.closed:
             self.flush()
             self._handle.close()
+
+
+@dataclass(frozen=True)
+class SinksConfig:
+    """The ``[sinks]`` section: the local sinks (stdout and the rotating file; MQTT has its own section)."""
+
+    stdout: bool = setting(True, "one JSON line per event on stdout (the journal under systemd)")
+    file: str = setting("", "append JSON lines to this file, size-rotated (empty = off)")
+    file_max_bytes: int = setting(10_000_000, "rotate the file when it reaches this size", minimum=1024)
+    file_backups: int = setting(5, "rotated files to keep", minimum=0)
