@@ -13,6 +13,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,125 +94,198 @@ def write_tflite(content: bytes, path: Path, mode: str, source: Path, source_sha
     return write_contract(path, contract)
 
 
+@dataclass(frozen=True)
+class SourceKerasModel:
+    """The Keras model being converted, checked, with what the report and sidecars say about it."""
+
+    path: Path
+    model: Any
+    sha256: str
+    quantization_aware: bool
+
+
+@dataclass(frozen=True)
+class Graphs:
+    """What the converter is given: the model's graph, and for int8 with LSTMs the calibrated copy with capped cell
+    ranges (``None`` otherwise)."""
+
+    graph: Any
+    capped: Any = None
+
+
 def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | None) -> ConversionReport:
     """Convert ``model_path`` as ``options`` say; returns the report. Raises :class:`BudgetExceeded`."""
-    from convert.edge_graph import batch_one_model, edge_friendly_model
-    from convert.quantize import convert
-    from train.calibration import build_calibration, load_calibration
-    from train.data import DATA_ENV_VAR, load_fer2013
-    from train.modelio import load_keras_model
-    from train.provenance import file_sha256, provenance
-    from train.quantization import is_quantization_aware
+    from train.provenance import provenance
 
     started = provenance()  # the code as it was when the conversion began (the tree may change while it runs)
+    source = load_source(model_path, options)
+    dataset = load_dataset(data, options)
+    calibration = calibrate(source, dataset, options)
+    graphs = build_graphs(source, calibration, options)
+    outputs, contracts = write_models(source, graphs, calibration, options)
+    models = _describe_models(outputs)
+    verification = budget = None
+    if options.verify and dataset is not None:
+        reference_path = options.reference_model or (float_parent(source.path) if source.quantization_aware else None)
+        verification, budget, latencies = _verify(source.model, dataset, outputs, options, reference_path)
+        models = {kind: replace(model, latency_1_thread=latencies[kind]) for kind, model in models.items()}
+    debugger = debug_layers(graphs, calibration, dataset, options)
+    edgetpu = compile_edgetpu(outputs, options)
+    contracts = _update_sidecars(contracts, outputs, verification, budget)
+    if edgetpu is not None and edgetpu.compiler.compiled:
+        contracts["edgetpu"] = _edgetpu_contract(edgetpu, contracts["int8"], outputs["int8"])
+    report = ConversionReport(
+        source_model=SourceModel(str(source.path), source.sha256, int(source.model.count_params())),
+        quantization=options.quantize, io_type=options.io_type, edge_graph=options.edge_graph,
+        quantization_aware=source.quantization_aware, outputs={kind: str(path) for kind, path in outputs.items()},
+        contracts=contracts, models=models, provenance=started,
+        calibration=_calibration_summary(calibration, graphs, options), verification=verification, budget=budget,
+        quantization_debugger=debugger, edgetpu=edgetpu)
+    from convert.report import write_reports
+
+    report = write_reports(report, options.report_dir, f"{_stem(source, options)}_{SUFFIX[options.quantize]}")
+    if budget is not None and not budget.passed:
+        raise BudgetExceeded("; ".join(budget.failures) + f" (report: {report.report_files['markdown']})")
+    return report
+
+
+def load_source(model_path: str | Path, options: ConvertOptions) -> SourceKerasModel:
+    """The Keras model, refused unless it maps a 48x48x1 face to the 7 classes (and a quantization-aware model
+    asked for float16 or dynamic quantization)."""
+    from train.modelio import load_keras_model
+    from train.provenance import file_sha256
+    from train.quantization import is_quantization_aware
+
     model_path = Path(model_path)
     keras_model = load_keras_model(model_path)
     if tuple(keras_model.input_shape[1:]) != (INPUT_SIZE, INPUT_SIZE, 1) or keras_model.output_shape[-1] != len(LABELS):
         raise FerError(f"{model_path}: input {keras_model.input_shape}, output {keras_model.output_shape}; "
                        f"fer-convert needs a {INPUT_SIZE}x{INPUT_SIZE}x1 -> {len(LABELS)} classes model")
-    source_sha256 = file_sha256(model_path)
     quantization_aware = is_quantization_aware(keras_model)
     if quantization_aware and options.quantize in ("float16", "dynamic"):
         raise FerError(f"{model_path.name} is quantization-aware: it converts to int8 (or none, its float reference), "
                        f"not {options.quantize}; convert the float model it was fine-tuned from instead")
-    reference_path = options.reference_model or (float_parent(model_path) if quantization_aware else None)
-    dataset = None
+    return SourceKerasModel(model_path, keras_model, file_sha256(model_path), quantization_aware)
+
+
+def load_dataset(data: str | None, options: ConvertOptions):
+    """FER2013 from ``--data`` (else ``$FER2013_DIR``), or ``None`` without it where verification is off."""
+    from train.data import DATA_ENV_VAR, load_fer2013
+
     if data is not None or os.environ.get(DATA_ENV_VAR):
-        dataset = load_fer2013(data)  # --data, else $FER2013_DIR
-    elif options.verify:
+        return load_fer2013(data)
+    if options.verify:
         raise FerError(f"verification needs the FER2013 data: pass --data (or set {DATA_ENV_VAR}), "
                        "or --no-verify to convert without measuring the accuracy drop")
+    return None
 
-    calibration = None
-    if options.quantize == "int8" and not quantization_aware:  # a QAT model carries its ranges
-        if dataset is not None:
-            calibration = build_calibration(dataset, options.calibration_dir, per_class=options.calibration_per_class)
-        else:
-            calibration = load_calibration(options.calibration_dir)
-        log.info("calibration set: %d Training images %s", len(calibration.labels), calibration.histogram())
+
+def calibrate(source: SourceKerasModel, dataset, options: ConvertOptions):
+    """The representative set for int8 (built from Training, or read from ``calibration_dir`` without the data);
+    ``None`` for other modes and for a quantization-aware model, which carries its ranges."""
+    from train.calibration import build_calibration, load_calibration
+
+    if options.quantize != "int8" or source.quantization_aware:
+        return None
+    if dataset is not None:
+        calibration = build_calibration(dataset, options.calibration_dir, per_class=options.calibration_per_class)
+    else:
+        calibration = load_calibration(options.calibration_dir)
+    log.info("calibration set: %d Training images %s", len(calibration.labels), calibration.histogram())
+    return calibration
+
+
+def build_graphs(source: SourceKerasModel, calibration, options: ConvertOptions) -> Graphs:
+    """The graph to convert: explicit LSTM gates (``edge_graph``) or Keras' own at batch 1, and for int8 with LSTMs
+    the calibrated int8-simulating copy whose cell-state ranges are capped."""
+    from convert.edge_graph import batch_one_model, edge_friendly_model
 
     # A quantization-aware model already has explicit LSTM gates (train.quantization builds them).
-    rebuild = options.edge_graph and not quantization_aware
-    graph = edge_friendly_model(keras_model) if rebuild else batch_one_model(keras_model)
-    # With LSTMs, int8 comes from the calibrated int8-simulating copy: the converter's ranges for every tensor,
-    # except the cell states, capped (the converter has no per-tensor range override; the copy's FakeQuants are one).
-    # --no-edge-graph asks for Keras' own graph, converted as is: no cap there.
-    capped_graph = None
-    if (options.quantize == "int8" and rebuild and options.cell_range > 0 and calibration is not None
-            and _has_lstm(keras_model)):
-        from train.quantization import quantization_aware_model
+    rebuild = options.edge_graph and not source.quantization_aware
+    graph = edge_friendly_model(source.model) if rebuild else batch_one_model(source.model)
+    # The converter has no per-tensor range override; the copy's FakeQuants are one. --no-edge-graph asks for Keras'
+    # own graph, converted as is: no cap there.
+    if not (options.quantize == "int8" and rebuild and options.cell_range > 0 and calibration is not None
+            and _has_lstm(source.model)):
+        return Graphs(graph)
+    from train.quantization import quantization_aware_model
 
-        capped_graph = batch_one_model(quantization_aware_model(keras_model, calibration.images,
-                                                                cell_range=options.cell_range))
-    stem = options.name or model_path.stem
+    capped = quantization_aware_model(source.model, calibration.images, cell_range=options.cell_range)
+    return Graphs(graph, batch_one_model(capped))
+
+
+def write_models(source: SourceKerasModel, graphs: Graphs, calibration,
+                 options: ConvertOptions) -> tuple[dict[str, Path], dict[str, ModelContract]]:
+    """Convert and write the float32 model and the quantized one, each with its sidecar; their paths and
+    contracts by kind."""
+    from convert.quantize import convert
+
+    stem = _stem(source, options)
     outputs = {"float32": options.out_dir / f"{stem}_float32.tflite"}
     if options.quantize != "none":
         outputs[SUFFIX[options.quantize]] = options.out_dir / f"{stem}_{SUFFIX[options.quantize]}.tflite"
     contracts = {}
     for kind, path in outputs.items():
         mode = "none" if kind == "float32" else options.quantize
-        log.info("converting %s -> %s", model_path.name, path)
-        if kind == "int8" and capped_graph is not None:
-            content = convert(capped_graph, mode, io_type=options.io_type, quantization_aware=True)
+        log.info("converting %s -> %s", source.path.name, path)
+        if kind == "int8" and graphs.capped is not None:
+            content = convert(graphs.capped, mode, io_type=options.io_type, quantization_aware=True)
         else:
-            content = convert(graph, mode, io_type=options.io_type, quantization_aware=quantization_aware,
+            content = convert(graphs.graph, mode, io_type=options.io_type, quantization_aware=source.quantization_aware,
                               calibration=calibration.images if calibration is not None else None)
-        contracts[kind] = write_tflite(content, path, mode, model_path, source_sha256)
+        contracts[kind] = write_tflite(content, path, mode, source.path, source.sha256)
+    return outputs, contracts
 
-    calibration_summary = None
-    if calibration is not None:
-        calibration_summary = CalibrationSummary(directory=str(options.calibration_dir),
-                                                 images=int(len(calibration.labels)),
-                                                 histogram=calibration.histogram(), warnings=calibration.warnings,
-                                                 source="Training split only")
-        if capped_graph is not None:
-            calibration_summary = replace(
-                calibration_summary, method=f"min/max of every tensor over the calibration images, except the LSTM "
-                f"cell states, capped at +-{options.cell_range:g} (--cell-range; train.quantization's calibrated "
-                "int8 graph)")
-    models = _describe_models(outputs)
-    verification = budget = None
-    if options.verify and dataset is not None:
-        verification, budget, latencies = _verify(keras_model, dataset, outputs, options, reference_path)
-        models = {kind: replace(model, latency_1_thread=latencies[kind]) for kind, model in models.items()}
-    debugger: tuple = ()
-    if capped_graph is not None and options.debug_layers:
+
+def debug_layers(graphs: Graphs, calibration, dataset, options: ConvertOptions) -> tuple:
+    """The per-layer quantization error of an int8 conversion (``debug_layers``), or nothing."""
+    if not (options.quantize == "int8" and options.debug_layers and calibration is not None):
+        return ()
+    if graphs.capped is not None:
         # The debugger re-quantizes with the converter's own ranges: it would describe another int8 model.
         log.info("per-layer quantization error: not measured (the int8 ranges are not the converter's own)")
-    elif options.quantize == "int8" and options.debug_layers and calibration is not None:
-        from convert.verify import quantization_debug
+        return ()
+    from convert.verify import quantization_debug
 
-        log.info("per-layer quantization error (QuantizationDebugger)")
-        debug_images = (dataset.split(options.split).images[:64] if dataset is not None else calibration.images[:64])
-        debugger = quantization_debug(graph, calibration.images, debug_images)
-    edgetpu = None
-    if options.edgetpu:
-        from convert.edgetpu import compatibility, compile_for_edgetpu
+    log.info("per-layer quantization error (QuantizationDebugger)")
+    debug_images = dataset.split(options.split).images[:64] if dataset is not None else calibration.images[:64]
+    return quantization_debug(graphs.graph, calibration.images, debug_images)
 
-        target = outputs["int8"]
-        edgetpu = EdgeTpuSummary(static_check=compatibility(target),
-                                 compiler=compile_for_edgetpu(target, options.out_dir))
-    contracts = _update_sidecars(contracts, outputs, verification, budget)
-    if edgetpu is not None and edgetpu.compiler.compiled:
-        compiled = Path(edgetpu.compiler.output)
-        # The compiled file computes the int8 graph it came from: it carries that model's contract and verification,
-        # and names it as the model to run where there is no Edge TPU.
-        contracts["edgetpu"] = write_contract(compiled, replace(contracts["int8"], edgetpu_compiled=True,
-                                                                cpu_model=outputs["int8"].name))
-        log.info("Edge TPU model %s (CPU fallback: %s)", compiled, outputs["int8"].name)
-    report = ConversionReport(
-        source_model=SourceModel(str(model_path), source_sha256, int(keras_model.count_params())),
-        quantization=options.quantize, io_type=options.io_type, edge_graph=options.edge_graph,
-        quantization_aware=quantization_aware, outputs={kind: str(path) for kind, path in outputs.items()},
-        contracts=contracts, models=models,
-        provenance=started, calibration=calibration_summary, verification=verification, budget=budget,
-        quantization_debugger=debugger, edgetpu=edgetpu)
-    from convert.report import write_reports
 
-    report = write_reports(report, options.report_dir, f"{stem}_{SUFFIX[options.quantize]}")
-    if budget is not None and not budget.passed:
-        raise BudgetExceeded("; ".join(budget.failures) + f" (report: {report.report_files['markdown']})")
-    return report
+def compile_edgetpu(outputs: dict[str, Path], options: ConvertOptions) -> EdgeTpuSummary | None:
+    """The Edge TPU check and compilation of the int8 model (``edgetpu``), or ``None``."""
+    if not options.edgetpu:
+        return None
+    from convert.edgetpu import compatibility, compile_for_edgetpu
+
+    target = outputs["int8"]
+    return EdgeTpuSummary(static_check=compatibility(target), compiler=compile_for_edgetpu(target, options.out_dir))
+
+
+def _edgetpu_contract(edgetpu: EdgeTpuSummary, int8_contract: ModelContract, int8_path: Path) -> ModelContract:
+    """The compiled file computes the int8 graph it came from: it carries that model's contract and verification,
+    and names it as the model to run where there is no Edge TPU."""
+    compiled = Path(edgetpu.compiler.output)
+    contract = write_contract(compiled, replace(int8_contract, edgetpu_compiled=True, cpu_model=int8_path.name))
+    log.info("Edge TPU model %s (CPU fallback: %s)", compiled, int8_path.name)
+    return contract
+
+
+def _calibration_summary(calibration, graphs: Graphs, options: ConvertOptions) -> CalibrationSummary | None:
+    if calibration is None:
+        return None
+    summary = CalibrationSummary(directory=str(options.calibration_dir), images=int(len(calibration.labels)),
+                                 histogram=calibration.histogram(), warnings=calibration.warnings,
+                                 source="Training split only")
+    if graphs.capped is None:
+        return summary
+    return replace(summary, method=f"min/max of every tensor over the calibration images, except the LSTM cell "
+                   f"states, capped at +-{options.cell_range:g} (--cell-range; train.quantization's calibrated int8 "
+                   "graph)")
+
+
+def _stem(source: SourceKerasModel, options: ConvertOptions) -> str:
+    return options.name or source.path.stem
 
 
 def _has_lstm(model) -> bool:

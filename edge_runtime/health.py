@@ -16,9 +16,9 @@ import ssl
 import sys
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Any, Callable
 
 from edge_runtime.core.contract import ModelContract, budget_state
 from edge_runtime.core.errors import ConfigError
@@ -287,6 +287,83 @@ def allowed_host_names(extra: str = "") -> frozenset[str]:
     return frozenset(names)
 
 
+@dataclass
+class _Routes:
+    """What the listener serves, and whom it refuses (each refused name or address is logged once)."""
+
+    metrics: Metrics
+    health: Callable[[], HealthReport]
+    preview: Any
+    host_names: frozenset[str]
+    credentials: str
+    refused_hosts: set[str] = field(default_factory=set)
+    refused_clients: set[str] = field(default_factory=set)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One request: the Host and the credentials checked, then /healthz, /metrics and the live view."""
+
+    routes: _Routes  # set on the subclass each HealthServer makes, with the socket's read ``timeout``
+
+    def do_GET(self):  # noqa: N802 (the stdlib's name)
+        if self._refused():
+            return
+        path, preview = self.path.split("?")[0], self.routes.preview
+        if preview is not None and path == "/stream.mjpg":
+            self.send_response(200)
+            self.send_header("Content-Type", preview.content_type)
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            preview.stream(self.wfile.write)  # until the viewer goes away: handle_error logs that once
+            return
+        self._reply(*self._answer(path))
+
+    def _refused(self) -> bool:
+        """Answer 421 for a host name not served here and 401 without valid credentials; whether it did."""
+        routes = self.routes
+        if not host_allowed(self.headers.get("Host"), routes.host_names):
+            refused = self.headers.get("Host", "")[:100]
+            if _first_time(routes.refused_hosts, refused):  # once per name, not per request
+                log.warning("http: refused a request for Host %r (add it to http.allowed_hosts if it is yours)",
+                            refused)
+            self._reply(421, b"this host name is not served here: add it to http.allowed_hosts\n", "text/plain")
+            return True
+        if not authorized(self.headers.get("Authorization"), routes.credentials):
+            client = self.client_address[0]
+            if _first_time(routes.refused_clients, client):  # once per address
+                log.warning("http: refused a request from %s without valid credentials (http.auth_file)", client)
+            self._reply(401, b"log in: the credentials are in http.auth_file\n", "text/plain",
+                        {"WWW-Authenticate": 'Basic realm="fer-edge", charset="UTF-8"'})
+            return True
+        return False
+
+    def _answer(self, path: str) -> tuple[int, bytes, str]:
+        """Status, body and content type of a plain GET."""
+        routes, preview = self.routes, self.routes.preview
+        if preview is not None and path == "/":
+            return 200, preview.page(), "text/html; charset=utf-8"
+        if preview is not None and path == "/faces.json":
+            return 200, preview.readings.as_json(), "application/json"
+        if path == "/metrics":
+            return 200, routes.metrics.render(), "text/plain; version=0.0.4; charset=utf-8"
+        if path == "/healthz":
+            report = routes.health()
+            return 200 if report.healthy else 503, json.dumps(report.to_json()).encode(), "application/json"
+        return 404, b"not found: try /healthz or /metrics (or / with http.preview)\n", "text/plain"
+
+    def _reply(self, status: int, body: bytes, kind: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):  # requests are not worth a journal line each
+        log.debug("http: " + format, *args)
+
+
 class HealthServer:
     """A small threaded HTTP server for ``/healthz`` and ``/metrics``."""
 
@@ -294,68 +371,10 @@ class HealthServer:
                  read_timeout_s: float = READ_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS,
                  allowed_hosts: str = "", credentials: str = "", tls: ssl.SSLContext | None = None):
         host, port = parse_listen(listen)
-        metrics_ref, health_ref = metrics, health
-        names = allowed_host_names(allowed_hosts)
-        refused_hosts: set[str] = set()
-        refused_clients: set[str] = set()
-
-        class Handler(BaseHTTPRequestHandler):
-            timeout = read_timeout_s  # the socket's timeout: a stalled request or viewer ends in TimeoutError
-
-            def do_GET(self):  # noqa: N802 (the stdlib's name)
-                path = self.path.split("?")[0]
-                if not host_allowed(self.headers.get("Host"), names):
-                    refused = self.headers.get("Host", "")[:100]
-                    if _first_time(refused_hosts, refused):  # once per name, not per request
-                        log.warning("http: refused a request for Host %r (add it to http.allowed_hosts if it is "
-                                    "yours)", refused)
-                    self._reply(421, b"this host name is not served here: add it to http.allowed_hosts\n",
-                                "text/plain")
-                    return
-                if not authorized(self.headers.get("Authorization"), credentials):
-                    client = self.client_address[0]
-                    if _first_time(refused_clients, client):  # once per address
-                        log.warning("http: refused a request from %s without valid credentials (http.auth_file)",
-                                    client)
-                    self._reply(401, b"log in: the credentials are in http.auth_file\n", "text/plain",
-                                {"WWW-Authenticate": 'Basic realm="fer-edge", charset="UTF-8"'})
-                    return
-                if preview is not None and path == "/stream.mjpg":
-                    self.send_response(200)
-                    self.send_header("Content-Type", preview.content_type)
-                    self.send_header("Cache-Control", "no-store")
-                    self.end_headers()
-                    preview.stream(self.wfile.write)  # until the viewer goes away: handle_error logs that once
-                    return
-                if preview is not None and path == "/":
-                    body, status, kind = preview.page(), 200, "text/html; charset=utf-8"
-                elif preview is not None and path == "/faces.json":
-                    body, status, kind = preview.readings.as_json(), 200, "application/json"
-                elif path == "/metrics":
-                    body, status, kind = metrics_ref.render(), 200, "text/plain; version=0.0.4; charset=utf-8"
-                elif path == "/healthz":
-                    report = health_ref()
-                    body, status, kind = json.dumps(report.to_json()).encode(), 200 if report.healthy else 503, \
-                        "application/json"
-                else:
-                    body, status, kind = b"not found: try /healthz or /metrics (or / with http.preview)\n", 404, \
-                        "text/plain"
-                self._reply(status, body, kind)
-
-            def _reply(self, status: int, body: bytes, kind: str, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format, *args):  # requests are not worth a journal line each
-                log.debug("http: " + format, *args)
-
+        routes = _Routes(metrics, health, preview, allowed_host_names(allowed_hosts), credentials)
+        handler = type("Handler", (_Handler,), {"timeout": read_timeout_s, "routes": routes})
         try:
-            self.server = _BoundedServer((host, port), Handler, max_connections, tls)
+            self.server = _BoundedServer((host, port), handler, max_connections, tls)
         except OSError as error:
             raise ConfigError(f"http.listen: cannot bind {listen}: {error.strerror}") from error
         self.address = f"{self.server.server_address[0]}:{self.server.server_address[1]}"

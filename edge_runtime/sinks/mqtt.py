@@ -199,27 +199,34 @@ class MqttSink:
         self._connected = False
         self._closing = False
         self._mqtt = mqtt
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"fer-edge-{os.getpid()}",
-                                  clean_session=not client_id)
-        if username:
-            self.client.username_pw_set(username, password or None)
-        if tls is not None:
-            self.client.tls_set_context(tls)
-        if companion is not None:
-            # The broker publishes this when the connection drops without a clean disconnect (a crash, a power cut).
-            will = companion.last_will()
-            self.client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=max_backoff_s)
-        self.client.connect_timeout = 2.0  # an unreachable broker must not hold a connect attempt for long
-        self.client.max_queued_messages_set(0)
-        self.client.on_connect = self._on_connect
-        self.client.on_connect_fail = self._on_connect_fail
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
+        self.client = self._make_client(client_id, username, password)
         self.client.connect_async(host, port, keepalive)
         self.client.loop_start()
         self._sender = threading.Thread(target=self._supervise, name="mqtt-sender", daemon=True)
         self._sender.start()
+
+    def _make_client(self, client_id: str, username: str, password: str):
+        """The paho client: a persistent session with a fixed ``client_id``, credentials, TLS, the companion's last
+        will, a reconnect backoff, and the callbacks that drive this sink."""
+        mqtt = self._mqtt
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"fer-edge-{os.getpid()}",
+                             clean_session=not client_id)
+        if username:
+            client.username_pw_set(username, password or None)
+        if self.tls is not None:
+            client.tls_set_context(self.tls)
+        if self.companion is not None:
+            # The broker publishes this when the connection drops without a clean disconnect (a crash, a power cut).
+            will = self.companion.last_will()
+            client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
+        client.reconnect_delay_set(min_delay=1, max_delay=self.max_backoff_s)
+        client.connect_timeout = 2.0  # an unreachable broker must not hold a connect attempt for long
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
 
     @classmethod
     def from_options(cls, options: MqttOptions, *, password: str = "", companion: Companion | None = None,
