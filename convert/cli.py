@@ -12,7 +12,6 @@ from convert.pipeline import ConvertOptions
 from convert.quantize import IO_TYPES, QUANTIZE_MODES
 from edge_runtime.core.cli_support import require_extra, run_cli, version_option
 from train.data import SPLITS
-from train.explicit_lstm import DEFAULT_CELL_STATE_RANGE
 
 log = logging.getLogger("fer-convert")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -41,9 +40,9 @@ def convert_main(
     min_agreement: float = typer.Option(DEFAULTS.min_agreement * 100, help="fail when top-1 agreement with the Keras "
                                         "model is below this %"),
     split: Literal[SPLITS] = typer.Option(DEFAULTS.split, help="held-out split to verify on"),
-    out: Path = typer.Option(Path("models"), help="folder for the .tflite files and their .json sidecars"),
-    report_dir: Path = typer.Option(Path("reports/conversion"), help="folder for the Markdown/JSON/HTML reports"),
-    calibration_dir: Path = typer.Option(Path("calibration_data"), help="calibration set folder"),
+    out: Path = typer.Option(DEFAULTS.out_dir, help="folder for the .tflite files and their .json sidecars"),
+    report_dir: Path = typer.Option(DEFAULTS.report_dir, help="folder for the Markdown/JSON/HTML reports"),
+    calibration_dir: Path = typer.Option(DEFAULTS.calibration_dir, help="calibration set folder"),
     edgetpu: bool = typer.Option(False, "--edgetpu", help="check Edge TPU compatibility; compile if edgetpu_compiler is installed"),
     no_verify: bool = typer.Option(False, "--no-verify", help="convert without measuring the accuracy drop"),
     no_debug_layers: bool = typer.Option(False, "--no-debug-layers", help="skip the per-layer quantization error"),
@@ -54,7 +53,7 @@ def convert_main(
     reference_model: Optional[Path] = typer.Option(
         None, help="also compare every model with this Keras model, reported but not judged (default for a "
         "quantization-aware model: the float model it was fine-tuned from, as its .metrics.json records)"),
-    cell_range: float = typer.Option(DEFAULT_CELL_STATE_RANGE, help="int8 with LSTMs: cap the cell state's range "
+    cell_range: float = typer.Option(DEFAULTS.cell_range, help="int8 with LSTMs: cap the cell state's range "
                                      "at +-this (0: plain min/max calibration, as for every other tensor)"),
 ) -> None:
     """Convert MODEL, verify float vs quantized on held-out data, write reports; exit non-zero over budget."""

@@ -11,9 +11,13 @@ import typer
 from edge_runtime.core.cli_support import require_extra, run_cli, version_option
 from edge_runtime.core.errors import FerError
 from train.data import SPLITS
-from train.explicit_lstm import DEFAULT_CELL_STATE_RANGE
+from train.augment import AugmentConfig
 from train.fit import BALANCE_MODES, SCHEDULES
+from train.modelio import FitConfig
 from train.paper import MODEL_NAMES
+
+# Each option's default is defined once, in FitConfig and AugmentConfig (what state.json records).
+FIT, AUGMENT = FitConfig(), AugmentConfig()
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and evaluate the seed paper's CNN / CNN+LSTM models on FER2013 (honest protocol).")
@@ -29,30 +33,30 @@ def _group(version: bool = version_option("fer-train")) -> None:
 
 @app.command("fit")
 def fit_command(
-    model: Literal[MODEL_NAMES] = typer.Option("cnn_lstm", help="cnn (Model 1), cnn_lstm_small (Model 2) or cnn_lstm "
+    model: Literal[MODEL_NAMES] = typer.Option(FIT.model, help="cnn (Model 1), cnn_lstm_small (Model 2) or cnn_lstm "
                                                "(Model 3)"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     out: Optional[Path] = typer.Option(None, help="run folder for checkpoints and logs (default runs/<model>)"),
-    epochs: int = typer.Option(100, help="maximum number of epochs"),
-    batch_size: int = typer.Option(64, help="batch size"),
-    learning_rate: float = typer.Option(1e-3, help="Adam learning rate"),
-    balance: Literal[BALANCE_MODES] = typer.Option("oversample", help="oversample (RandomOverSampler on Training only, to equal classes), "
+    epochs: int = typer.Option(FIT.epochs, help="maximum number of epochs"),
+    batch_size: int = typer.Option(FIT.batch_size, help="batch size"),
+    learning_rate: float = typer.Option(FIT.learning_rate, help="Adam learning rate"),
+    balance: Literal[BALANCE_MODES] = typer.Option(FIT.balance, help="oversample (RandomOverSampler on Training only, to equal classes), "
                                 "soft-oversample (each class to sqrt(count x largest)), class-weight or none"),
-    patience: int = typer.Option(15, help="early stop after this many epochs without PublicTest improvement"),
-    schedule: Literal[SCHEDULES] = typer.Option("plateau", help="plateau (halve the rate after 5 flat epochs) or cosine "
+    patience: int = typer.Option(FIT.patience, help="early stop after this many epochs without PublicTest improvement"),
+    schedule: Literal[SCHEDULES] = typer.Option(FIT.schedule, help="plateau (halve the rate after 5 flat epochs) or cosine "
                                  "(warm-up, then cosine decay to 1e-5 at --epochs)"),
-    warmup_epochs: int = typer.Option(0, help="epochs of linear warm-up from a tenth of the rate (cosine only)"),
-    weight_decay: float = typer.Option(0.0, help="AdamW decoupled weight decay (0 = plain Adam)"),
-    label_smoothing: float = typer.Option(0.0, help="label smoothing of the cross-entropy loss"),
-    rotation: float = typer.Option(10.0, help="augmentation: maximum rotation in degrees"),
-    zoom: float = typer.Option(0.1, help="augmentation: maximum zoom, +- fraction"),
-    shift: float = typer.Option(0.1, help="augmentation: maximum shift, fraction of the side"),
-    brightness: float = typer.Option(0.0, help="augmentation: maximum brightness offset, fraction of 255"),
-    contrast: float = typer.Option(0.0, help="augmentation: maximum contrast change, +- fraction"),
-    erase: float = typer.Option(0.0, help="augmentation: probability of random erasing (one noise rectangle)"),
-    blur: float = typer.Option(0.0, help="augmentation: largest Gaussian blur sigma in pixels (at 48x48), applied "
+    warmup_epochs: int = typer.Option(FIT.warmup_epochs, help="epochs of linear warm-up from a tenth of the rate (cosine only)"),
+    weight_decay: float = typer.Option(FIT.weight_decay, help="AdamW decoupled weight decay (0 = plain Adam)"),
+    label_smoothing: float = typer.Option(FIT.label_smoothing, help="label smoothing of the cross-entropy loss"),
+    rotation: float = typer.Option(AUGMENT.rotation_deg, help="augmentation: maximum rotation in degrees"),
+    zoom: float = typer.Option(AUGMENT.zoom, help="augmentation: maximum zoom, +- fraction"),
+    shift: float = typer.Option(AUGMENT.shift, help="augmentation: maximum shift, fraction of the side"),
+    brightness: float = typer.Option(AUGMENT.brightness, help="augmentation: maximum brightness offset, fraction of 255"),
+    contrast: float = typer.Option(AUGMENT.contrast, help="augmentation: maximum contrast change, +- fraction"),
+    erase: float = typer.Option(AUGMENT.erase_probability, help="augmentation: probability of random erasing (one noise rectangle)"),
+    blur: float = typer.Option(AUGMENT.blur, help="augmentation: largest Gaussian blur sigma in pixels (at 48x48), applied "
                                "to half the images (0 = off)"),
-    seed: int = typer.Option(0, help="random seed (data order, augmentation, weights)"),
+    seed: int = typer.Option(FIT.seed, help="random seed (data order, augmentation, weights)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
     stop_after: Optional[int] = typer.Option(None, help="pause after this many epochs in all (continue later with "
                                              "--resume; the schedule still spans --epochs)"),
@@ -66,26 +70,25 @@ def fit_command(
         None, help="fine-tune the int8-simulating copy of this trained float .keras model (quantization-aware "
         "training; --model comes from that model); use a small --learning-rate (2e-5 for the "
         "shipped model)"),
-    calibration_dir: Path = typer.Option(Path("calibration_data"), help="with --quantization-aware: the folder whose "
+    calibration_dir: Path = typer.Option(Path(FIT.calibration_dir), help="with --quantization-aware: the folder whose "
                                          "manifest.csv names the calibration images (fer-convert's)"),
-    cell_range: float = typer.Option(DEFAULT_CELL_STATE_RANGE, help="with --quantization-aware: cap the LSTM cell "
+    cell_range: float = typer.Option(FIT.cell_range, help="with --quantization-aware: cap the LSTM cell "
                                      "state's int8 range at +-this, as fer-convert does (0: min/max)"),
     teacher: Optional[list[Path]] = typer.Option(None, "--teacher", help="distil from this teacher: a run folder "
                                                  "(its best.keras) or a .keras file; repeat for an ensemble"),
-    distill_alpha: float = typer.Option(0.5, help="with --teacher: weight of the teachers' soft targets (0..1) "
+    distill_alpha: float = typer.Option(FIT.distill_alpha, help="with --teacher: weight of the teachers' soft targets (0..1) "
                                         "against the hard labels"),
-    distill_temperature: float = typer.Option(2.0, help="with --teacher: temperature that softens the teachers' "
+    distill_temperature: float = typer.Option(FIT.distill_temperature, help="with --teacher: temperature that softens the teachers' "
                                               "probabilities"),
-    teacher_cache: Path = typer.Option(Path("runs/teacher_cache"), help="with --teacher: where the teachers' "
+    teacher_cache: Path = typer.Option(Path(FIT.teacher_cache), help="with --teacher: where the teachers' "
                                        "predictions on each epoch's augmented batches are kept (reused by runs "
                                        "with the same data, seed and augmentation)"),
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest (optionally distilling from teachers)."""
     require_extra("train")
-    from train.augment import AugmentConfig
     from train.data import load_fer2013
     from train.distill import teacher_file
-    from train.fit import FitConfig, fit
+    from train.fit import fit
 
     config = FitConfig(model=model, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        balance=balance, seed=seed, patience=patience, jit_compile=jit, schedule=schedule,

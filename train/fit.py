@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -135,6 +136,41 @@ def training_batches(train: Split, config: FitConfig, first_epoch: int, steps: i
     return dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(4)
 
 
+class EpochOutcome(NamedTuple):
+    """What one finished epoch changes: the run's state, whether it is the best so far, the learning rate to go on
+    with (the plateau schedule lowers it)."""
+
+    state: RunState
+    improved: bool
+    learning_rate: float
+
+
+def epoch_update(state: RunState, config: FitConfig, epochs_done: int, seconds: float, val_accuracy: float,
+                 learning_rate: float) -> EpochOutcome:
+    """The state after an epoch (a pure function): best epoch, patience, early stop, and the plateau schedule's
+    learning rate."""
+    state = replace(state, epochs_done=epochs_done, wall_seconds=round(state.wall_seconds + seconds, 1))
+    if val_accuracy > state.best_val_accuracy:
+        return EpochOutcome(replace(state, best_val_accuracy=val_accuracy, best_epoch=epochs_done, wait=0), True,
+                            learning_rate)
+    state = replace(state, wait=state.wait + 1)
+    if config.schedule == "plateau" and state.wait % config.lr_patience == 0:
+        learning_rate = max(learning_rate * config.lr_factor, config.min_learning_rate)
+    if state.wait >= config.patience:
+        state = replace(state, stopped_early=True)
+    return EpochOutcome(state, False, learning_rate)
+
+
+def append_history(history: Path, row: dict) -> None:
+    """One epoch's row of ``history.csv`` (the header first, in a new file)."""
+    new_file = not history.exists()
+    with open(history, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, HISTORY_FIELDS)
+        if new_file:
+            writer.writeheader()
+        writer.writerow(row)
+
+
 @functools.cache
 def _checkpointer_class():
     """The Keras callback class (checkpoints, history, plateau LR schedule and early stopping, all resumable),
@@ -171,30 +207,19 @@ def _checkpointer_class():
             row = {"epoch": epoch + 1, "learning_rate": learning_rate, "epoch_seconds": round(seconds, 2)}
             row.update({k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs})
             row.update(self._validation_extras())
-            history = self.run_dir / "history.csv"
-            new_file = not history.exists()
-            with open(history, "a", newline="") as handle:
-                writer = csv.DictWriter(handle, HISTORY_FIELDS)
-                if new_file:
-                    writer.writeheader()
-                writer.writerow(row)
-            state = replace(self.state, epochs_done=epoch + 1,
-                            wall_seconds=round(self.state.wall_seconds + seconds, 1))
+            append_history(self.run_dir / "history.csv", row)
             val_accuracy = row.get("val_accuracy", 0.0)
-            if val_accuracy > state.best_val_accuracy:
-                state = replace(state, best_val_accuracy=val_accuracy, best_epoch=epoch + 1, wait=0)
+            outcome = epoch_update(self.state, self.config, epoch + 1, seconds, val_accuracy, learning_rate)
+            state = outcome.state
+            if outcome.improved:
                 self.model.save(self.run_dir / "best.keras")
-            else:
-                state = replace(state, wait=state.wait + 1)
-                if self.config.schedule == "plateau" and state.wait % self.config.lr_patience == 0:
-                    lowered = max(learning_rate * self.config.lr_factor, self.config.min_learning_rate)
-                    self.model.optimizer.learning_rate.assign(lowered)
-                    log.info("PublicTest accuracy flat for %d epochs: learning rate %.2g -> %.2g",
-                             state.wait, learning_rate, lowered)
-                if state.wait >= self.config.patience:
-                    state = replace(state, stopped_early=True)
-                    self.model.stop_training = True
-                    log.info("early stop: no PublicTest improvement for %d epochs", state.wait)
+            if outcome.learning_rate != learning_rate:
+                self.model.optimizer.learning_rate.assign(outcome.learning_rate)
+                log.info("PublicTest accuracy flat for %d epochs: learning rate %.2g -> %.2g",
+                         state.wait, learning_rate, outcome.learning_rate)
+            if state.stopped_early:
+                self.model.stop_training = True
+                log.info("early stop: no PublicTest improvement for %d epochs", state.wait)
             if self.last_epoch is not None and epoch + 1 >= self.last_epoch:
                 self.model.stop_training = True  # --stop-after: a pause, resumable, not the end of the run
             self.model.save(self.run_dir / "last.keras")
@@ -218,66 +243,20 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     """
     import keras
 
-    from train.models import build_model
-
-    if config.balance not in BALANCE_MODES:
-        raise FerError(f"unknown balance mode {config.balance!r}; choose one of {', '.join(BALANCE_MODES)}")
-    if config.schedule not in SCHEDULES:
-        raise FerError(f"unknown schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-    if config.teachers:
-        from train.distill import check_distillation
-
-        check_distillation(config)
-    if config.batch_size < 1 or config.epochs < 1:
-        raise FerError(f"batch size and epochs must be positive, got {config.batch_size} and {config.epochs}")
+    _check_fit_config(config)
     run_dir = Path(run_dir)
     if verbose is None:  # a progress bar on a terminal, one line per epoch in logs (nohup, journald)
         verbose = 1 if sys.stderr.isatty() else 2
     train, validation = dataset.split("Training"), dataset.split("PublicTest")
-    state_file, last = run_dir / "state.json", run_dir / "last.keras"
     data_statistics, findings = check_dataset(dataset)
     if findings and not config.ignore_data_checks:
         raise DataError("the dataset failed its checks: " + " | ".join(f.message for f in findings) +
                         " (pass --ignore-data-checks to train on it anyway; the findings are recorded with the run)")
     keras.utils.set_random_seed(config.seed)
-    if resume and state_file.exists() and last.exists():
-        state = RunState.read(run_dir)
-        if config.quantization_aware:
-            config = replace(config, model=state.config.model)
-        if state.config.model != config.model:
-            raise FerError(f"{run_dir} holds a {state.config.model!r} run, not {config.model!r}; "
-                           "use another --out or the same --model")
-        import train.quantization as _qat_layers  # noqa: F401  (registers the quantization-aware layers for loading)
-
-        model = keras.models.load_model(last)
-        planned = state.config.epochs
-        if state.config.schedule == "cosine" and planned != config.epochs:
-            log.warning("the cosine schedule of %s was set for %d epochs when the run started; --epochs %d does not "
-                        "change it (epochs past %d train at the floor rate)", run_dir, planned, config.epochs, planned)
-        _truncate_history(run_dir / "history.csv", state.epochs_done)
-        log.info("resuming %s after epoch %d (best PublicTest accuracy %.4f)", run_dir, state.epochs_done,
-                 state.best_val_accuracy)
+    if resume and (run_dir / "state.json").exists() and (run_dir / "last.keras").exists():
+        model, state, config = _resume_run(run_dir, config)
     else:
-        if last.exists() and not resume:
-            raise FerError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "history.csv").unlink(missing_ok=True)
-        if config.quantization_aware:
-            model = _quantization_aware_start(config.quantization_aware, dataset, Path(config.calibration_dir),
-                                               config.cell_range)
-            config = replace(config, model=model.name.removesuffix("_qat"))
-        else:
-            model = build_model(config.model)
-        if config.init_weights:
-            from train.models import copy_weights
-
-            copied = copy_weights(load_keras_model(config.init_weights), model)
-            log.info("initialized %d layers from %s", copied, config.init_weights)
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-        model.compile(optimizer=make_optimizer(config, max(1, len(train) // config.batch_size)), loss=loss,
-                      metrics=["accuracy"], jit_compile=config.jit_compile)
-        state = RunState(config=config, data_source=dataset.source, train_images=len(train),
-                         validation_images=len(validation), train_class_counts=tuple(train.class_counts()))
+        model, state, config = _start_run(run_dir, config, dataset, resume)
     state = replace(state, provenance=(*state.provenance, provenance()),
                     data_checks={"statistics": data_statistics, "findings": [f._asdict() for f in findings]})
     first_epoch = state.epochs_done
@@ -288,14 +267,7 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     weights = class_weights(train.labels) if config.balance == "class-weight" else None
     validation_data = (to_model_input(validation.images), keras.utils.to_categorical(validation.labels, NUM_CLASSES))
     if config.quantization_aware and first_epoch == 0 and state.start_val_accuracy is None:
-        # The int8-simulating copy before any fine-tuning competes for "best" too: fine-tuning must earn its place.
-        _, start_accuracy = model.evaluate(*validation_data, batch_size=256, verbose=0)
-        state = replace(state, start_val_accuracy=float(start_accuracy), best_val_accuracy=float(start_accuracy),
-                        best_epoch=0)
-        model.optimizer.build(model.trainable_variables)  # saved like every other checkpoint, optimizer included
-        model.save(run_dir / "best.keras")
-        state.write(run_dir)
-        log.info("quantization-aware copy before fine-tuning: PublicTest accuracy %.4f", start_accuracy)
+        state = _score_quantization_aware_start(model, state, validation_data, run_dir)
     checkpointer = _checkpointer_class()(run_dir, config, state, validation, stop_after)
     model.fit(student_batches(train, config, first_epoch, steps, stop_after), epochs=config.epochs,
               initial_epoch=first_epoch,
@@ -305,6 +277,85 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     state = checkpointer.state
     state = replace(state, finished=state.epochs_done >= config.epochs or state.stopped_early)
     state.write(run_dir)
+    return state
+
+
+def _check_fit_config(config: FitConfig) -> None:
+    """Refuse settings ``fit`` cannot run with, before any data is loaded."""
+    if config.balance not in BALANCE_MODES:
+        raise FerError(f"unknown balance mode {config.balance!r}; choose one of {', '.join(BALANCE_MODES)}")
+    if config.schedule not in SCHEDULES:
+        raise FerError(f"unknown schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if config.teachers:
+        from train.distill import check_distillation
+
+        check_distillation(config)
+    if config.batch_size < 1 or config.epochs < 1:
+        raise FerError(f"batch size and epochs must be positive, got {config.batch_size} and {config.epochs}")
+
+
+def _resume_run(run_dir: Path, config: FitConfig):
+    """The model, state and configuration of the run in ``run_dir``, continued from its last epoch."""
+    import keras
+
+    state = RunState.read(run_dir)
+    if config.quantization_aware:
+        config = replace(config, model=state.config.model)
+    if state.config.model != config.model:
+        raise FerError(f"{run_dir} holds a {state.config.model!r} run, not {config.model!r}; "
+                       "use another --out or the same --model")
+    import train.quantization as _qat_layers  # noqa: F401  (registers the quantization-aware layers for loading)
+
+    model = keras.models.load_model(run_dir / "last.keras")
+    planned = state.config.epochs
+    if state.config.schedule == "cosine" and planned != config.epochs:
+        log.warning("the cosine schedule of %s was set for %d epochs when the run started; --epochs %d does not "
+                    "change it (epochs past %d train at the floor rate)", run_dir, planned, config.epochs, planned)
+    _truncate_history(run_dir / "history.csv", state.epochs_done)
+    log.info("resuming %s after epoch %d (best PublicTest accuracy %.4f)", run_dir, state.epochs_done,
+             state.best_val_accuracy)
+    return model, state, config
+
+
+def _start_run(run_dir: Path, config: FitConfig, dataset: FerDataset, resume: bool):
+    """A new, compiled model (or the quantization-aware copy of a trained one) and the run's first state."""
+    import keras
+
+    from train.models import build_model
+
+    if (run_dir / "last.keras").exists() and not resume:
+        raise FerError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "history.csv").unlink(missing_ok=True)
+    if config.quantization_aware:
+        model = _quantization_aware_start(config.quantization_aware, dataset, Path(config.calibration_dir),
+                                           config.cell_range)
+        config = replace(config, model=model.name.removesuffix("_qat"))
+    else:
+        model = build_model(config.model)
+    if config.init_weights:
+        from train.models import copy_weights
+
+        copied = copy_weights(load_keras_model(config.init_weights), model)
+        log.info("initialized %d layers from %s", copied, config.init_weights)
+    train, validation = dataset.split("Training"), dataset.split("PublicTest")
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    model.compile(optimizer=make_optimizer(config, max(1, len(train) // config.batch_size)), loss=loss,
+                  metrics=["accuracy"], jit_compile=config.jit_compile)
+    state = RunState(config=config, data_source=dataset.source, train_images=len(train),
+                     validation_images=len(validation), train_class_counts=tuple(train.class_counts()))
+    return model, state, config
+
+
+def _score_quantization_aware_start(model, state: RunState, validation_data, run_dir: Path) -> RunState:
+    """The int8-simulating copy before any fine-tuning competes for "best" too: fine-tuning must earn its place."""
+    _, start_accuracy = model.evaluate(*validation_data, batch_size=256, verbose=0)
+    state = replace(state, start_val_accuracy=float(start_accuracy), best_val_accuracy=float(start_accuracy),
+                    best_epoch=0)
+    model.optimizer.build(model.trainable_variables)  # saved like every other checkpoint, optimizer included
+    model.save(run_dir / "best.keras")
+    state.write(run_dir)
+    log.info("quantization-aware copy before fine-tuning: PublicTest accuracy %.4f", start_accuracy)
     return state
 
 
