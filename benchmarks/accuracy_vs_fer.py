@@ -71,7 +71,7 @@ def fer_tflite_classifier(path: Path):
 
 def row(name: str, probabilities: np.ndarray, labels: np.ndarray, ms_per_face: float | None, size: int | None,
         command: str) -> dict:
-    from train.metrics import classification_report
+    from lab.metrics import classification_report
 
     report = classification_report(labels, probabilities.argmax(1))
     return {"model": name, "accuracy": report["accuracy"], "macro_f1": report["macro"]["f1"],
@@ -81,7 +81,7 @@ def row(name: str, probabilities: np.ndarray, labels: np.ndarray, ms_per_face: f
 
 
 def main() -> None:
-    from train.provenance import write_json
+    from lab.provenance import write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="FER2013 (CSV or image folders)")
@@ -95,9 +95,9 @@ def main() -> None:
     import keras
 
     from edge_runtime.classifier import EmotionClassifier
-    from train.data import load_fer2013
-    from train.modelio import load_keras_model, predict_probabilities
-    from train.provenance import provenance
+    from lab.data import load_fer2013
+    from lab.keras_io import load_keras_model, predict_probabilities
+    from lab.provenance import provenance
 
     started = provenance()  # the code as it was when the benchmark began
     split = load_fer2013(args.data).split("PrivateTest")

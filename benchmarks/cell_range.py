@@ -1,6 +1,6 @@
 """Where int8 flips Model 3's predictions, and what capping the LSTM cell state's range buys; PublicTest only.
 
-The int8 simulation of :mod:`train.quantization` computes what the int8 file
+The int8 simulation of :mod:`lab.quantization` computes what the int8 file
 computes (the converter takes its ranges), so tensors can be left in float one
 group at a time to see which rounding flips the float model's top-1. Then the
 cell-state cap (``fer-convert --cell-range``) is swept. Everything is measured
@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# Groups of fake-quantized tensors, by the names train.quantization gives them (fq_<layer or step tensor>).
+# Groups of fake-quantized tensors, by the names lab.quantization gives them (fq_<layer or step tensor>).
 GROUPS = {
     "none: weights only": r"(?!)",
     "everything": r".",
@@ -49,7 +49,7 @@ def _with_only(model, pattern: str):
     """A copy of the simulation in which only the FakeQuants matching ``pattern`` round (weights still round)."""
     import keras
 
-    from train.quantization import FakeQuant
+    from lab.quantization import FakeQuant
 
     def clone(layer):
         config = layer.get_config()
@@ -71,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    from train.calibration import MANIFEST_NAME, manifest_images
-    from train.data import load_fer2013
-    from train.modelio import load_keras_model, predict_probabilities
-    from train.provenance import provenance, write_json
-    from train.quantization import measure_ranges, quantization_aware_model
+    from lab.calibration import MANIFEST_NAME, manifest_images
+    from lab.data import load_fer2013
+    from lab.keras_io import load_keras_model, predict_probabilities
+    from lab.provenance import provenance, write_json
+    from lab.quantization import measure_ranges, quantization_aware_model
 
     started = provenance()
     dataset = load_fer2013(args.data)

@@ -94,7 +94,7 @@ def _fill(folder: Path) -> Path:
 
 def run_chaos(args, out: str) -> None:
     """Run the chaos scenario for ``args.minutes`` and write its figures to ``out``."""
-    from train.provenance import provenance, write_json
+    from lab.provenance import provenance, write_json
 
     started = provenance()  # the code as it was when the soak began
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge_runtime.detectors import DetectorOptions, find_faces, make_detector  # noqa: E402
-from train.provenance import provenance, write_json  # noqa: E402
+from lab.provenance import provenance, write_json  # noqa: E402
 
 UPSCALE = 4  # 48 -> 192 pixels: a face about the size the short-range model is made for
 CANVAS = 384  # the upscaled face in the middle of a grey square twice its side

@@ -33,7 +33,7 @@ from edge_runtime.sources import VideoFileSource  # noqa: E402
 
 
 def main() -> None:
-    from train.provenance import write_json
+    from lab.provenance import write_json
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--media", default=str(ROOT.parent / "shared" / "data" / "media"))

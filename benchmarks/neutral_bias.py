@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from edge_runtime.classifier import EmotionClassifier  # noqa: E402
 from edge_runtime.core.labels import LABELS, NUM_CLASSES  # noqa: E402
-from train.data import load_fer2013  # noqa: E402
-from train.provenance import provenance, write_json  # noqa: E402
+from lab.data import load_fer2013  # noqa: E402
+from lab.provenance import provenance, write_json  # noqa: E402
 
 NEUTRAL = LABELS.index("neutral")
 STRENGTHS = np.round(np.arange(0.0, 1.01, 0.1), 2)

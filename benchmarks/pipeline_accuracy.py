@@ -45,8 +45,8 @@ from edge_runtime.core.preprocessing import preprocess_face  # noqa: E402
 from edge_runtime.pipeline import Runtime  # noqa: E402
 from edge_runtime.service import build_runtime  # noqa: E402
 from edge_runtime.sources import Frame  # noqa: E402
-from train.data import load_fer2013  # noqa: E402
-from train.provenance import provenance, write_json  # noqa: E402
+from lab.data import load_fer2013  # noqa: E402
+from lab.provenance import provenance, write_json  # noqa: E402
 
 FRAME_SIZE = (640, 480)
 NEUTRAL = {"scale": 224.0, "roll": 0.0, "brightness": 1.0, "blur": 0.0, "jpeg": None, "centred": True}

@@ -85,7 +85,7 @@ def measure(case: str, args) -> dict:
 
 
 def main() -> None:
-    from train.provenance import write_json
+    from lab.provenance import write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(ROOT / "models" / "fer_cnn_lstm_int8.tflite"))

@@ -106,7 +106,7 @@ def main() -> None:
         return
     cores = os.cpu_count() or 1
     ours = [sys.executable, str(Path(__file__).resolve()), "--child", "--model", args.model, "--video", args.video]
-    from train.provenance import provenance, write_json  # provenance: the commit the figures were measured at
+    from lab.provenance import provenance, write_json  # provenance: the commit the figures were measured at
 
     results = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "machine": f"{cores} cores",
                "video": Path(args.video).name, "provenance": provenance(), "runs": {}}

@@ -110,7 +110,7 @@ def service_config(work: Path, args, broker_port: int, http_port: int, *, spool:
     return config
 
 def main() -> None:
-    from train.provenance import write_json
+    from lab.provenance import write_json
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "models" / "fer_cnn_lstm_int8.tflite"))

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from train.provenance import write_json
+    from lab.provenance import write_json
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("FER2013_DIR"))
@@ -34,7 +34,7 @@ def main() -> None:
 
     import keras
 
-    from train.data import load_fer2013
+    from lab.data import load_fer2013
     from train.fit import FitConfig, training_batches
     from train.models import build_model
 

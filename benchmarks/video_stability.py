@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from edge_runtime.config import Config, with_overrides  # noqa: E402
 from edge_runtime.service import build_runtime  # noqa: E402
 from edge_runtime.sources import Frame, MediaClock, SourceHealth  # noqa: E402
-from train.provenance import provenance, write_json  # noqa: E402
+from lab.provenance import provenance, write_json  # noqa: E402
 
 PI_FPS = 5.0
 CUT_TARGET_S = 1.0

@@ -11,7 +11,7 @@ import typer
 from convert.pipeline import ConvertOptions
 from convert.quantize import IO_TYPES, QUANTIZE_MODES
 from edge_runtime.core.cli_support import require_extra, run_cli, version_option
-from train.data import SPLITS
+from lab.data import SPLITS
 
 log = logging.getLogger("fer-convert")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -78,8 +78,8 @@ def calibration_build(
     reselect: bool = typer.Option(False, "--reselect", help="choose a new subset from this dataset and rewrite the manifest"),
 ) -> None:
     """Materialize the manifest's Training images as PNGs under calibration_data/ from your FER2013 copy."""
-    from train.calibration import build_calibration
-    from train.data import load_fer2013
+    from lab.calibration import build_calibration
+    from lab.data import load_fer2013
 
     calibration = build_calibration(load_fer2013(data), directory, reselect=reselect, per_class=per_class, seed=seed)
     typer.echo(f"{len(calibration.labels)} calibration images in {directory}: {calibration.histogram()}")

@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_runtime.core.errors import FerError
 from edge_runtime.core.preprocessing import INPUT_SIZE
-from train.explicit_lstm import explicit_lstm
+from lab.explicit_lstm import explicit_lstm
 
 log = logging.getLogger(__name__)
 MAX_ABS_DIFFERENCE = 1e-4

@@ -25,7 +25,7 @@ from edge_runtime.core.contract import (Budget, FloatReference, ModelContract, T
 from edge_runtime.core.errors import FerError
 from edge_runtime.core.labels import LABELS
 from edge_runtime.core.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION
-from train.explicit_lstm import DEFAULT_CELL_STATE_RANGE
+from lab.explicit_lstm import DEFAULT_CELL_STATE_RANGE
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class Graphs:
 
 def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | None) -> ConversionReport:
     """Convert ``model_path`` as ``options`` say; returns the report. Raises :class:`BudgetExceeded`."""
-    from train.provenance import provenance
+    from lab.provenance import provenance
 
     started = provenance()  # the code as it was when the conversion began (the tree may change while it runs)
     source = load_source(model_path, options)
@@ -152,9 +152,9 @@ def run_conversion(model_path: str | Path, options: ConvertOptions, data: str | 
 def load_source(model_path: str | Path, options: ConvertOptions) -> SourceKerasModel:
     """The Keras model, refused unless it maps a 48x48x1 face to the 7 classes (and a quantization-aware model
     asked for float16 or dynamic quantization)."""
-    from train.modelio import load_keras_model
-    from train.provenance import file_sha256
-    from train.quantization import is_quantization_aware
+    from lab.keras_io import load_keras_model
+    from lab.provenance import file_sha256
+    from lab.quantization import is_quantization_aware
 
     model_path = Path(model_path)
     keras_model = load_keras_model(model_path)
@@ -170,7 +170,7 @@ def load_source(model_path: str | Path, options: ConvertOptions) -> SourceKerasM
 
 def load_dataset(data: str | None, options: ConvertOptions):
     """FER2013 from ``--data`` (else ``$FER2013_DIR``), or ``None`` without it where verification is off."""
-    from train.data import DATA_ENV_VAR, load_fer2013
+    from lab.data import DATA_ENV_VAR, load_fer2013
 
     if data is not None or os.environ.get(DATA_ENV_VAR):
         return load_fer2013(data)
@@ -183,7 +183,7 @@ def load_dataset(data: str | None, options: ConvertOptions):
 def calibrate(source: SourceKerasModel, dataset, options: ConvertOptions):
     """The representative set for int8 (built from Training, or read from ``calibration_dir`` without the data);
     ``None`` for other modes and for a quantization-aware model, which carries its ranges."""
-    from train.calibration import build_calibration, load_calibration
+    from lab.calibration import build_calibration, load_calibration
 
     if options.quantize != "int8" or source.quantization_aware:
         return None
@@ -200,7 +200,7 @@ def build_graphs(source: SourceKerasModel, calibration, options: ConvertOptions)
     the calibrated int8-simulating copy whose cell-state ranges are capped."""
     from convert.edge_graph import batch_one_model, edge_friendly_model
 
-    # A quantization-aware model already has explicit LSTM gates (train.quantization builds them).
+    # A quantization-aware model already has explicit LSTM gates (lab.quantization builds them).
     rebuild = options.edge_graph and not source.quantization_aware
     graph = edge_friendly_model(source.model) if rebuild else batch_one_model(source.model)
     # The converter has no per-tensor range override; the copy's FakeQuants are one. --no-edge-graph asks for Keras'
@@ -208,7 +208,7 @@ def build_graphs(source: SourceKerasModel, calibration, options: ConvertOptions)
     if not (options.quantize == "int8" and rebuild and options.cell_range > 0 and calibration is not None
             and _has_lstm(source.model)):
         return Graphs(graph)
-    from train.quantization import quantization_aware_model
+    from lab.quantization import quantization_aware_model
 
     capped = quantization_aware_model(source.model, calibration.images, cell_range=options.cell_range)
     return Graphs(graph, batch_one_model(capped))
@@ -280,7 +280,7 @@ def _calibration_summary(calibration, graphs: Graphs, options: ConvertOptions) -
     if graphs.capped is None:
         return summary
     return replace(summary, method=f"min/max of every tensor over the calibration images, except the LSTM cell "
-                   f"states, capped at +-{options.cell_range:g} (--cell-range; train.quantization's calibrated int8 "
+                   f"states, capped at +-{options.cell_range:g} (--cell-range; lab.quantization's calibrated int8 "
                    "graph)")
 
 
@@ -327,9 +327,9 @@ def _verify(keras_model, dataset, outputs: dict[str, Path], options: ConvertOpti
     comparison is reported, not judged.
     """
     from convert.verify import compare, latency_ms, tflite_probabilities
-    from train.data import stratified_subset
-    from train.metrics import classification_report
-    from train.modelio import predict_probabilities
+    from lab.data import stratified_subset
+    from lab.metrics import classification_report
+    from lab.keras_io import predict_probabilities
 
     split = dataset.split(options.split)
     if options.limit:
@@ -346,8 +346,8 @@ def _verify(keras_model, dataset, outputs: dict[str, Path], options: ConvertOpti
                                     confusion_matrix=tuple(tuple(row) for row in full["confusion_matrix"]))
     reference = None
     if reference_path is not None:
-        from train.modelio import load_keras_model
-        from train.provenance import file_sha256
+        from lab.keras_io import load_keras_model
+        from lab.provenance import file_sha256
 
         reference_probabilities = predict_probabilities(load_keras_model(reference_path), split.images)
         full = classification_report(split.labels, reference_probabilities.argmax(1))

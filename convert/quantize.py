@@ -55,7 +55,7 @@ def quantization_aware_int8_converter(model, io_type: str):
     """A converter that takes every quantization parameter from a quantization-aware model's FakeQuant ops.
 
     No representative dataset: the ranges are part of the model (see
-    :mod:`train.quantization`). ``supported_ops`` is left at its default
+    :mod:`lab.quantization`). ``supported_ops`` is left at its default
     because TensorFlow's converter rejects INT8-only ops without a
     representative dataset even for such models; :func:`convert` checks the
     result for float ops instead.

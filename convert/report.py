@@ -19,7 +19,7 @@ import numpy as np
 
 from convert.records import ConversionReport, ModelResult
 from edge_runtime.core.labels import LABELS
-from train.provenance import write_json
+from lab.provenance import write_json
 
 KIND_TITLES = {"keras": "Keras float", "float32": "TFLite float32", "float16": "TFLite float16",
                "dynamic": "TFLite dynamic-range", "int8": "TFLite int8"}
@@ -194,7 +194,7 @@ def to_markdown(report: ConversionReport, png_names: dict[str, str] | None = Non
 
 
 def _png(figure) -> bytes:
-    from train.plots import pyplot
+    from lab.plots import pyplot
 
     buffer = io.BytesIO()
     figure.tight_layout()
@@ -205,7 +205,7 @@ def _png(figure) -> bytes:
 
 def confusion_png(results: dict[str, ModelResult], names: dict[str, str]) -> bytes:
     """Confusion matrices side by side, colour by row share, counts written in."""
-    from train.plots import pyplot
+    from lab.plots import pyplot
 
     plt = pyplot()
     kinds = list(results)
@@ -227,7 +227,7 @@ def confusion_png(results: dict[str, ModelResult], names: dict[str, str]) -> byt
 
 def f1_change_png(report: ConversionReport) -> bytes:
     """Per-class F1 change of each TFLite file against the Keras model, as grouped bars."""
-    from train.plots import pyplot
+    from lab.plots import pyplot
 
     plt = pyplot()
     comparisons = report.verification.comparisons

@@ -19,7 +19,7 @@ from edge_runtime.classifier import EmotionClassifier
 from edge_runtime.core.contract import load_contract
 from edge_runtime.core.interpreter import make_interpreter
 from edge_runtime.core.labels import LABELS
-from train.metrics import classification_report
+from lab.metrics import classification_report
 
 log = logging.getLogger(__name__)
 

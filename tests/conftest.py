@@ -59,7 +59,7 @@ def fer_blurred_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def fer_small(fer_root):
     """A stratified real subset: 420 Training, 140 PublicTest, 210 PrivateTest images."""
-    from train.data import FerDataset, load_fer2013, stratified_subset
+    from lab.data import FerDataset, load_fer2013, stratified_subset
 
     full = load_fer2013(fer_root)
     sizes = {"Training": 420, "PublicTest": 140, "PrivateTest": 210}
@@ -69,7 +69,7 @@ def fer_small(fer_root):
 @pytest.fixture(scope="session")
 def fer_full(fer_root):
     """The whole real dataset (35,887 images, loads in a few seconds)."""
-    from train.data import load_fer2013
+    from lab.data import load_fer2013
 
     return load_fer2013(fer_root)
 

@@ -8,9 +8,9 @@ import pytest
 
 from edge_runtime.core.errors import DataError
 from tests.conftest import FER_HEAD_CSV, ROOT, require
-from train.calibration import (MANIFEST_NAME, ManifestRow, build_calibration, image_fingerprint, match_manifest,
+from lab.calibration import (MANIFEST_NAME, ManifestRow, build_calibration, image_fingerprint, match_manifest,
                                read_manifest)
-from train.data import FerDataset, Split, load_csv
+from lab.data import FerDataset, Split, load_csv
 
 COMMITTED_MANIFEST = ROOT / "calibration_data" / MANIFEST_NAME
 
@@ -66,7 +66,7 @@ def test_image_release_rows_are_found_in_the_csv_by_fingerprint(head_csv, fer_fu
 
 def test_the_committed_manifest_materializes_from_the_sharp_and_the_circulating_copy(fer_full, fer_blurred_root,
                                                                                      tmp_path):
-    from train.data import load_fer2013
+    from lab.data import load_fer2013
 
     rows = read_manifest(COMMITTED_MANIFEST)
     assert len(rows) == 700
@@ -104,7 +104,7 @@ def test_a_copy_without_the_images_is_refused_with_the_fix(fer_full, tmp_path):
     rows = read_manifest(COMMITTED_MANIFEST)[:3]
     flipped = [ManifestRow(f"elsewhere/{row.id}", row.label,
                            bytes(255 - b for b in bytes.fromhex(row.fingerprint)).hex()) for row in rows]
-    from train.calibration import write_manifest
+    from lab.calibration import write_manifest
 
     write_manifest(flipped, tmp_path / MANIFEST_NAME)
     with pytest.raises(DataError, match="3 of 3 calibration images .* --reselect"):

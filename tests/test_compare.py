@@ -7,8 +7,8 @@ import pytest
 
 from edge_runtime.core.errors import FerError
 from train.evaluate import comparison_table
-from train.metrics import classification_report
-from train.modelio import FitConfig, RunState, run_epochs
+from lab.metrics import classification_report
+from train.runs import FitConfig, RunState, run_epochs
 
 
 def _results(split: str) -> dict:

@@ -13,7 +13,7 @@ from convert.quantize import convert
 from edge_runtime.core.errors import DataError, FerError, ModelError
 from edge_runtime.core.labels import LABELS
 from tests.conftest import SHIPPED_INT8, SHIPPED_KERAS, run_cli
-from train.calibration import build_calibration, load_calibration, select_manifest
+from lab.calibration import build_calibration, load_calibration, select_manifest
 
 
 def tiny_model():
@@ -218,7 +218,7 @@ def test_input_errors(tiny_keras, tmp_path):
 def test_calibration_set_errors(generated_csv, tmp_path):
     import cv2
 
-    from train.data import load_fer2013
+    from lab.data import load_fer2013
 
     dataset = load_fer2013(generated_csv)
     calibration = build_calibration(dataset, tmp_path, per_class=3)
@@ -242,8 +242,8 @@ def test_shipped_int8_agrees_with_keras_on_real_private_test(fer_full):
     if not SHIPPED_KERAS.exists() or not SHIPPED_INT8.exists():
         pytest.skip("shipped models not present")
     from convert.verify import tflite_probabilities
-    from train.data import stratified_subset
-    from train.modelio import load_keras_model, predict_probabilities
+    from lab.data import stratified_subset
+    from lab.keras_io import load_keras_model, predict_probabilities
 
     subset = stratified_subset(fer_full.split("PrivateTest"), 300, 0)
     reference = predict_probabilities(load_keras_model(SHIPPED_KERAS), subset.images)

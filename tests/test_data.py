@@ -9,7 +9,7 @@ import pytest
 from edge_runtime.core.errors import DataError
 from edge_runtime.core.labels import LABELS
 from tests.conftest import FER_HEAD_CSV, require
-from train.data import load_fer2013, resolve_data_path
+from lab.data import load_fer2013, resolve_data_path
 
 PIXELS = " ".join(str(v % 256) for v in range(2304))
 

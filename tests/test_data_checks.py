@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.core.errors import DataError
-from train.data import FerDataset, Split
+from lab.data import FerDataset, Split
 from train.data_checks import check_dataset, estimate_blur_sigma, sharpness
 from train.fit import FitConfig, fit
 
@@ -28,7 +28,7 @@ def _dataset_from(images: np.ndarray, labels: np.ndarray, train_sigma: float) ->
 @pytest.fixture(scope="module")
 def sharp_faces(fer_root):
     """Real, sharp FER2013 test images."""
-    from train.data import load_fer2013
+    from lab.data import load_fer2013
 
     split = load_fer2013(fer_root).split("PrivateTest")
     return split.images[:600], split.labels[:600]

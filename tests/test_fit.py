@@ -10,7 +10,7 @@ from edge_runtime.core.errors import FerError
 from train.augment import AugmentConfig
 from train.fit import FitConfig, epoch_indices, fit, soft_oversampling_targets
 from train.leakage import audit, count_exact_duplicates, image_hashes
-from train.modelio import read_history
+from train.runs import read_history
 
 
 def test_oversampling_draws_only_training_images_and_balances(fer_full):

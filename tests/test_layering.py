@@ -29,7 +29,7 @@ def test_the_layering_contracts_hold():
 def _copy_with(tmp_path: Path, module: str, line: str) -> subprocess.CompletedProcess:
     """The contracts run on a copy of the code with ``line`` appended to ``module`` (a path under the root; a module
     that does not exist yet is created)."""
-    for package in ("edge_runtime", "train", "convert"):
+    for package in ("edge_runtime", "lab", "train", "convert"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "*.tflite"))
     shutil.copy(ROOT / ".importlinter", tmp_path / ".importlinter")
     target = tmp_path / module
@@ -38,17 +38,29 @@ def _copy_with(tmp_path: Path, module: str, line: str) -> subprocess.CompletedPr
     return lint_imports(tmp_path)
 
 
+STAGES = "convert and train, independent, above the desktop lab above the shared core"
+
+
 def test_an_upward_import_breaks_them(tmp_path):
-    result = _copy_with(tmp_path, "edge_runtime/core/labels.py", "import train.data")
+    result = _copy_with(tmp_path, "edge_runtime/core/labels.py", "import lab.data")
     assert result.returncode != 0
-    assert "convert above train above the shared core BROKEN" in result.stdout
+    assert f"{STAGES} BROKEN" in result.stdout
     assert "the core imports nothing else of the project BROKEN" in result.stdout
-    assert "edge_runtime.core.labels -> train.data" in result.stdout
+    assert "edge_runtime.core.labels -> lab.data" in result.stdout
+
+
+@pytest.mark.parametrize("module, line, shown", [
+    ("convert/cli.py", "import train.fit", "convert.cli -> train.fit"),  # the two stages share only the lab
+    ("lab/metrics.py", "import train.augment", "lab.metrics -> train.augment"),  # the lab is below both
+])
+def test_the_desktop_stages_meet_only_in_the_lab(tmp_path, module, line, shown):
+    result = _copy_with(tmp_path, module, line)
+    assert result.returncode != 0 and f"{STAGES} BROKEN" in result.stdout and shown in result.stdout
 
 
 @pytest.mark.parametrize("module, line, broken", [
     ("edge_runtime/core/labels.py", "import edge_runtime.sinks.spool", "the core imports nothing else of the project"),
-    ("train/metrics.py", "import edge_runtime.homeassistant", "training uses only the core of edge_runtime"),
+    ("lab/metrics.py", "import edge_runtime.homeassistant", "training and the lab use only the core of edge_runtime"),
     ("edge_runtime/core/labels.py", "import edge_runtime.a_module_written_later",
      "the core imports nothing else of the project"),
 ])

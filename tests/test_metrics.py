@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.metrics import classification_report as sk_report, confusion_matrix as sk_confusion
 
-from train.metrics import classification_report
+from lab.metrics import classification_report
 
 
 def test_metrics_match_sklearn():

@@ -108,7 +108,7 @@ def test_a_wheel_installed_in_a_fresh_venv_works_from_another_folder(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         top_level = next(n for n in names if n.endswith(".dist-info/top_level.txt"))
-        assert archive.read(top_level).decode().split() == ["convert", "edge_runtime", "train"]  # nothing stray
+        assert archive.read(top_level).decode().split() == ["convert", "edge_runtime", "lab", "train"]  # nothing stray
     assert {"edge_runtime/models/fer_cnn_lstm_int8.tflite", "edge_runtime/models/fer_cnn_lstm_int8.json"} <= set(names)
     assert not any(name.startswith(("tests/", "training_checkpoints/")) for name in names)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)

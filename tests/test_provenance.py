@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from train.provenance import command_line, git_commit
+from lab.provenance import command_line, git_commit
 
 
 @pytest.mark.parametrize("argv0, expected", [

@@ -9,7 +9,7 @@ from convert.inspect_tflite import float_ops, io_types
 from convert.pipeline import ConvertOptions, run_conversion
 from convert.quantize import convert
 from edge_runtime.core.errors import FerError
-from train.quantization import FakeQuant, is_quantization_aware, quantization_aware_model
+from lab.quantization import FakeQuant, is_quantization_aware, quantization_aware_model
 
 
 def small_float_model():
@@ -107,7 +107,7 @@ def test_the_quantization_aware_model_is_the_float_model_plus_rounding(quantizat
     reference = np.asarray(float_model.predict(images, verbose=0))
     assert np.abs(simulated - reference).max() < 0.25  # rounding noise, not a different model
     assert not np.allclose(simulated, reference)
-    from train.modelio import load_keras_model
+    from lab.keras_io import load_keras_model
 
     reloaded = load_keras_model(folder / "small_qat.keras")
     np.testing.assert_allclose(np.asarray(reloaded.predict(images, verbose=0)), simulated, atol=1e-6)
@@ -150,9 +150,9 @@ def test_refuses_what_it_cannot_simulate(quantization_aware, real_faces):
 @pytest.mark.slow
 def test_fine_tuning_starts_from_the_simulated_copy_and_keeps_it_if_better(quantization_aware, fer_small, tmp_path):
     from train.fit import FitConfig, fit
-    from train.modelio import load_keras_model
+    from lab.keras_io import load_keras_model
 
-    from train.calibration import MANIFEST_NAME, select_manifest, write_manifest
+    from lab.calibration import MANIFEST_NAME, select_manifest, write_manifest
 
     _, _, folder = quantization_aware
     # The copy's ranges come from the images a calibration manifest names (fer-convert's), found in the dataset.
@@ -163,8 +163,8 @@ def test_fine_tuning_starts_from_the_simulated_copy_and_keeps_it_if_better(quant
     assert state.config.model == "small" and state.config.quantization_aware.endswith("small.keras")
     assert state.epochs_done == 1
     # The copy before fine-tuning is scored on PublicTest: its accuracy is the untuned copy's, from the manifest's faces.
-    from train.calibration import manifest_images
-    from train.modelio import predict_probabilities
+    from lab.calibration import manifest_images
+    from lab.keras_io import predict_probabilities
 
     untuned = quantization_aware_model(load_keras_model(folder / "small.keras"),
                                        manifest_images(fer_small, tmp_path / "calibration" / MANIFEST_NAME))

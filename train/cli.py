@@ -10,10 +10,10 @@ import typer
 
 from edge_runtime.core.cli_support import require_extra, run_cli, version_option
 from edge_runtime.core.errors import FerError
-from train.data import SPLITS
+from lab.data import SPLITS
 from train.augment import AugmentConfig
 from train.fit import BALANCE_MODES, SCHEDULES
-from train.modelio import FitConfig
+from train.runs import FitConfig
 from train.paper import MODEL_NAMES
 
 # Each option's default is defined once, in FitConfig and AugmentConfig (what state.json records).
@@ -86,7 +86,7 @@ def fit_command(
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest (optionally distilling from teachers)."""
     require_extra("train")
-    from train.data import load_fer2013
+    from lab.data import load_fer2013
     from train.distill import teacher_file
     from train.fit import fit
 
@@ -115,7 +115,7 @@ def check_data_command(
     """Compare the splits (counts, pixel statistics, sharpness) and report problems; exit 1 when any is found."""
     import json
 
-    from train.data import load_fer2013
+    from lab.data import load_fer2013
     from train.data_checks import check_dataset
 
     statistics, findings = check_dataset(load_fer2013(data, skip_bad=skip_bad))
@@ -135,9 +135,10 @@ def evaluate_command(
 ) -> None:
     """Accuracy, per-class precision/recall/F1, confusion matrices and learning curves, as JSON, Markdown and PNG."""
     require_extra("train")
-    from train.data import load_fer2013
+    from lab.data import load_fer2013
     from train.evaluate import evaluate, write_report
-    from train.modelio import load_keras_model, read_history, run_epochs
+    from lab.keras_io import load_keras_model
+    from train.runs import read_history, run_epochs
 
     keras_model = load_keras_model(model)
     report = evaluate(keras_model, load_fer2013(data, skip_bad=skip_bad), split)
@@ -155,7 +156,7 @@ def export_command(
 ) -> None:
     """Ship a run's best checkpoint with its PrivateTest metrics JSON (command, commit, epochs, wall time)."""
     require_extra("train")
-    from train.data import load_fer2013
+    from lab.data import load_fer2013
     from train.export import export_run
 
     summary = export_run(run, to, load_fer2013(data), report or Path("reports") / to.stem)
@@ -187,9 +188,9 @@ def audit_command(
 ) -> None:
     """Reproduce the paper's oversample-then-split protocol next to the honest one and count leaked test images."""
     require_extra("train")
-    from train.data import load_fer2013
+    from lab.data import load_fer2013
     from train.leakage import audit, audit_markdown
-    from train.provenance import provenance, write_json
+    from lab.provenance import provenance, write_json
 
     started = provenance()  # the code as it was when the audit began (the tree may change while it runs)
     result = audit(load_fer2013(data, limit_per_split=limit, seed=seed), seed=seed, model=model, epochs=epochs,

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from train.data import FerDataset
+from lab.data import FerDataset
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,9 @@ import numpy as np
 
 from edge_runtime.core.contract import file_sha256
 from edge_runtime.core.errors import FerError
-from train.data import Split
-from train.modelio import FitConfig, load_keras_model
+from lab.data import Split
+from lab.keras_io import load_keras_model
+from train.runs import FitConfig
 
 log = logging.getLogger(__name__)
 

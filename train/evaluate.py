@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 
 from edge_runtime.core.errors import FerError
-from train.data import FerDataset
-from train.metrics import classification_report, confusion_table, per_class_table
-from train.modelio import predict_probabilities
+from lab.data import FerDataset
+from lab.metrics import classification_report, confusion_table, per_class_table
+from lab.keras_io import predict_probabilities
 from train.paper import PAPER_NAMES, PAPER_PARAMETER_COUNTS
-from train.provenance import provenance, write_json
+from lab.provenance import provenance, write_json
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def evaluate(model, dataset: FerDataset, split: str) -> dict:
 def write_report(report: dict, out_dir: str | Path, title: str, history: list[dict] | None = None,
                  extra: dict | None = None) -> Path:
     """Write ``metrics.json``, ``confusion.png``, ``learning_curves.png`` (with a history) and ``report.md``."""
-    from train.plots import plot_confusion, plot_learning_curves
+    from lab.plots import plot_confusion, plot_learning_curves
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -6,11 +6,12 @@ import shutil
 from pathlib import Path
 
 from edge_runtime.core.errors import ModelError
-from train.data import FerDataset
+from lab.data import FerDataset
 from train.evaluate import evaluate, write_report
-from train.modelio import RunState, epoch_summary, load_keras_model, read_history
+from lab.keras_io import load_keras_model
+from train.runs import RunState, epoch_summary, read_history
 from train.paper import PAPER_NAMES
-from train.provenance import file_sha256, provenance, write_json
+from lab.provenance import file_sha256, provenance, write_json
 
 
 def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset, report_dir: str | Path) -> dict:

@@ -26,10 +26,11 @@ import numpy as np
 
 from edge_runtime.core.errors import DataError, FerError
 from edge_runtime.core.labels import NUM_CLASSES
-from train.data import FerDataset, Split
+from lab.data import FerDataset, Split
 from train.data_checks import check_dataset
-from train.modelio import HISTORY_FIELDS, FitConfig, RunState, load_keras_model, to_model_input
-from train.provenance import provenance
+from lab.keras_io import load_keras_model, to_model_input
+from train.runs import HISTORY_FIELDS, FitConfig, RunState
+from lab.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def _checkpointer_class():
 
         def _validation_extras(self) -> dict[str, float]:
             """PublicTest macro-F1 and flip test-time-augmented accuracy (for choosing recipes and TTA)."""
-            from train.metrics import classification_report
+            from lab.metrics import classification_report
 
             images = to_model_input(self.validation.images)
             plain = self.model.predict(images, batch_size=256, verbose=0)
@@ -304,7 +305,7 @@ def _resume_run(run_dir: Path, config: FitConfig):
     if state.config.model != config.model:
         raise FerError(f"{run_dir} holds a {state.config.model!r} run, not {config.model!r}; "
                        "use another --out or the same --model")
-    import train.quantization as _qat_layers  # noqa: F401  (registers the quantization-aware layers for loading)
+    import lab.quantization as _qat_layers  # noqa: F401  (registers the quantization-aware layers for loading)
 
     model = keras.models.load_model(run_dir / "last.keras")
     planned = state.config.epochs
@@ -381,8 +382,8 @@ def _quantization_aware_start(float_model_path: str, dataset: FerDataset, calibr
     ``fer-convert`` finds them, so both measure ranges on the same faces; LSTM
     cell states are capped at +-``cell_range`` as ``fer-convert`` caps them.
     """
-    from train.calibration import MANIFEST_NAME, manifest_images
-    from train.quantization import quantization_aware_model
+    from lab.calibration import MANIFEST_NAME, manifest_images
+    from lab.quantization import quantization_aware_model
 
     calibration = manifest_images(dataset, calibration_dir / MANIFEST_NAME)
     model = quantization_aware_model(load_keras_model(float_model_path), calibration, cell_range=cell_range)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.core.labels import NUM_CLASSES
-from train.data import FerDataset, Split, pixel_digest
+from lab.data import FerDataset, Split, pixel_digest
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def audit(dataset: FerDataset, *, seed: int = 0, model: str = "cnn", epochs: int
           work_dir: str | Path = "runs/audit") -> dict:
     """Duplicate counts under both protocols; with ``epochs > 0`` also the accuracy of ``model`` under each."""
     from train.evaluate import evaluate
-    from train.modelio import load_keras_model
+    from lab.keras_io import load_keras_model
 
     leaky = leaky_split(dataset, seed)
     result = {"seed": seed, "protocols": {}}

@@ -1,7 +1,7 @@
-"""What training writes and reads back: Keras models, predictions on raw pixels, a run's state and history.
+"""A training run's records: its configuration (``FitConfig``), its ``state.json`` (``RunState``) and its history.
 
-Both :mod:`train.fit` and :mod:`train.evaluate` (and :mod:`train.export`,
-:mod:`convert`) use these, so none of them imports another for them.
+:mod:`train.fit` writes them; :mod:`train.evaluate`, :mod:`train.export` and
+:mod:`train.distill` read them back.
 """
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-from edge_runtime.core.errors import ModelError
 from edge_runtime.core.records import JsonRecord
 from train.augment import AugmentConfig
-from train.explicit_lstm import DEFAULT_CELL_STATE_RANGE
-from train.provenance import write_json
+from lab.explicit_lstm import DEFAULT_CELL_STATE_RANGE
+from lab.provenance import write_json
 
 @dataclass(frozen=True)
 class FitConfig(JsonRecord):
@@ -41,7 +39,7 @@ class FitConfig(JsonRecord):
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     ignore_data_checks: bool = False
     init_weights: str = ""
-    quantization_aware: str = ""  # a trained float .keras: fine-tune its int8-simulating copy (train.quantization)
+    quantization_aware: str = ""  # a trained float .keras: fine-tune its int8-simulating copy (lab.quantization)
     calibration_dir: str = "calibration_data"  # its manifest names the images the copy's int8 ranges come from
     cell_range: float = DEFAULT_CELL_STATE_RANGE  # the copy's LSTM cell states: at most +-this (0: min/max)
     jit_compile: bool = False  # measured: XLA is ~25% slower per step on a 2-core CPU
@@ -85,33 +83,6 @@ class RunState(JsonRecord):
 
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_flip_accuracy",
                   "learning_rate", "epoch_seconds")
-
-
-def load_keras_model(path: str | Path):
-    """Load a ``.keras`` model with a clear error for a missing or unreadable file."""
-    import keras
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist; train one with `fer-train fit` or pass the right path")
-    if path.suffix != ".keras":
-        raise ModelError(f"{path} is not a .keras model file; pass the .keras file written by `fer-train fit`")
-    import train.quantization as _qat_layers  # noqa: F401  (registers the quantization-aware layers for loading)
-
-    try:
-        return keras.models.load_model(path)
-    except Exception as error:  # Keras raises many types for corrupt archives
-        raise ModelError(f"cannot load Keras model {path}: {error.__class__.__name__}: {error}") from error
-
-
-def to_model_input(images: np.ndarray) -> np.ndarray:
-    """``(N, 48, 48)`` uint8 -> ``(N, 48, 48, 1)`` float32 raw pixels, the Keras model's input."""
-    return images[..., None].astype(np.float32)
-
-
-def predict_probabilities(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities for ``(N, 48, 48)`` uint8 images (raw pixels, as every project model expects)."""
-    return np.asarray(model.predict(to_model_input(images), batch_size=batch_size, verbose=0))
 
 
 def read_history(run_dir: str | Path) -> list[dict[str, float]]:

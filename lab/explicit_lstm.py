@@ -2,7 +2,7 @@
 
 One builder serves two users: :mod:`convert.edge_graph`, whose float graph
 quantizes to pure int8 and maps to the Edge TPU (see there why Keras' own
-unrolled LSTM does not), and :mod:`train.quantization`, whose
+unrolled LSTM does not), and :mod:`lab.quantization`, whose
 quantization-aware copy rounds every tensor that graph stores.
 """
 
@@ -43,7 +43,7 @@ def explicit_lstm(lstm, sequence, *, dense=_plain_dense, quantize=_unchanged):
     name, output)`` sees every tensor an int8 graph stores; ``output`` names
     the activation that produced it (``"sigmoid"``, ``"tanh"``), is
     :data:`CELL_STATE` for the cell state and its decayed copy f*c, or is None.
-    The defaults build the float graph; :mod:`train.quantization` passes
+    The defaults build the float graph; :mod:`lab.quantization` passes
     rounding ones.
     """
     from keras import layers

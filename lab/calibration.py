@@ -31,7 +31,7 @@ import numpy as np
 from edge_runtime.core.errors import DataError
 from edge_runtime.core.labels import LABEL_TO_INDEX, LABELS, NUM_CLASSES
 from edge_runtime.core.preprocessing import INPUT_SIZE
-from train.data import FerDataset
+from lab.data import FerDataset
 
 log = logging.getLogger(__name__)
 

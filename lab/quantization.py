@@ -27,7 +27,7 @@ agreement on PrivateTest for the shipped model's copy).
 The same copy, not fine-tuned, is how ``fer-convert`` quantizes a model with
 LSTMs: min/max calibration for every tensor as the converter would do it,
 except the LSTM cell state, whose range is capped (``cell_range``; see
-:data:`train.explicit_lstm.DEFAULT_CELL_STATE_RANGE`).
+:data:`lab.explicit_lstm.DEFAULT_CELL_STATE_RANGE`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 from keras import layers, ops
 
 from edge_runtime.core.errors import FerError
-from train.explicit_lstm import CELL_STATE, DEFAULT_CELL_STATE_RANGE, explicit_lstm
+from lab.explicit_lstm import CELL_STATE, DEFAULT_CELL_STATE_RANGE, explicit_lstm
 
 log = logging.getLogger(__name__)
 
