@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from convert.quantize import IO_TYPES, QUANTIZE_MODES
+from convert.quantize import check_modes
 from convert.records import (BudgetVerdict, CalibrationSummary, ConversionReport, EdgeTpuSummary, HeldOutVerification,
                              Latency, ModelFile, ModelResult, ReferenceComparison, SourceModel)
-from edge_runtime.core.contract import (Budget, FloatReference, ModelContract, TensorSpec, Verification,
+from edge_runtime.core.contract import (FloatReference, ModelContract, TensorSpec, Verification,
                                         write_contract)
 from edge_runtime.core.errors import FerError
 from edge_runtime.core.labels import LABELS
@@ -62,10 +62,7 @@ class ConvertOptions:
 
     def __post_init__(self):
         # Checked before any model is loaded or converted: a wrong combination fails in well under a second.
-        if self.quantize not in QUANTIZE_MODES:
-            raise FerError(f"unknown --quantize {self.quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}")
-        if self.io_type not in IO_TYPES:
-            raise FerError(f"unknown --io {self.io_type!r}; choose one of {', '.join(IO_TYPES)}")
+        check_modes(self.quantize, self.io_type)
         if self.edgetpu and self.quantize != "int8":
             raise FerError(f"--edgetpu needs --quantize int8 (got {self.quantize}): the Edge TPU runs only "
                            "full-integer 8-bit models")
@@ -393,8 +390,7 @@ def _update_sidecars(contracts: dict[str, ModelContract], outputs: dict[str, Pat
                 macro_f1=result.macro_f1, accuracy_drop_pp_vs_keras=comparison.accuracy_drop_pp,
                 top1_agreement_vs_keras=comparison.top1_agreement,
                 # The runtime logs this at start-up, so a model that failed its check says so on the device too.
-                budget=(Budget(budget.max_drop_pp, budget.min_agreement, budget.passed, budget.failures)
-                        if budget is not None and budget.candidate == kind else None),
+                budget=budget.judged() if budget is not None and budget.candidate == kind else None,
                 # What the int8 model does against the float model a QAT model was fine-tuned from.
                 float_reference=(FloatReference(Path(reference.file).name, reference.accuracy,
                                                 reference.comparisons[kind].top1_agreement)

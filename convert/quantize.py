@@ -71,6 +71,14 @@ def quantization_aware_int8_converter(model, io_type: str):
     return converter
 
 
+def check_modes(mode: str, io_type: str) -> None:
+    """Refuse an unknown quantization mode or int8 input/output type (``--quantize``, ``--io``)."""
+    if mode not in QUANTIZE_MODES:
+        raise FerError(f"unknown --quantize {mode!r}; choose one of {', '.join(QUANTIZE_MODES)}")
+    if io_type not in IO_TYPES:
+        raise FerError(f"unknown --io {io_type!r}; choose one of {', '.join(IO_TYPES)}")
+
+
 def convert(model, mode: str, *, io_type: str = "uint8", calibration: np.ndarray | None = None,
             quantization_aware: bool = False) -> bytes:
     """Convert a Keras model (already batch-1, see :func:`convert.edge_graph.edge_friendly_model`).
@@ -81,10 +89,7 @@ def convert(model, mode: str, *, io_type: str = "uint8", calibration: np.ndarray
     """
     import tensorflow as tf
 
-    if mode not in QUANTIZE_MODES:
-        raise FerError(f"unknown quantization {mode!r}; choose one of {', '.join(QUANTIZE_MODES)}")
-    if io_type not in IO_TYPES:
-        raise FerError(f"unknown --io type {io_type!r}; choose one of {', '.join(IO_TYPES)}")
+    check_modes(mode, io_type)
     if quantization_aware and mode in ("float16", "dynamic"):
         raise FerError(f"a quantization-aware model converts to int8 (or none, its float reference), not {mode}; "
                        "convert the float model it was fine-tuned from instead")

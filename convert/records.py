@@ -7,10 +7,12 @@ refuses a document with unknown or missing fields.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Any
 
-from edge_runtime.core.contract import ModelContract
+from edge_runtime.core.contract import Budget, ModelContract
 from edge_runtime.core.records import JsonRecord
 
 # Model kinds in a report, in table order: the Keras model and the TFLite files written from it.
@@ -63,14 +65,14 @@ class HeldOutVerification(JsonRecord):
 
 
 @dataclass(frozen=True)
-class BudgetVerdict(JsonRecord):
-    """The quantized model judged against the accuracy-drop and agreement budget."""
+class BudgetVerdict(Budget):
+    """The budget's verdict (:class:`Budget`, what the judged model's sidecar records) and which model it judged."""
 
-    candidate: str
-    max_drop_pp: float
-    min_agreement: float
-    passed: bool
-    failures: tuple[str, ...]
+    candidate: str = ""
+
+    def judged(self) -> Budget:
+        """The verdict as the judged model's sidecar records it."""
+        return Budget(**{item.name: getattr(self, item.name) for item in dataclasses.fields(Budget)})
 
 
 @dataclass(frozen=True)
