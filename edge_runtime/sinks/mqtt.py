@@ -143,13 +143,175 @@ class Message(NamedTuple):
     spool_start: int = -1  # where it starts in the spool file (-1: not from the spool)
 
 
+class DeliveryQueue:
+    """What waits to be delivered, in the order it was made, and what was sent but not yet acknowledged.
+
+    Without a spool: a memory queue of at most ``buffer_size`` messages (the
+    oldest is dropped, and counted, when it is full). With a spool nothing
+    waits in memory while the broker is away: it goes to disk, in order. While
+    the spool holds anything, new messages are appended to it too, and the
+    sender streams it back in batches; once everything in it is acknowledged
+    it is emptied and messages flow through memory again. Messages the spool
+    refuses (full, or the disk is) wait in an overflow in memory, up to
+    ``buffer_size``, and go after it; beyond that they are dropped and counted.
+
+    Not thread-safe: the sink calls every method under its lock.
+    """
+
+    def __init__(self, buffer_size: int, spool: Spool | None = None):
+        self.buffer_size = buffer_size
+        self.spool = spool
+        self.queue: collections.deque[Message] = collections.deque()
+        self.pending: dict[int, Message] = {}  # published, not yet acknowledged (kept to spool them if need be)
+        self.overflow: collections.deque[Message] = collections.deque()
+        self.dropped = 0
+        self.published = 0
+        self.acknowledged = 0
+        self._spool_offset = 0  # how far the sender has read the spool
+        self._spool_unacknowledged = 0  # messages read from the spool and not yet acknowledged
+        self._spool_full = False
+        if spool is not None and spool.size:
+            log.info("MQTT: %d messages spooled by an earlier run will be sent first (%s)", spool.count(), spool.path)
+
+    def add(self, messages: list[Message], *, connected: bool, closing: bool) -> None:
+        """Queue ``messages``: with a spool, to disk while the broker is away or the spool is being sent (not once
+        the sink is closing); otherwise to memory."""
+        if self.spool is not None and not closing and (not connected or self.spool.size or self.overflow):
+            for message in messages:  # the broker is away, or the spool is being sent: to disk, in order
+                self._spool_append(message)
+            return
+        for message in messages:
+            if len(self.queue) >= self.buffer_size:
+                self.queue.popleft()
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    log.error("MQTT buffer full (%d events): dropped %d events so far", self.buffer_size,
+                              self.dropped)
+            self.queue.append(message)
+
+    def has_work(self) -> bool:
+        """Whether anything waits to be sent (in memory, unread in the spool, or overflow due)."""
+        return bool(self.queue) or self._spool_unread() or self._overflow_due()
+
+    def next_message(self) -> Message | None:
+        """The message to send next (it stays queued until :meth:`sent`), refilling from the overflow or the spool;
+        ``None`` when the spool had nothing whole left to read."""
+        if not self.queue and self._overflow_due():
+            self.queue.extend(self.overflow)
+            self.overflow.clear()
+        if not self.queue:  # the next batch from the spool, in order
+            batch, self._spool_offset = self.spool.read_from(self._spool_offset, 500)
+            self.queue.extend(Message(m.topic, m.payload, m.retain, start) for m, start, _ in batch)
+            self._spool_unacknowledged += len(batch)
+            if not batch:  # nothing whole left (an unterminated tail is skipped, as a torn line is)
+                self._spool_offset = self.spool.size
+                return None
+        return self.queue[0]
+
+    def sent(self, mid: int | None) -> None:
+        """The head of the queue was published: awaiting the acknowledgement ``mid`` (``None``: QoS 0, none comes)."""
+        message = self.queue.popleft()
+        self.published += 1
+        if mid is None:
+            self.acknowledged += 1
+        else:
+            self.pending[mid] = message
+
+    def delivered(self, mid: int, closing: bool) -> None:
+        """The broker acknowledged ``mid``; once all the spool held is acknowledged the spool is emptied."""
+        message = self.pending.pop(mid, None)
+        if message is None:
+            return
+        self.acknowledged += 1
+        if message.spool_start >= 0 and not closing:  # (a closed spool is left as it was written)
+            self._spool_unacknowledged -= 1
+            if not self._spool_unacknowledged and self._spool_offset >= self.spool.size:
+                self.spool.clear()  # everything in it has been delivered: back to memory
+                self._spool_offset = 0
+
+    def outstanding(self, connected: bool) -> bool:
+        """Whether a flush must still wait: queued or unacknowledged messages, or (while connected) a spool or
+        overflow still to send."""
+        return bool(self.queue or self.pending or (connected and (self._spool_unread() or self.overflow)))
+
+    def take_back(self) -> None:
+        """The broker went away (or the sink stops): nothing undelivered stays only in memory (with a spool).
+
+        Messages read from the spool are still in it: reading restarts at the
+        first of them. Messages that never were (sent while the spool was empty)
+        are appended, unacknowledged first, then queued: the order they were made.
+        """
+        undelivered = [*self.pending.values(), *self.queue]
+        starts = [m.spool_start for m in undelivered if m.spool_start >= 0]
+        if starts:
+            self._spool_offset = min(starts)
+        elif self.spool.size and self._spool_offset >= self.spool.size and not self._spool_unacknowledged:
+            self.spool.clear()
+            self._spool_offset = 0
+        for message in undelivered:
+            if message.spool_start < 0:
+                self._spool_append(message)
+        self.spool.sync()
+        self.pending.clear()
+        self.queue.clear()
+        self._spool_unacknowledged = 0
+
+    def close(self) -> int:
+        """At stop, with a spool: everything undelivered to disk (what it cannot take is lost and counted); the
+        number of messages it holds."""
+        self.take_back()
+        self._overflow_to_spool()
+        if self.overflow:
+            self.dropped += len(self.overflow)
+            log.error("MQTT: %d events lost at stop: the spool %s could not take them (%s)", len(self.overflow),
+                      self.spool.path, self.spool.refusal)
+            self.overflow.clear()
+        spooled = self.spool.count() if self.spool.size else 0
+        self.spool.close()
+        return spooled
+
+    def _spool_append(self, message: Message) -> None:
+        """To the spool, in order; while it refuses (full, or the disk is), to the overflow in memory; beyond that,
+        dropped and counted."""
+        self._overflow_to_spool()
+        if not self.overflow and self._spool_takes(message):
+            self._spool_full = False
+            return
+        if not self._spool_full:
+            log.error("MQTT spool %s is %s: keeping up to %d new events in memory until it takes them again, and "
+                      "dropping (and counting) beyond", self.spool.path, self.spool.refusal, self.buffer_size)
+        self._spool_full = True
+        if len(self.overflow) < self.buffer_size:
+            self.overflow.append(message)
+            return
+        self.dropped += 1
+        if self.dropped == 1 or self.dropped % 1000 == 0:
+            log.error("MQTT: the spool and the memory buffer are full: dropped %d events so far", self.dropped)
+
+    def _spool_takes(self, message: Message) -> bool:
+        return self.spool.append(SpooledMessage(message.topic, message.payload, message.retain))
+
+    def _overflow_to_spool(self) -> None:
+        """Move what waits in the overflow into the spool, oldest first, while it takes them."""
+        while self.overflow and self._spool_takes(self.overflow[0]):
+            self.overflow.popleft()
+
+    def _spool_unread(self) -> bool:
+        return self.spool is not None and self._spool_offset < self.spool.size
+
+    def _overflow_due(self) -> bool:
+        """The spool is delivered and empty, and messages it refused wait in memory: they go next."""
+        return bool(self.overflow) and not self.spool.size
+
+
 class MqttSink:
     """Publishes events with QoS 1 (by default) to a topic; buffers while the broker is away.
 
     paho-mqtt reconnects in its own thread with a backoff of 1 s doubling up to
-    ``max_backoff_s``. Events wait in a bounded queue until a connection is up;
-    when the queue is full the oldest event is dropped, counted in ``dropped``
-    and logged. ``flush`` waits until everything queued has been acknowledged.
+    ``max_backoff_s``. Events wait in a :class:`DeliveryQueue` (memory, or a
+    spool on disk) until a connection is up; what it drops is counted in
+    ``dropped`` and logged. ``flush`` waits until everything queued has been
+    acknowledged.
     The sender thread is supervised: if it raises, it is restarted with a
     backoff, counted in ``sender_restarts``, and ``fault`` says why until it
     delivers again. With ``tls`` (see :func:`tls_context`) the connection is
@@ -176,26 +338,10 @@ class MqttSink:
         self._fault = ""  # why the sender last crashed, until it delivers again
         self.failed_attempts = 0  # connection attempts that failed since the last success
         self.refused_login = False  # the last attempt was refused for its credentials
-        self.queue: collections.deque[Message] = collections.deque()
         self.companion = companion
         self.buffer_size = buffer_size
-        self.dropped = 0
-        self.published = 0
-        self.acknowledged = 0
-        self._pending: dict[int, Message] = {}  # published, not yet acknowledged (kept to spool them if need be)
+        self.delivery = DeliveryQueue(buffer_size, spool)
         self._lock = threading.Condition()
-        # With a spool, nothing waits in memory while the broker is away: it goes to disk, in order. While the spool
-        # holds anything, new events are appended to it too (order), and the sender streams it back in batches;
-        # once everything in it is acknowledged it is emptied and events flow through memory again.
-        self.spool = spool
-        self._spool_offset = 0  # how far the sender has read the spool
-        self._spool_unacknowledged = 0  # messages read from the spool and not yet acknowledged
-        self._spool_full = False
-        # Events the spool refused while it is full or the disk is, kept in memory (up to buffer_size) and sent after
-        # it: a backlog draining from a full spool does not cost the events made meanwhile.
-        self._overflow: collections.deque[Message] = collections.deque()
-        if spool is not None and spool.size:
-            log.info("MQTT: %d messages spooled by an earlier run will be sent first (%s)", spool.count(), spool.path)
         self._connected = False
         self._closing = False
         self._mqtt = mqtt
@@ -242,6 +388,27 @@ class MqttSink:
         return self._connected
 
     @property
+    def spool(self) -> Spool | None:
+        return self.delivery.spool
+
+    @property
+    def queue(self) -> collections.deque[Message]:
+        """What waits in memory to be sent."""
+        return self.delivery.queue
+
+    @property
+    def dropped(self) -> int:
+        return self.delivery.dropped
+
+    @property
+    def published(self) -> int:
+        return self.delivery.published
+
+    @property
+    def acknowledged(self) -> int:
+        return self.delivery.acknowledged
+
+    @property
     def fault(self) -> str:
         return self._fault
 
@@ -260,7 +427,7 @@ class MqttSink:
                 with self._lock:
                     if self.spool is not None and not self._closing:
                         try:
-                            self._to_spool()  # in-flight messages are read again from the spool (at least once)
+                            self.delivery.take_back()  # in-flight messages are read again from the spool (at least once)
                         except Exception as spool_error:  # the spool may be what failed: retry it after the wait
                             log.error("MQTT: could not take the in-flight messages back to the spool: %s", spool_error)
                     self._lock.wait(delay)
@@ -310,7 +477,7 @@ class MqttSink:
         with self._lock:
             was_connected, self._connected = self._connected, False
             if self.spool is not None and not self._closing:
-                self._to_spool()
+                self.delivery.take_back()
         if not was_connected and not self._closing:  # closed before the broker accepted us: a failed attempt
             hint = " (it may require a client certificate: mqtt.tls_cert_file)" if self.tls is not None else ""
             self._failed(f"the broker closed the connection before accepting it{hint}")
@@ -321,125 +488,37 @@ class MqttSink:
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         with self._lock:
-            message = self._pending.pop(mid, None)
-            if message is not None:
-                self.acknowledged += 1
-                if message.spool_start >= 0 and not self._closing:  # (a closed spool is left as it was written)
-                    self._spool_unacknowledged -= 1
-                    if not self._spool_unacknowledged and self._spool_offset >= self.spool.size:
-                        self.spool.clear()  # everything in it has been delivered: back to memory
-                        self._spool_offset = 0
+            self.delivery.delivered(mid, self._closing)
             self._lock.notify_all()
-
-    def _to_spool(self) -> None:
-        """The broker went away (or the sink stops): nothing undelivered stays only in memory. Under lock.
-
-        Messages read from the spool are still in it: reading restarts at the
-        first of them. Messages that never were (sent while the spool was empty)
-        are appended, unacknowledged first, then queued: the order they were made.
-        """
-        undelivered = [*self._pending.values(), *self.queue]
-        starts = [m.spool_start for m in undelivered if m.spool_start >= 0]
-        if starts:
-            self._spool_offset = min(starts)
-        elif self.spool.size and self._spool_offset >= self.spool.size and not self._spool_unacknowledged:
-            self.spool.clear()
-            self._spool_offset = 0
-        for message in undelivered:
-            if message.spool_start < 0:
-                self._spool_append(message)
-        self.spool.sync()
-        self._pending.clear()
-        self.queue.clear()
-        self._spool_unacknowledged = 0
-
-    def _spool_append(self, message: Message) -> None:
-        """To the spool, in order; while it refuses (full, or the disk is), to the overflow in memory; beyond that,
-        dropped and counted. Under lock."""
-        self._overflow_to_spool()
-        if not self._overflow and self._spool_takes(message):
-            self._spool_full = False
-            return
-        if not self._spool_full:
-            log.error("MQTT spool %s is %s: keeping up to %d new events in memory until it takes them again, and "
-                      "dropping (and counting) beyond", self.spool.path, self.spool.refusal, self.buffer_size)
-        self._spool_full = True
-        if len(self._overflow) < self.buffer_size:
-            self._overflow.append(message)
-            return
-        self.dropped += 1
-        if self.dropped == 1 or self.dropped % 1000 == 0:
-            log.error("MQTT: the spool and the memory buffer are full: dropped %d events so far", self.dropped)
-
-    def _spool_takes(self, message: Message) -> bool:
-        return self.spool.append(SpooledMessage(message.topic, message.payload, message.retain))
-
-    def _overflow_to_spool(self) -> None:
-        """Move what waits in the overflow into the spool, oldest first, while it takes them. Under lock."""
-        while self._overflow and self._spool_takes(self._overflow[0]):
-            self._overflow.popleft()
 
     def __call__(self, event: JsonRecord) -> None:
         messages = [Message(self.topic, event_line(event).rstrip("\n"))]
         if self.companion is not None:  # e.g. the Home Assistant sensors' state, retained
             messages += [Message(*publication) for publication in self.companion.on_record(event)]
         with self._lock:
-            if self.spool is not None and not self._closing and (not self._connected or self.spool.size
-                                                                  or self._overflow):
-                for message in messages:  # the broker is away, or the spool is being sent: to disk, in order
-                    self._spool_append(message)
-                self._lock.notify_all()
-                return
-            for message in messages:
-                if len(self.queue) >= self.buffer_size:
-                    self.queue.popleft()
-                    self.dropped += 1
-                    if self.dropped == 1 or self.dropped % 1000 == 0:
-                        log.error("MQTT buffer full (%d events): dropped %d events so far", self.buffer_size,
-                                  self.dropped)
-                self.queue.append(message)
+            self.delivery.add(messages, connected=self._connected, closing=self._closing)
             self._lock.notify_all()
 
-    def _spool_unread(self) -> bool:
-        return self.spool is not None and self._spool_offset < self.spool.size
-
-    def _overflow_due(self) -> bool:
-        """The spool is delivered and empty, and events it refused wait in memory: they go next."""
-        return bool(self._overflow) and not self.spool.size
-
     def _send_loop(self) -> None:
+        delivery = self.delivery
         while True:
             with self._lock:
-                while not self._closing and (not self._connected or not (self.queue or self._spool_unread()
-                                                                          or self._overflow_due())):
+                while not self._closing and (not self._connected or not delivery.has_work()):
                     if self.spool is not None:
                         self.spool.sync()  # idle: make what was appended durable
                     if self._connected:
                         self._recovered()  # caught up since a crash: nothing left to prove
                     self._lock.wait(0.5)
-                if self._closing and (not self._connected or not self.queue):
+                if self._closing and (not self._connected or not delivery.queue):
                     return
-                if not self.queue and self._overflow_due():
-                    self.queue.extend(self._overflow)
-                    self._overflow.clear()
-                if not self.queue:  # the next batch from the spool, in order
-                    batch, self._spool_offset = self.spool.read_from(self._spool_offset, 500)
-                    self.queue.extend(Message(m.topic, m.payload, m.retain, start) for m, start, _ in batch)
-                    self._spool_unacknowledged += len(batch)
-                    if not batch:  # nothing whole left (an unterminated tail is skipped, as a torn line is)
-                        self._spool_offset = self.spool.size
-                        continue
-                message = self.queue[0]
+                message = delivery.next_message()
+                if message is None:
+                    continue
             info = self.client.publish(message.topic, message.payload, qos=self.qos, retain=message.retain)
             with self._lock:
                 if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
-                    self.queue.popleft()
-                    self.published += 1
+                    delivery.sent(info.mid if self.qos > 0 else None)
                     self._recovered()
-                    if self.qos > 0:
-                        self._pending[info.mid] = message
-                    else:
-                        self.acknowledged += 1
                 else:  # the connection dropped between the check and the publish: keep it, retry after reconnect
                     self._connected = False
 
@@ -450,10 +529,11 @@ class MqttSink:
         """
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self.queue or self._pending or (self._connected and (self._spool_unread() or self._overflow)):
+            while self.delivery.outstanding(self._connected):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    log.warning("MQTT flush timed out: %d queued, %d unacknowledged", len(self.queue), len(self._pending))
+                    log.warning("MQTT flush timed out: %d queued, %d unacknowledged", len(self.delivery.queue),
+                                len(self.delivery.pending))
                     return False
                 self._lock.wait(min(remaining, 0.2))
         return True
@@ -468,18 +548,10 @@ class MqttSink:
         self._closing = True
         with self._lock:
             self._lock.notify_all()
-            unsent = len(self.queue) + len(self._pending)
+            unsent = len(self.delivery.queue) + len(self.delivery.pending)
             connected = self._connected
             if self.spool is not None:
-                self._to_spool()
-                self._overflow_to_spool()
-                if self._overflow:
-                    self.dropped += len(self._overflow)
-                    log.error("MQTT: %d events lost at stop: the spool %s could not take them (%s)",
-                              len(self._overflow), self.spool.path, self.spool.refusal)
-                    self._overflow.clear()
-                spooled = self.spool.count() if self.spool.size else 0
-                self.spool.close()
+                spooled = self.delivery.close()
         if self.spool is not None:
             if spooled:
                 log.warning("MQTT: %d events not delivered by the stop timeout are in the spool %s; they go first at "
