@@ -56,6 +56,19 @@ def test_config_file_errors_and_defaults(tmp_path):
     assert load_config(ROOT / "deploy" / "config.toml").model.threads == 2
 
 
+def test_the_smoothing_table_in_the_docs_is_the_schema():
+    """docs/deploy.md's table of the [smoothing] settings lists exactly the section's keys, with their defaults."""
+    from edge_runtime.config import schema_field
+    from edge_runtime.smoothing import SmoothingOptions
+
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    table = text[text.index("| setting | default | what it does | larger means |"):].split("\n\n")[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", table, flags=re.M))
+    assert set(rows) == {item for item in SmoothingOptions.__dataclass_fields__}
+    for key, default in rows.items():
+        assert float(default) == schema_field(f"smoothing.{key}").default, key
+
+
 def test_check_config_cli(tmp_path):
     good = tmp_path / "good.toml"
     good.write_text('[source]\nspec = "0"\n')
