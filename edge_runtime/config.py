@@ -290,8 +290,7 @@ def preflight(config: Config, *, load_model: bool = True) -> None:
         _writable_file(config.sinks.file, "sinks.file")
     if config.mqtt.host:
         _check_mqtt(config.mqtt)
-    backend = getattr(config.detector, config.detector.name)
-    model_path = getattr(backend, "model_path", "")
+    model_path = getattr(config.detector.backend, "model_path", "")
     if model_path and not Path(model_path).is_file():
         raise ConfigError(f"detector.{config.detector.name}.model_path: {model_path!r} not found")
     if config.detector.name == "yunet" and not model_path:

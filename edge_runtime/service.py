@@ -22,7 +22,7 @@ from edge_runtime.classifier import EmotionClassifier
 from edge_runtime.config import Config, mqtt_password, mqtt_tls_files, read_secret, server_tls_context
 from edge_runtime.core.errors import FerError
 from edge_runtime.core.version import __version__
-from edge_runtime.detectors import CropOptions, DetectorOptions, FaceDetector, make_detector
+from edge_runtime.detectors import CropOptions, FaceDetector, make_detector
 from edge_runtime.health import FrameRate, HealthReport, SinkHealth
 from edge_runtime.homeassistant import Discovery, HomeAssistantPublisher
 from edge_runtime.pipeline import Runtime
@@ -60,9 +60,7 @@ def load_models(config: Config) -> tuple[FaceDetector, EmotionClassifier]:
                                              backend=config.model.backend, fallback_to_cpu=config.model.fallback_to_cpu,
                                              tta=config.model.tta)
     d = config.detector
-    detector = make_detector(d.name, DetectorOptions(min_face=d.min_face, max_faces=d.max_faces,
-                                                     detect_width=d.detect_width, threads=config.model.threads),
-                             getattr(d, d.name))
+    detector = make_detector(d.name, d.shared_options(config.model.threads), d.backend)
     return detector, classifier
 
 

@@ -121,3 +121,23 @@ def test_the_longest_import_chain_of_the_runtime_is_five_components():
     assert len(chain) <= 5, " -> ".join(chain)
     # and the measure can fail: the old tower (cli -> service -> health -> preview -> pipeline -> ...) was 9 long
     assert chain[0] in ("edge_runtime.cli", "edge_runtime.api") and chain[-1] == "edge_runtime.core"
+
+
+def _functions_longer_than(limit: int) -> list[str]:
+    import ast
+
+    long = []
+    for package in ("edge_runtime", "lab", "train", "convert"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > limit:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    return long
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    assert _functions_longer_than(60) == []
+    # The measure sees functions: the longest ones are just under the limit.
+    assert _functions_longer_than(50) != []

@@ -272,6 +272,56 @@ def test_each_detector_backend_has_its_own_typed_section():
         assert f"[detector.{name}]" in schema
 
 
+STANDIN_DETECTOR = """
+from dataclasses import dataclass
+
+from edge_runtime.core.faces import Box
+from edge_runtime.core.records import setting
+
+
+@dataclass(frozen=True)
+class CornerOptions:
+    side: int = setting(20, "side of the one face it finds", minimum=1)
+
+
+class CornerDetector:  # a stand-in backend: one face in the top-left corner of every image
+    Options = CornerOptions
+
+    def __init__(self, options, backend):
+        self.backend = backend
+
+    def detect(self, image, min_size):
+        return [Box(0, 0, self.backend.side, self.backend.side)]
+"""
+
+
+def test_a_new_detector_needs_only_its_module_and_its_registry_line(tmp_path):
+    """A copy of the runtime gets one new module and one line in DETECTORS (with its import); the config schema,
+    the validation, the schema text and the factory then know the new backend."""
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    shutil.copytree(ROOT / "edge_runtime", tmp_path / "edge_runtime", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "edge_runtime" / "detectors" / "corner.py").write_text(STANDIN_DETECTOR)
+    registry = tmp_path / "edge_runtime" / "detectors" / "__init__.py"
+    yunet = "from edge_runtime.detectors.yunet import YuNetDetector, YuNetOptions\n"
+    text = registry.read_text().replace(yunet, yunet + "from edge_runtime.detectors.corner import CornerDetector\n")
+    registry.write_text(text.replace('    "yunet": YuNetDetector,\n',
+                                     '    "yunet": YuNetDetector,\n    "corner": CornerDetector,\n'))
+    check = ("import numpy as np\n"
+             "from edge_runtime.config import config_from_dict, describe_schema\n"
+             "from edge_runtime.detectors import make_detector\n"
+             "c = config_from_dict({'detector': {'name': 'corner', 'corner': {'side': 30}}}).detector\n"
+             "print('[detector.corner]' in describe_schema())\n"
+             "print(make_detector(c.name, c.shared_options(1), c.backend).detect(np.zeros((9, 9), np.uint8), 8))\n"
+             "config_from_dict({'detector': {'corner': {'side': 0}}})\n")
+    result = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert result.stdout.splitlines() == ["True", "[Box(x=0, y=0, w=30, h=30, score=1.0, eyes=None)]"], result.stderr[-2000:]
+    assert "detector.corner.side: 0 is below the minimum 1" in result.stderr
+
+
 def test_file_sources_report_their_health(tmp_path):
     photo = require(MEDIA / "justin.jpg", "justin.jpg")
     shutil.copy(photo, tmp_path / "a.jpg")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -31,58 +31,75 @@ def _group(version: bool = version_option("fer-train")) -> None:
     """Train and evaluate the seed paper's CNN / CNN+LSTM models on FER2013 (honest protocol)."""
 
 
+# The fit options, as types: each names its help once; the defaults come from FitConfig and AugmentConfig.
+ModelOption = Annotated[Literal[MODEL_NAMES], typer.Option(help="cnn (Model 1), cnn_lstm_small (Model 2) or cnn_lstm (Model 3)")]
+DataOption = Annotated[Optional[str], typer.Option(help=DATA_HELP)]
+OutOption = Annotated[Optional[Path], typer.Option(help="run folder for checkpoints and logs (default runs/<model>)")]
+Epochs = Annotated[int, typer.Option(help="maximum number of epochs")]
+BatchSize = Annotated[int, typer.Option(help="batch size")]
+LearningRate = Annotated[float, typer.Option(help="Adam learning rate")]
+Balance = Annotated[Literal[BALANCE_MODES], typer.Option(
+    help="oversample (RandomOverSampler on Training only, to equal classes), soft-oversample (each class to "
+    "sqrt(count x largest)), class-weight or none")]
+Patience = Annotated[int, typer.Option(help="early stop after this many epochs without PublicTest improvement")]
+Schedule = Annotated[Literal[SCHEDULES], typer.Option(
+    help="plateau (halve the rate after 5 flat epochs) or cosine (warm-up, then cosine decay to 1e-5 at --epochs)")]
+WarmupEpochs = Annotated[int, typer.Option(help="epochs of linear warm-up from a tenth of the rate (cosine only)")]
+WeightDecay = Annotated[float, typer.Option(help="AdamW decoupled weight decay (0 = plain Adam)")]
+LabelSmoothing = Annotated[float, typer.Option(help="label smoothing of the cross-entropy loss")]
+Rotation = Annotated[float, typer.Option(help="augmentation: maximum rotation in degrees")]
+Zoom = Annotated[float, typer.Option(help="augmentation: maximum zoom, +- fraction")]
+Shift = Annotated[float, typer.Option(help="augmentation: maximum shift, fraction of the side")]
+Brightness = Annotated[float, typer.Option(help="augmentation: maximum brightness offset, fraction of 255")]
+Contrast = Annotated[float, typer.Option(help="augmentation: maximum contrast change, +- fraction")]
+Erase = Annotated[float, typer.Option(help="augmentation: probability of random erasing (one noise rectangle)")]
+Blur = Annotated[float, typer.Option(
+    help="augmentation: largest Gaussian blur sigma in pixels (at 48x48), applied to half the images (0 = off)")]
+Seed = Annotated[int, typer.Option(help="random seed (data order, augmentation, weights)")]
+Resume = Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")]
+StopAfter = Annotated[Optional[int], typer.Option(
+    help="pause after this many epochs in all (continue later with --resume; the schedule still spans --epochs)")]
+Limit = Annotated[Optional[int], typer.Option(help="use at most this many images per split (quick runs)")]
+SkipBad = Annotated[bool, typer.Option("--skip-bad", help="skip malformed rows/images and report how many")]
+Jit = Annotated[bool, typer.Option("--jit", help="compile with XLA (slower on small CPUs, faster on GPUs)")]
+IgnoreDataChecks = Annotated[bool, typer.Option(
+    "--ignore-data-checks", help="train even if the splits look inconsistent (findings are recorded)")]
+InitWeights = Annotated[Optional[str], typer.Option(
+    help="start from the weights of this .keras model (matched by layer name)")]
+QuantizationAware = Annotated[Optional[str], typer.Option(
+    help="fine-tune the int8-simulating copy of this trained float .keras model (quantization-aware training; "
+    "--model comes from that model); use a small --learning-rate (2e-5 for the shipped model)")]
+CalibrationDir = Annotated[Path, typer.Option(
+    help="with --quantization-aware: the folder whose manifest.csv names the calibration images (fer-convert's)")]
+CellRange = Annotated[float, typer.Option(
+    help="with --quantization-aware: cap the LSTM cell state's int8 range at +-this, as fer-convert does (0: min/max)")]
+Teachers = Annotated[Optional[list[Path]], typer.Option(
+    "--teacher", help="distil from this teacher: a run folder (its best.keras) or a .keras file; repeat for an ensemble")]
+DistillAlpha = Annotated[float, typer.Option(
+    help="with --teacher: weight of the teachers' soft targets (0..1) against the hard labels")]
+DistillTemperature = Annotated[float, typer.Option(
+    help="with --teacher: temperature that softens the teachers' probabilities")]
+TeacherCache = Annotated[Path, typer.Option(
+    help="with --teacher: where the teachers' predictions on each epoch's augmented batches are kept (reused by "
+    "runs with the same data, seed and augmentation)")]
+
+
 @app.command("fit")
 def fit_command(
-    model: Literal[MODEL_NAMES] = typer.Option(FIT.model, help="cnn (Model 1), cnn_lstm_small (Model 2) or cnn_lstm "
-                                               "(Model 3)"),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    out: Optional[Path] = typer.Option(None, help="run folder for checkpoints and logs (default runs/<model>)"),
-    epochs: int = typer.Option(FIT.epochs, help="maximum number of epochs"),
-    batch_size: int = typer.Option(FIT.batch_size, help="batch size"),
-    learning_rate: float = typer.Option(FIT.learning_rate, help="Adam learning rate"),
-    balance: Literal[BALANCE_MODES] = typer.Option(FIT.balance, help="oversample (RandomOverSampler on Training only, to equal classes), "
-                                "soft-oversample (each class to sqrt(count x largest)), class-weight or none"),
-    patience: int = typer.Option(FIT.patience, help="early stop after this many epochs without PublicTest improvement"),
-    schedule: Literal[SCHEDULES] = typer.Option(FIT.schedule, help="plateau (halve the rate after 5 flat epochs) or cosine "
-                                 "(warm-up, then cosine decay to 1e-5 at --epochs)"),
-    warmup_epochs: int = typer.Option(FIT.warmup_epochs, help="epochs of linear warm-up from a tenth of the rate (cosine only)"),
-    weight_decay: float = typer.Option(FIT.weight_decay, help="AdamW decoupled weight decay (0 = plain Adam)"),
-    label_smoothing: float = typer.Option(FIT.label_smoothing, help="label smoothing of the cross-entropy loss"),
-    rotation: float = typer.Option(AUGMENT.rotation_deg, help="augmentation: maximum rotation in degrees"),
-    zoom: float = typer.Option(AUGMENT.zoom, help="augmentation: maximum zoom, +- fraction"),
-    shift: float = typer.Option(AUGMENT.shift, help="augmentation: maximum shift, fraction of the side"),
-    brightness: float = typer.Option(AUGMENT.brightness, help="augmentation: maximum brightness offset, fraction of 255"),
-    contrast: float = typer.Option(AUGMENT.contrast, help="augmentation: maximum contrast change, +- fraction"),
-    erase: float = typer.Option(AUGMENT.erase_probability, help="augmentation: probability of random erasing (one noise rectangle)"),
-    blur: float = typer.Option(AUGMENT.blur, help="augmentation: largest Gaussian blur sigma in pixels (at 48x48), applied "
-                               "to half the images (0 = off)"),
-    seed: int = typer.Option(FIT.seed, help="random seed (data order, augmentation, weights)"),
-    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
-    stop_after: Optional[int] = typer.Option(None, help="pause after this many epochs in all (continue later with "
-                                             "--resume; the schedule still spans --epochs)"),
-    limit: Optional[int] = typer.Option(None, help="use at most this many images per split (quick runs)"),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed rows/images and report how many"),
-    jit: bool = typer.Option(False, "--jit", help="compile with XLA (slower on small CPUs, faster on GPUs)"),
-    ignore_data_checks: bool = typer.Option(False, "--ignore-data-checks",
-                                            help="train even if the splits look inconsistent (findings are recorded)"),
-    init_weights: Optional[str] = typer.Option(None, help="start from the weights of this .keras model (matched by layer name)"),
-    quantization_aware: Optional[str] = typer.Option(
-        None, help="fine-tune the int8-simulating copy of this trained float .keras model (quantization-aware "
-        "training; --model comes from that model); use a small --learning-rate (2e-5 for the "
-        "shipped model)"),
-    calibration_dir: Path = typer.Option(Path(FIT.calibration_dir), help="with --quantization-aware: the folder whose "
-                                         "manifest.csv names the calibration images (fer-convert's)"),
-    cell_range: float = typer.Option(FIT.cell_range, help="with --quantization-aware: cap the LSTM cell "
-                                     "state's int8 range at +-this, as fer-convert does (0: min/max)"),
-    teacher: Optional[list[Path]] = typer.Option(None, "--teacher", help="distil from this teacher: a run folder "
-                                                 "(its best.keras) or a .keras file; repeat for an ensemble"),
-    distill_alpha: float = typer.Option(FIT.distill_alpha, help="with --teacher: weight of the teachers' soft targets (0..1) "
-                                        "against the hard labels"),
-    distill_temperature: float = typer.Option(FIT.distill_temperature, help="with --teacher: temperature that softens the teachers' "
-                                              "probabilities"),
-    teacher_cache: Path = typer.Option(Path(FIT.teacher_cache), help="with --teacher: where the teachers' "
-                                       "predictions on each epoch's augmented batches are kept (reused by runs "
-                                       "with the same data, seed and augmentation)"),
+    model: ModelOption = FIT.model, data: DataOption = None, out: OutOption = None, epochs: Epochs = FIT.epochs,
+    batch_size: BatchSize = FIT.batch_size, learning_rate: LearningRate = FIT.learning_rate,
+    balance: Balance = FIT.balance, patience: Patience = FIT.patience, schedule: Schedule = FIT.schedule,
+    warmup_epochs: WarmupEpochs = FIT.warmup_epochs, weight_decay: WeightDecay = FIT.weight_decay,
+    label_smoothing: LabelSmoothing = FIT.label_smoothing, rotation: Rotation = AUGMENT.rotation_deg,
+    zoom: Zoom = AUGMENT.zoom, shift: Shift = AUGMENT.shift, brightness: Brightness = AUGMENT.brightness,
+    contrast: Contrast = AUGMENT.contrast, erase: Erase = AUGMENT.erase_probability, blur: Blur = AUGMENT.blur,
+    seed: Seed = FIT.seed, resume: Resume = False, stop_after: StopAfter = None, limit: Limit = None,
+    skip_bad: SkipBad = False, jit: Jit = False, ignore_data_checks: IgnoreDataChecks = False,
+    init_weights: InitWeights = None, quantization_aware: QuantizationAware = None,
+    calibration_dir: CalibrationDir = Path(FIT.calibration_dir), cell_range: CellRange = FIT.cell_range,
+    teacher: Teachers = None, distill_alpha: DistillAlpha = FIT.distill_alpha,
+    distill_temperature: DistillTemperature = FIT.distill_temperature,
+    teacher_cache: TeacherCache = Path(FIT.teacher_cache),
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest (optionally distilling from teachers)."""
     require_extra("train")

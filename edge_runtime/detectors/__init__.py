@@ -8,7 +8,7 @@ Haar cascade at the same detection rate (benchmarks/detectors.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.faces import Box, Eyes
@@ -26,8 +26,8 @@ DETECTORS = {
     "yunet": YuNetDetector,
 }
 
-__all__ = ["Box", "CropOptions", "DETECTORS", "DetectorOptions", "Eyes", "FaceDetector", "crop_face", "face_crop", "find_faces",
-           "make_detector"]
+__all__ = ["Box", "CropOptions", "DETECTORS", "DetectorConfig", "DetectorOptions", "DetectorSettings", "Eyes",
+           "FaceDetector", "crop_face", "face_crop", "find_faces", "make_detector"]
 
 
 def make_detector(name: str, options: DetectorOptions, backend=None) -> FaceDetector:
@@ -43,9 +43,8 @@ def make_detector(name: str, options: DetectorOptions, backend=None) -> FaceDete
 
 
 @dataclass(frozen=True)
-class DetectorConfig:
-    """The ``[detector]`` section: which detector, the shared detection options, the crop, and each backend's own
-    section."""
+class DetectorSettings:
+    """The ``[detector]`` settings every backend shares: which detector, the detection options and the crop."""
 
     name: str = setting("blazeface", "face detector: blazeface (bundled MediaPipe model on LiteRT), haar (OpenCV cascade) "
                         "or yunet (needs detector.yunet.model_path)", choices=tuple(DETECTORS))
@@ -60,7 +59,24 @@ class DetectorConfig:
     margin: float = setting(CropOptions.margin, "grow the face box by this fraction of its side on every side before cropping (0: the "
                             "box frames a face as FER2013 does; benchmarks/pipeline_accuracy.py)", minimum=0.0,
                             maximum=1.0)
-    # Each backend's own options (Frigate-style): only the chosen detector's section is used.
-    blazeface: BlazeFaceOptions = field(default_factory=BlazeFaceOptions)
-    haar: HaarOptions = field(default_factory=HaarOptions)
-    yunet: YuNetOptions = field(default_factory=YuNetOptions)
+
+    @property
+    def backend(self):
+        """The chosen detector's own options (its ``[detector.<name>]`` section)."""
+        return getattr(self, self.name)
+
+    def shared_options(self, threads: int) -> DetectorOptions:
+        """The options every backend takes, with the classifier's thread count."""
+        return DetectorOptions(min_face=self.min_face, max_faces=self.max_faces, detect_width=self.detect_width,
+                               threads=threads)
+
+
+# The [detector] section: the shared settings plus one section per registered backend, named as in DETECTORS and
+# typed by the backend's Options (Frigate-style; only the chosen one is used). Built from the registry so that a new
+# backend needs only its module and its registry line.
+DetectorConfig = make_dataclass(
+    "DetectorConfig",
+    [(name, backend.Options, field(default_factory=backend.Options)) for name, backend in DETECTORS.items()],
+    bases=(DetectorSettings,), frozen=True,
+    namespace={"__module__": __name__, "__doc__": "The ``[detector]`` section: the shared settings "
+               "(DetectorSettings) and each backend's own section, one per entry of DETECTORS."})
