@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +30,18 @@ FER_HEAD_CSV = SHARED_DATA / "fer2013" / "fer2013-head.csv"
 MEDIA = SHARED_DATA / "media"
 SHIPPED_KERAS = ROOT / "models" / "fer_cnn_lstm.keras"  # the Keras model the shipped int8 file is made from
 SHIPPED_INT8 = ROOT / "models" / "fer_cnn_lstm_int8.tflite"
+
+
+@functools.cache
+def plain_photo() -> Path:
+    """A small valid JPEG made here (a grey ramp: no face, no shared data), one per test session: the source of a
+    config that a test expects to be refused, or accepted, for another reason."""
+    import cv2
+    import numpy as np
+
+    path = Path(tempfile.mkdtemp(prefix="fer-edge-test-")) / "plain.jpg"
+    cv2.imwrite(str(path), np.tile(np.arange(0, 256, 4, dtype=np.uint8), (64, 1)))
+    return path
 
 
 def require(path: Path, what: str) -> Path:

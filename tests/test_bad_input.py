@@ -11,7 +11,7 @@ from edge_runtime.config import Config, config_from_dict, preflight, schema_fiel
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.contract import load_contract, write_contract
 from edge_runtime.sources import HEADER_BYTES, header_size, open_source
-from tests.conftest import MEDIA, SHIPPED_INT8, png_bomb, require, run_main
+from tests.conftest import MEDIA, SHIPPED_INT8, plain_photo, png_bomb, require, run_main
 
 
 def bad_cli_value(name: str) -> str:
@@ -32,7 +32,7 @@ CLI_CASES = [name for name in RUN_OPTIONS if bad_cli_value(name) or schema_field
 def test_every_run_option_with_a_bad_value_is_one_line_and_exit_2(monkeypatch, capsys, name):
     model = require(SHIPPED_INT8, "shipped int8 model")
     value = bad_cli_value(name)
-    arguments = ["run", "--model", str(model), "--source", str(MEDIA / "justin.jpg"), f"--{name.replace('_', '-')}",
+    arguments = ["run", "--model", str(model), "--source", str(plain_photo()), f"--{name.replace('_', '-')}",
                  value]
     code, _, stderr = run_main(monkeypatch, capsys, *arguments)
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
@@ -55,7 +55,7 @@ def test_every_run_option_with_a_bad_value_is_one_line_and_exit_2(monkeypatch, c
 ])
 def test_check_config_refuses_what_run_refuses(case, message, tmp_path):
     model = require(SHIPPED_INT8, "shipped int8 model")
-    raw = {"model": {"path": str(model)}, "source": {"spec": str(MEDIA / "justin.jpg")}, **case}
+    raw = {"model": {"path": str(model)}, "source": {"spec": str(plain_photo())}, **case}
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         preflight(config_from_dict(raw))
 
@@ -175,7 +175,7 @@ def test_a_password_file_is_never_echoed_and_must_be_private(tmp_path):
     model = require(SHIPPED_INT8, "shipped int8 model")
 
     def preflight_with(password_file: str) -> None:
-        preflight(config_from_dict({"model": {"path": str(model)}, "source": {"spec": str(MEDIA / "justin.jpg")},
+        preflight(config_from_dict({"model": {"path": str(model)}, "source": {"spec": str(plain_photo())},
                                     "mqtt": {"host": "broker", "password_file": password_file}}))
 
     with pytest.raises(ConfigError) as error:
@@ -199,7 +199,7 @@ def test_check_config_refuses_a_damaged_model_file(tmp_path, damage):
     broken = tmp_path / "model.tflite"
     broken.write_bytes({"truncated": data[: len(data) // 3], "empty": b"", "zeroed": bytes(len(data))}[damage])
     shutil.copy(model.with_suffix(".json"), tmp_path / "model.json")
-    config = config_from_dict({"model": {"path": str(broken)}, "source": {"spec": str(MEDIA / "justin.jpg")}})
+    config = config_from_dict({"model": {"path": str(broken)}, "source": {"spec": str(plain_photo())}})
     with pytest.raises(ConfigError, match="model.path: .* does not match its sidecar model.json"):
         preflight(config)
     # Damaged before fer-convert hashed it (its sidecar matches): the load itself refuses it.

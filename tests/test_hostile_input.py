@@ -139,7 +139,7 @@ def _damaged_video(tmp_path, length: int):
 def test_a_video_is_read_past_a_damaged_stretch_and_says_how_many_frames_it_skipped(tmp_path, caplog):
     source = open_source(str(_damaged_video(tmp_path, 100_000)))
     frames = list(source.frames())
-    whole = sum(1 for _ in open_source(str(MEDIA / "test.mp4")).frames())
+    whole = sum(1 for _ in open_source(str(require(MEDIA / "test.mp4", "test.mp4"))).frames())
     skipped = source.health().skipped
     assert skipped > 0 and len(frames) + skipped == whole  # every frame either read or counted
     assert f"end of video after {len(frames)} frames; {skipped} unreadable frames skipped" in caplog.text

@@ -182,14 +182,14 @@ def test_an_exposed_listener_needs_authentication_or_an_explicit_waiver(tmp_path
 
     from edge_runtime.config import config_from_dict, preflight
     from edge_runtime.core.errors import ConfigError
-    from tests.conftest import MEDIA, SHIPPED_INT8, require
+    from tests.conftest import SHIPPED_INT8, plain_photo, require
 
     monkeypatch.chdir(tmp_path)
     for name, mode, text in (("auth", 0o644, "u:p\n"), ("private", 0o600, "u:p\n"), ("empty", 0o600, "\n")):
         (tmp_path / name).write_text(text)
         os.chmod(tmp_path / name, mode)
     config = config_from_dict({"model": {"path": str(require(SHIPPED_INT8, "shipped int8 model"))},
-                               "source": {"spec": str(MEDIA / "justin.jpg")}, "http": http})
+                               "source": {"spec": str(plain_photo())}, "http": http})
     if refusal is None:
         preflight(config, load_model=False)
         return

@@ -15,7 +15,8 @@ from edge_runtime.config import config_from_dict, mqtt_password, preflight
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.sinks.mqtt import MqttSink, TlsFiles, tls_context
 from edge_runtime.sinks.spool import Spool
-from tests.conftest import MEDIA, SHIPPED_INT8, Mosquitto, face_event, require, run_main, subscriber, wait_for
+from tests.conftest import (MEDIA, SHIPPED_INT8, Mosquitto, face_event, plain_photo, require, run_main, subscriber,
+                            wait_for)
 
 
 def tls_broker(tmp_path, pki, require_certificate: bool) -> Mosquitto:
@@ -79,7 +80,7 @@ def test_tls_settings_are_checked_before_the_first_frame(pki, tmp_path):
     model = require(SHIPPED_INT8, "shipped int8 model")
 
     def check(**mqtt):
-        preflight(config_from_dict({"model": {"path": str(model)}, "source": {"spec": str(MEDIA / "justin.jpg")},
+        preflight(config_from_dict({"model": {"path": str(model)}, "source": {"spec": str(plain_photo())},
                                     "mqtt": {"host": "127.0.0.1", **mqtt}}), load_model=False)
 
     check(tls=True, tls_ca_file=str(pki / "ca.crt"), tls_cert_file=str(pki / "client.crt"),
@@ -130,7 +131,7 @@ def test_the_password_comes_from_a_private_file_or_a_variable(password_broker, t
     model = require(SHIPPED_INT8, "shipped int8 model")
     config = tmp_path / "fer-edge.toml"
     config.write_text(f'[mqtt]\nusername = "fer"\npassword_file = "{secret}"\n')
-    code, _, error = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(MEDIA / "justin.jpg"),
+    code, _, error = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(plain_photo()),
                               "--no-stdout", "--mqtt-host", "127.0.0.1", "--mqtt-port", str(password_broker.port),
                               "--config", str(config))
     error = error.strip()

@@ -19,7 +19,7 @@ from edge_runtime.core.labels import LABELS
 from edge_runtime.core.faces import FaceEvent
 from edge_runtime.annotate import draw_events
 from edge_runtime.preview import FaceReadings, Preview
-from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, require
+from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, plain_photo, require
 
 
 def test_nothing_is_encoded_while_nobody_watches():
@@ -83,7 +83,7 @@ def test_a_browser_sees_the_live_view_update(tmp_path):
     port = _port()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     service = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--model", str(model), "--source",
-                                str(MEDIA / "test.mp4"), "--loop", "--http", f"127.0.0.1:{port}", "--preview",
+                                str(require(MEDIA / "test.mp4", "test.mp4")), "--loop", "--http", f"127.0.0.1:{port}", "--preview",
                                 "--no-stdout"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
     try:
         deadline = time.monotonic() + 30
@@ -120,5 +120,5 @@ def test_preview_is_off_by_default_and_needs_a_listener(tmp_path):
     assert Config().http.preview is False
     model = require(SHIPPED_INT8, "shipped int8 model")
     with pytest.raises(ConfigError, match="http.preview: the live view needs http.listen"):
-        preflight(config_from_dict({"model": {"path": str(model)}, "source": {"spec": str(MEDIA / "justin.jpg")},
+        preflight(config_from_dict({"model": {"path": str(model)}, "source": {"spec": str(plain_photo())},
                                     "http": {"preview": True}}))

@@ -76,7 +76,7 @@ def test_video_has_a_face_in_most_frames(int8_model, detector):
 
 def test_folder_with_non_images_and_corrupt_files(int8_model, tmp_path):
     shutil.copy(require(MEDIA / "justin.jpg", "justin.jpg"), tmp_path / "a_face.jpg")
-    shutil.copy(MEDIA / "no-faces.jpg", tmp_path / "b_empty.jpg")
+    shutil.copy(require(MEDIA / "no-faces.jpg", "no-faces.jpg"), tmp_path / "b_empty.jpg")
     (tmp_path / "c_notes.txt").write_text("not an image")
     (tmp_path / "d_broken.jpg").write_bytes((MEDIA / "justin.jpg").read_bytes()[:300])
     (tmp_path / "e_bomb.png").write_bytes(png_bomb())  # its header claims 40000x40000: over source.max_pixels

@@ -97,7 +97,7 @@ def test_rotating_file_sink(tmp_path):
 def _start_service(model, extra_env=None, *args):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(extra_env or {})}
     return subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--model", str(model),
-                             "--source", str(MEDIA / "test.mp4"), "--loop", *args],
+                             "--source", str(require(MEDIA / "test.mp4", "test.mp4")), "--loop", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 
@@ -445,7 +445,7 @@ def test_events_produced_while_the_broker_is_down_arrive_after_a_restart(mosquit
     model = require(SHIPPED_INT8, "shipped int8 model")
     spool, produced = tmp_path / "spool.jsonl", tmp_path / "produced.jsonl"
     mosquitto.stop()
-    first = _run_service(model, str(MEDIA / "test.mp4"), mosquitto.port, spool, "--jsonl", str(produced))
+    first = _run_service(model, str(require(MEDIA / "test.mp4", "test.mp4")), mosquitto.port, spool, "--jsonl", str(produced))
     assert first.returncode == 0, first.stderr[-2000:]
     assert "are in the spool" in first.stderr
     sent = [json.loads(line) for line in produced.read_text().splitlines()]
@@ -454,7 +454,7 @@ def test_events_produced_while_the_broker_is_down_arrive_after_a_restart(mosquit
     received: list = []
     collector = _collect(mosquitto.port, received)
     try:
-        second = _run_service(model, str(MEDIA / "justin.jpg"), mosquitto.port, spool)
+        second = _run_service(model, str(require(MEDIA / "justin.jpg", "justin.jpg")), mosquitto.port, spool)
         assert second.returncode == 0, second.stderr[-2000:]
         assert "spooled by an earlier run will be sent first" in second.stderr
         assert wait_for(lambda: len(received) >= len(sent) + 1, 30)
@@ -473,7 +473,7 @@ def test_a_kill_while_spooling_loses_at_most_the_torn_record(mosquitto, tmp_path
     model = require(SHIPPED_INT8, "shipped int8 model")
     spool = tmp_path / "spool.jsonl"
     mosquitto.stop()
-    service = subprocess.Popen(_service_command(model, str(MEDIA / "test.mp4"), mosquitto.port, spool, "--loop"),
+    service = subprocess.Popen(_service_command(model, str(require(MEDIA / "test.mp4", "test.mp4")), mosquitto.port, spool, "--loop"),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=_SERVICE_ENV)
     assert wait_for(lambda: spool.exists() and spool.stat().st_size > 50_000, 60)
     service.kill()  # SIGKILL while events stream into the spool
@@ -487,7 +487,7 @@ def test_a_kill_while_spooling_loses_at_most_the_torn_record(mosquitto, tmp_path
     received: list = []
     collector = _collect(mosquitto.port, received)
     try:
-        restarted = _run_service(model, str(MEDIA / "justin.jpg"), mosquitto.port, spool)
+        restarted = _run_service(model, str(require(MEDIA / "justin.jpg", "justin.jpg")), mosquitto.port, spool)
         assert restarted.returncode == 0, restarted.stderr[-2000:]
         assert "1 torn message(s) at the end" in restarted.stderr  # the loss is reported
         assert wait_for(lambda: len(received) >= len(complete) + 1, 30)

@@ -101,7 +101,7 @@ def test_stops_while_a_network_stream_stalls_before_the_first_frame(tmp_path, si
 
 
 def test_stops_during_start_up(tmp_path):
-    process = start(tmp_path, "--source", str(MEDIA / "test.mp4"), "--loop")
+    process = start(tmp_path, "--source", str(require(MEDIA / "test.mp4", "test.mp4")), "--loop")
     wait_for_log(process, "loaded fer_cnn_lstm_int8.tflite")  # the model is loading or loaded, the loop not running
     seconds = stop_and_time(process)
     assert process.returncode == 0 and seconds < EXIT_BOUND_S, (process.returncode, seconds)
@@ -112,8 +112,9 @@ def test_stops_while_the_broker_is_unreachable_with_events_queued(tmp_path):
     import urllib.request
 
     broker_port, http_port = free_port(), free_port()
-    process = start(tmp_path, "--source", str(MEDIA / "test.mp4"), "--loop", "--mqtt-host", "127.0.0.1",
-                    "--mqtt-port", str(broker_port), "--http", f"127.0.0.1:{http_port}")
+    video = require(MEDIA / "test.mp4", "test.mp4")
+    process = start(tmp_path, "--source", str(video), "--loop", "--mqtt-host", "127.0.0.1", "--mqtt-port",
+                    str(broker_port), "--http", f"127.0.0.1:{http_port}")
     lines = wait_for_log(process, "ready: model loaded, first frame read")
     time.sleep(3.0)  # several reconnect attempts; events pile up in the MQTT buffer for the stop to give up on
     health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=5).read())
