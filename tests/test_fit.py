@@ -128,7 +128,7 @@ def test_distillation_settings_are_refused_before_any_work(tmp_path, change, mes
 
 
 @pytest.mark.slow
-def test_a_student_learns_from_cached_teacher_predictions_on_its_own_augmented_batches(fer_small, tmp_path):
+def test_a_student_learns_from_cached_teacher_predictions_on_its_own_augmented_batches(fer_small, tmp_path, caplog):
     from dataclasses import replace
 
     from train.distill import cache_key, soft_targets
@@ -137,7 +137,7 @@ def test_a_student_learns_from_cached_teacher_predictions_on_its_own_augmented_b
     recipe = dict(model="cnn", batch_size=32, seed=3, balance="soft-oversample", augment=AugmentConfig(erase_probability=0.5))
     fit(fer_small, tmp_path / "teacher", FitConfig(epochs=1, **recipe), verbose=0)
     cache = tmp_path / "cache"
-    student = FitConfig(epochs=2, teachers=(str(tmp_path / "teacher" / "best.keras"),), distill_alpha=0.7,
+    student = FitConfig(epochs=3, teachers=(str(tmp_path / "teacher" / "best.keras"),), distill_alpha=0.7,
                         distill_temperature=2.0, teacher_cache=str(cache), **recipe)
     fit(fer_small, tmp_path / "student", student, verbose=0, stop_after=1)
     train = fer_small.split("Training")
@@ -146,15 +146,30 @@ def test_a_student_learns_from_cached_teacher_predictions_on_its_own_augmented_b
     first = np.load(folder / "epoch_000.npy")
     assert first.shape == (steps, 32, 7) and not (folder / "epoch_001.npy").exists()  # only the epochs trained
     stamp = (folder / "epoch_000.npy").stat().st_mtime_ns
-    state = fit(fer_small, tmp_path / "student", student, verbose=0, resume=True)
-    assert state.epochs_done == 2 and (folder / "epoch_001.npy").exists()
+    with caplog.at_level("INFO"):
+        state = fit(fer_small, tmp_path / "student", student, verbose=0, resume=True)
+    assert state.epochs_done == 3 and (folder / "epoch_001.npy").exists() and (folder / "epoch_002.npy").exists()
     assert (folder / "epoch_000.npy").stat().st_mtime_ns == stamp  # cached, not recomputed
+    # Each epoch's predictions are made just before it, not all up front: a pause loses at most one epoch's.
+    steps_logged = [m for m in caplog.messages if m.startswith(("teacher predictions", "epoch "))]
+    assert [m.split(" (")[0].split(":")[0] for m in steps_logged] == [
+        "teacher predictions for epochs 2..2", "epoch 2/3", "teacher predictions for epochs 3..3", "epoch 3/3"]
     # The student's targets are the labels of its own batches mixed with the teacher's tempered predictions on them.
     images, targets = next(iter(student_batches(train, student, 0, steps, 1)))
     labels = train.labels[epoch_indices(train.labels, 0, steps, 32, "soft-oversample", 3).reshape(-1)[:32]]
     hard = np.eye(7, dtype=np.float32)[labels]
     assert np.allclose(np.asarray(targets), soft_targets(hard, first[0].astype(np.float32), 0.7, 2.0), atol=2e-3)
     assert cache_key(replace(student, seed=4), train, steps) != cache_key(student, train, steps)
+
+
+def test_a_student_trains_one_epoch_per_span_and_other_runs_all_at_once():
+    from train.fit import _spans
+
+    assert _spans(FitConfig(epochs=6), 3, None) == [(3, 6)]
+    assert _spans(FitConfig(epochs=6), 3, 5) == [(3, 5)]
+    student = FitConfig(epochs=6, teachers=("t.keras",))
+    assert _spans(student, 3, None) == [(3, 4), (4, 5), (5, 6)]
+    assert _spans(student, 3, 5) == [(3, 4), (4, 5)]
 
 
 @pytest.mark.slow  # loads TensorFlow

@@ -8,13 +8,14 @@ resume and export are those of any run.
 
 Teachers see exactly the augmented images the student sees: training batches are a deterministic function of the
 run's seed, balance, batch size, epochs and augmentation (stateless draws keyed by the step), so the teachers'
-predictions are computed once per epoch and cached on disk under a key of all of those plus the teachers' and the
-images' fingerprints (:func:`cache_key`). A cache is our own file (predictions, never pixels) and serves every
+predictions are computed for each epoch just before the student trains on it, and cached on disk under a key of
+all of those plus the teachers' and the images' fingerprints (:func:`cache_key`). A cache is our own file (predictions, never pixels) and serves every
 student run with the same recipe: another student architecture, learning rate or alpha reuses it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -79,6 +80,12 @@ def cache_key(config: FitConfig, train: Split, steps: int) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1)
+def _loaded(paths: tuple[str, ...]) -> list:
+    """The teacher models, loaded once per run (``fit`` asks for their predictions epoch by epoch)."""
+    return [load_keras_model(path) for path in paths]
+
+
 def teacher_predictions(config: FitConfig, train: Split, steps: int, first_epoch: int, last_epoch: int,
                         epoch_batches: Callable[[int], Iterable]) -> np.ndarray:
     """The ensemble's probabilities for every training batch of epochs ``first_epoch..last_epoch-1``.
@@ -94,7 +101,7 @@ def teacher_predictions(config: FitConfig, train: Split, steps: int, first_epoch
                                                    indent=2) + "\n")
     missing = [e for e in range(first_epoch, last_epoch) if not (folder / f"epoch_{e:03d}.npy").exists()]
     if missing:
-        teachers = [load_keras_model(path) for path in config.teachers]
+        teachers = _loaded(tuple(config.teachers))
         log.info("teacher predictions for epochs %d..%d (%d teachers, %d batches each) -> %s", missing[0] + 1,
                  missing[-1] + 1, len(teachers), steps, folder)
     for epoch in missing:

@@ -226,8 +226,8 @@ def _checkpointer_class():
             self.model.save(self.run_dir / "last.keras")
             self.state = state
             state.write(self.run_dir)
-            log.info("epoch %d: val_accuracy %.4f (flip TTA %.4f, macro-F1 %.4f; best %.4f at epoch %d), %.0f s",
-                     epoch + 1, val_accuracy, row["val_flip_accuracy"], row["val_macro_f1"],
+            log.info("epoch %d/%d: val_accuracy %.4f (flip TTA %.4f, macro-F1 %.4f; best %.4f at epoch %d), %.0f s",
+                     epoch + 1, self.config.epochs, val_accuracy, row["val_flip_accuracy"], row["val_macro_f1"],
                      state.best_val_accuracy, state.best_epoch, seconds)
 
     return Checkpointer
@@ -270,15 +270,27 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     if config.quantization_aware and first_epoch == 0 and state.start_val_accuracy is None:
         state = _score_quantization_aware_start(model, state, validation_data, run_dir)
     checkpointer = _checkpointer_class()(run_dir, config, state, validation, stop_after)
-    model.fit(student_batches(train, config, first_epoch, steps, stop_after), epochs=config.epochs,
-              initial_epoch=first_epoch,
-              steps_per_epoch=steps, validation_data=validation_data, validation_batch_size=256,
-              class_weight=weights, callbacks=[checkpointer],
-              verbose=verbose, shuffle=False)  # the dataset is already shuffled per epoch, reproducibly
+    for start, end in _spans(config, first_epoch, stop_after):
+        model.fit(student_batches(train, config, start, steps, end), epochs=end, initial_epoch=start,
+                  steps_per_epoch=steps, validation_data=validation_data, validation_batch_size=256,
+                  class_weight=weights, callbacks=[checkpointer],
+                  verbose=verbose, shuffle=False)  # the dataset is already shuffled per epoch, reproducibly
+        if checkpointer.state.stopped_early:
+            break
     state = checkpointer.state
     state = replace(state, finished=state.epochs_done >= config.epochs or state.stopped_early)
     state.write(run_dir)
     return state
+
+
+def _spans(config: FitConfig, first_epoch: int, stop_after: int | None) -> list[tuple[int, int]]:
+    """The epochs to train, as ``(first, end)`` spans, one ``model.fit`` each: all at once, or with teachers one
+    epoch at a time, so that each epoch's teacher predictions are made just before it (a pause loses at most one
+    epoch's). The learning-rate schedule spans ``config.epochs`` whatever the spans."""
+    last_epoch = min(config.epochs, stop_after or config.epochs)
+    if not config.teachers:
+        return [(first_epoch, last_epoch)]
+    return [(epoch, epoch + 1) for epoch in range(first_epoch, last_epoch)]
 
 
 def _check_fit_config(config: FitConfig) -> None:
@@ -360,13 +372,14 @@ def _score_quantization_aware_start(model, state: RunState, validation_data, run
     return state
 
 
-def student_batches(train: Split, config: FitConfig, first_epoch: int, steps: int, stop_after: int | None):
-    """The batches ``fit`` trains on; with teachers, their targets mix in the teachers' cached predictions."""
+def student_batches(train: Split, config: FitConfig, first_epoch: int, steps: int, end_epoch: int | None = None):
+    """The batches of epochs ``first_epoch..end_epoch-1`` (default: to the end of the run) that ``fit`` trains on;
+    with teachers, their targets mix in the teachers' cached predictions."""
+    last_epoch = min(config.epochs, end_epoch or config.epochs)
     if not config.teachers:
-        return training_batches(train, config, first_epoch, steps)
+        return training_batches(train, config, first_epoch, steps, last_epoch)
     from train.distill import teacher_predictions, tempered
 
-    last_epoch = min(config.epochs, stop_after or config.epochs)
     probabilities = teacher_predictions(config, train, steps, first_epoch, last_epoch,
                                         lambda epoch: training_batches(train, config, epoch, steps, epoch + 1))
     soft = tempered(probabilities, config.distill_temperature)
