@@ -41,6 +41,7 @@ def figures(labels: np.ndarray, plain: np.ndarray, flipped: np.ndarray) -> dict:
 
 
 def main() -> None:
+    """Score each teacher and their mean on PublicTest; print the table and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("teachers", nargs="+", type=Path, help="run folders (their best.keras) or .keras files")
     parser.add_argument("--data", default=None, help="FER2013 (default: $FER2013_DIR)")
