@@ -80,10 +80,11 @@ def test_a_browser_sees_the_live_view_update(tmp_path):
     if shutil.which("chromium") is None:
         pytest.skip("chromium is not installed (CI installs it from Debian)")
     model = require(SHIPPED_INT8, "shipped int8 model")
+    video = require(MEDIA / "test.mp4", "test.mp4")
     port = _port()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     service = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--model", str(model), "--source",
-                                str(require(MEDIA / "test.mp4", "test.mp4")), "--loop", "--http", f"127.0.0.1:{port}", "--preview",
+                                str(video), "--loop", "--http", f"127.0.0.1:{port}", "--preview",
                                 "--no-stdout"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
     try:
         deadline = time.monotonic() + 30

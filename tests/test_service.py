@@ -445,7 +445,8 @@ def test_events_produced_while_the_broker_is_down_arrive_after_a_restart(mosquit
     model = require(SHIPPED_INT8, "shipped int8 model")
     spool, produced = tmp_path / "spool.jsonl", tmp_path / "produced.jsonl"
     mosquitto.stop()
-    first = _run_service(model, str(require(MEDIA / "test.mp4", "test.mp4")), mosquitto.port, spool, "--jsonl", str(produced))
+    video = require(MEDIA / "test.mp4", "test.mp4")
+    first = _run_service(model, str(video), mosquitto.port, spool, "--jsonl", str(produced))
     assert first.returncode == 0, first.stderr[-2000:]
     assert "are in the spool" in first.stderr
     sent = [json.loads(line) for line in produced.read_text().splitlines()]
@@ -473,7 +474,8 @@ def test_a_kill_while_spooling_loses_at_most_the_torn_record(mosquitto, tmp_path
     model = require(SHIPPED_INT8, "shipped int8 model")
     spool = tmp_path / "spool.jsonl"
     mosquitto.stop()
-    service = subprocess.Popen(_service_command(model, str(require(MEDIA / "test.mp4", "test.mp4")), mosquitto.port, spool, "--loop"),
+    video = require(MEDIA / "test.mp4", "test.mp4")
+    service = subprocess.Popen(_service_command(model, str(video), mosquitto.port, spool, "--loop"),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=_SERVICE_ENV)
     assert wait_for(lambda: spool.exists() and spool.stat().st_size > 50_000, 60)
     service.kill()  # SIGKILL while events stream into the spool

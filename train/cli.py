@@ -32,7 +32,8 @@ def _group(version: bool = version_option("fer-train")) -> None:
 
 
 # The fit options, as types: each names its help once; the defaults come from FitConfig and AugmentConfig.
-ModelOption = Annotated[Literal[MODEL_NAMES], typer.Option(help="cnn (Model 1), cnn_lstm_small (Model 2) or cnn_lstm (Model 3)")]
+ModelOption = Annotated[Literal[MODEL_NAMES], typer.Option(
+    help="cnn (Model 1), cnn_lstm_small (Model 2) or cnn_lstm (Model 3)")]
 DataOption = Annotated[Optional[str], typer.Option(help=DATA_HELP)]
 OutOption = Annotated[Optional[Path], typer.Option(help="run folder for checkpoints and logs (default runs/<model>)")]
 Epochs = Annotated[int, typer.Option(help="maximum number of epochs")]
@@ -74,7 +75,8 @@ CalibrationDir = Annotated[Path, typer.Option(
 CellRange = Annotated[float, typer.Option(
     help="with --quantization-aware: cap the LSTM cell state's int8 range at +-this, as fer-convert does (0: min/max)")]
 Teachers = Annotated[Optional[list[Path]], typer.Option(
-    "--teacher", help="distil from this teacher: a run folder (its best.keras) or a .keras file; repeat for an ensemble")]
+    "--teacher",
+    help="distil from this teacher: a run folder (its best.keras) or a .keras file; repeat for an ensemble")]
 DistillAlpha = Annotated[float, typer.Option(
     help="with --teacher: weight of the teachers' soft targets (0..1) against the hard labels")]
 DistillTemperature = Annotated[float, typer.Option(

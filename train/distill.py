@@ -9,8 +9,9 @@ resume and export are those of any run.
 Teachers see exactly the augmented images the student sees: training batches are a deterministic function of the
 run's seed, balance, batch size, epochs and augmentation (stateless draws keyed by the step), so the teachers'
 predictions are computed for each epoch just before the student trains on it, and cached on disk under a key of
-all of those plus the teachers' and the images' fingerprints (:func:`cache_key`). A cache is our own file (predictions, never pixels) and serves every
-student run with the same recipe: another student architecture, learning rate or alpha reuses it.
+all of those plus the teachers' and the images' fingerprints (:func:`cache_key`). A cache is our own file
+(predictions, never pixels) and serves every student run with the same recipe: another student architecture,
+learning rate or alpha reuses it.
 """
 
 from __future__ import annotations
@@ -80,10 +81,15 @@ def cache_key(config: FitConfig, train: Split, steps: int) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=1)
 def _loaded(paths: tuple[str, ...]) -> list:
-    """The teacher models, loaded once per run (``fit`` asks for their predictions epoch by epoch)."""
-    return [load_keras_model(path) for path in paths]
+    """The teacher models, loaded once per run (``fit`` asks for their predictions epoch by epoch); a teacher file
+    rewritten at the same path is loaded again."""
+    return _load_files(tuple((path, Path(path).stat().st_mtime_ns) for path in paths))
+
+
+@functools.lru_cache(maxsize=1)
+def _load_files(files: tuple[tuple[str, int], ...]) -> list:
+    return [load_keras_model(path) for path, _ in files]
 
 
 def teacher_predictions(config: FitConfig, train: Split, steps: int, first_epoch: int, last_epoch: int,
