@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import shutil
 import socket
@@ -30,6 +31,20 @@ FER_HEAD_CSV = SHARED_DATA / "fer2013" / "fer2013-head.csv"
 MEDIA = SHARED_DATA / "media"
 SHIPPED_KERAS = ROOT / "models" / "fer_cnn_lstm.keras"  # the Keras model the shipped int8 file is made from
 SHIPPED_INT8 = ROOT / "models" / "fer_cnn_lstm_int8.tflite"
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_log_handlers():
+    """A CLI run in-process (``run_main``) sets the root logger up (``setup_logging``): a handler writing to this
+    test's captured stderr, closed once the test ends, and level INFO. Both are taken back after each test, so later
+    tests neither log into a closed stream ("--- Logging error ---") nor see INFO records they did not ask for."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers and type(handler) is logging.StreamHandler:  # basicConfig's, not pytest's own
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @functools.cache
