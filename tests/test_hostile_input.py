@@ -137,6 +137,7 @@ def _damaged_video(tmp_path, length: int):
 
 
 def test_a_video_is_read_past_a_damaged_stretch_and_says_how_many_frames_it_skipped(tmp_path, caplog):
+    caplog.set_level("INFO", logger="edge_runtime.sources")  # the end-of-video line is INFO
     source = open_source(str(_damaged_video(tmp_path, 100_000)))
     frames = list(source.frames())
     whole = sum(1 for _ in open_source(str(require(MEDIA / "test.mp4", "test.mp4"))).frames())
@@ -147,6 +148,7 @@ def test_a_video_is_read_past_a_damaged_stretch_and_says_how_many_frames_it_skip
 
 
 def test_a_video_whose_second_half_is_gone_ends_at_its_frame_count(tmp_path, caplog):
+    caplog.set_level("INFO", logger="edge_runtime.sources")  # the end-of-video line is INFO
     data = bytearray(require(MEDIA / "test.mp4", "test.mp4").read_bytes())
     moov = data.rindex(b"moov") - 4  # the index at the end stays: the container still knows its 115 frames
     data[len(data) // 2:moov] = bytes(moov - len(data) // 2)
