@@ -193,3 +193,88 @@ def test_blur_augmentation_softens_images_and_keeps_their_level():
     half = augment_batch(images, seed, AugmentConfig(**still, blur=1.5, blur_probability=0.5)).numpy()
     untouched = [np.array_equal(half[i], images.numpy()[i]) for i in range(8)]
     assert 0 < sum(untouched) < 8  # some images blurred, some not
+
+
+@pytest.mark.slow  # loads TensorFlow
+def test_mixup_blends_each_image_and_its_label_with_the_next_by_one_weight(fer_small):
+    from train.fit import training_batches
+
+    train = fer_small.split("Training")
+    still = dict(flip=False, rotation_deg=0.0, zoom=0.0, shift=0.0)
+    plain_config = FitConfig(epochs=1, batch_size=16, augment=AugmentConfig(**still))
+    mixed_config = FitConfig(epochs=1, batch_size=16, augment=AugmentConfig(**still, mixup=0.4))
+    (plain, labels), = training_batches(train, plain_config, 0, 1)
+    (mixed, targets), = training_batches(train, mixed_config, 0, 1)
+    plain, labels, mixed, targets = (t.numpy() for t in (plain, labels, mixed, targets))
+    neighbour_images, neighbour_labels = np.roll(plain, 1, axis=0), np.roll(labels, 1, axis=0)
+    weights = []
+    for i in range(16):
+        differs = np.abs(plain[i] - neighbour_images[i]) > 20
+        weight = ((mixed[i] - neighbour_images[i])[differs] / (plain[i] - neighbour_images[i])[differs]).mean()
+        np.testing.assert_allclose(mixed[i], weight * plain[i] + (1 - weight) * neighbour_images[i], atol=0.05)
+        np.testing.assert_allclose(targets[i], weight * labels[i] + (1 - weight) * neighbour_labels[i], atol=1e-3)
+        weights.append(weight)
+    assert np.allclose(targets.sum(axis=1), 1.0) and 0 <= min(weights) and max(weights) <= 1
+    assert np.std(weights) > 0.1  # Beta(0.4, 0.4): drawn per image, mostly near 0 or 1
+    (again, _), = training_batches(train, mixed_config, 0, 1)
+    assert np.array_equal(again.numpy(), mixed)  # keyed by the step: a resumed run sees the same mixture
+
+def test_a_weight_average_is_the_plain_mean_of_the_epochs_added():
+    from train.averaging import WeightAverage
+
+    epochs = [[np.full((2, 3), value, np.float32), np.array([value * 2], np.float32)] for value in (1.0, 2.0, 6.0)]
+    average = WeightAverage()
+    for weights in epochs:
+        average.add(weights)
+    assert average.count == 3
+    np.testing.assert_allclose(average.weights[0], np.full((2, 3), 3.0))
+    np.testing.assert_allclose(average.weights[1], [6.0])
+
+
+@pytest.mark.slow  # loads TensorFlow
+def test_refreshed_batch_norm_statistics_are_the_plain_mean_and_variance_of_the_images():
+    import keras
+
+    from train.averaging import refresh_batch_norm
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.99)(inputs))
+    images = np.random.default_rng(0).normal(3.0, 2.0, (512, 4)).astype(np.float32)
+    assert refresh_batch_norm(model, images, batch_size=128) == 1
+    norm = model.layers[-1]
+    np.testing.assert_allclose(norm.moving_mean.numpy(), images.mean(0), atol=1e-4)
+    # The mean of the four batches' variances (a plain average, not the 0.99-momentum one).
+    batch_variances = images.reshape(4, 128, 4).var(axis=1).mean(0)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), batch_variances, rtol=1e-4)
+    assert norm.momentum == 0.99  # restored
+
+
+@pytest.mark.slow
+def test_weight_averaging_resumes_its_mean_and_competes_for_best(fer_small, tmp_path):
+    from lab.keras_io import load_keras_model
+    from train.averaging import AVERAGE_FILE
+    from train.runs import RunState
+
+    run = tmp_path / "run"
+    config = FitConfig(model="cnn", epochs=3, batch_size=32, seed=2, average_from=2)
+    fit(fer_small, run, config, verbose=0, stop_after=2)
+    after_two = load_keras_model(run / "last.keras").get_weights()
+    assert RunState.read(run).averaged_epochs == 1
+    state = fit(fer_small, run, config, resume=True, verbose=0)
+    after_three = load_keras_model(run / "last.keras").get_weights()
+    assert state.averaged_epochs == 2 and state.finished
+    scratch = load_keras_model(run / "last.keras")
+    scratch.load_weights(run / AVERAGE_FILE)
+    for mean, second, third in zip(scratch.get_weights(), after_two, after_three, strict=True):
+        np.testing.assert_allclose(mean, (second + third) / 2, rtol=1e-5, atol=1e-6)
+    history = read_history(run)
+    assert "val_average_accuracy" not in history[0]
+    assert [row["epoch"] for row in history if "val_average_accuracy" in row] == [2.0, 3.0]
+    best = max(history, key=lambda row: max(row["val_accuracy"], row.get("val_average_accuracy", 0.0)))
+    assert state.best_epoch == best["epoch"]
+    assert state.best_is_average == (best.get("val_average_accuracy", 0.0) > best["val_accuracy"])
+
+
+def test_an_average_start_outside_the_run_is_refused(tmp_path):
+    with pytest.raises(FerError, match="--average-from must lie in 0..3"):
+        fit(None, tmp_path, FitConfig(epochs=3, average_from=4))

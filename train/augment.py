@@ -1,4 +1,4 @@
-"""On-the-fly augmentation: photometric jitter, flip, rotation, zoom, shift, blur and random erasing.
+"""On-the-fly augmentation: photometric jitter, flip, rotation, zoom, shift, blur, random erasing and mixup.
 
 The random draws are *stateless*, keyed by ``(seed, global batch number)``, so a
 run resumed from a checkpoint sees exactly the batches an uninterrupted run
@@ -24,7 +24,8 @@ class AugmentConfig(JsonRecord):
     ``erase_area`` (min, max fraction of the image) with uniform noise. ``blur``
     is the largest Gaussian sigma (pixels at 48x48) applied, with probability
     ``blur_probability``, to an image: a camera's soft focus and motion, which
-    the placed-face benchmark shows the model is not robust to.
+    the placed-face benchmark shows the model is not robust to. ``mixup`` (applied by
+    :func:`mixup_batch`, after the rest) blends pairs of images and their labels.
     """
 
     flip: bool = True
@@ -37,6 +38,25 @@ class AugmentConfig(JsonRecord):
     erase_area: tuple[float, float] = (0.02, 0.2)
     blur: float = 0.0
     blur_probability: float = 0.5
+    mixup: float = 0.0  # > 0: mixup's Beta(mixup, mixup) weight per image (Zhang et al. 2018), images and targets
+
+
+def mixup_batch(images, targets, seed, alpha: float):
+    """Mix each image and its target with the next image of the batch (the batch is already shuffled), with a
+    weight drawn per image from Beta(alpha, alpha), keyed by the int64 ``seed`` pair like :func:`augment_batch`.
+
+    Teachers see the mixed images (their predictions are made on these very batches), so a student's soft targets
+    are the teachers' view of the mixture, and its hard targets the mixture of the two labels.
+    """
+    import tensorflow as tf
+
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    batch = tf.shape(images)[0]
+    first = tf.random.stateless_gamma([batch], seeds[0], alpha)
+    second = tf.random.stateless_gamma([batch], seeds[1], alpha)
+    weight = first / tf.maximum(first + second, 1e-12)  # a Beta(alpha, alpha) draw
+    mixed = weight[:, None, None, None] * images + (1.0 - weight[:, None, None, None]) * tf.roll(images, 1, axis=0)
+    return mixed, weight[:, None] * targets + (1.0 - weight[:, None]) * tf.roll(targets, 1, axis=0)
 
 
 def _photometric(images, seeds, config: AugmentConfig):

@@ -56,6 +56,8 @@ Contrast = Annotated[float, typer.Option(help="augmentation: maximum contrast ch
 Erase = Annotated[float, typer.Option(help="augmentation: probability of random erasing (one noise rectangle)")]
 Blur = Annotated[float, typer.Option(
     help="augmentation: largest Gaussian blur sigma in pixels (at 48x48), applied to half the images (0 = off)")]
+Mixup = Annotated[float, typer.Option(
+    help="augmentation: mixup, each image blended with another by a Beta(x, x) weight, labels alike (0 = off)")]
 Seed = Annotated[int, typer.Option(help="random seed (data order, augmentation, weights)")]
 Resume = Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")]
 StopAfter = Annotated[Optional[int], typer.Option(
@@ -85,6 +87,10 @@ TeacherCache = Annotated[Path, typer.Option(
     help="with --teacher: where the teachers' predictions on each epoch's augmented batches are kept (reused by "
     "runs with the same data, seed and augmentation)")]
 
+AverageFrom = Annotated[int, typer.Option(
+    help="stochastic weight averaging: average the weights of every epoch from this one on (batch-norm statistics "
+    "measured again); the average competes for best.keras (0 = off)")]
+
 
 @app.command("fit")
 def fit_command(
@@ -95,13 +101,14 @@ def fit_command(
     label_smoothing: LabelSmoothing = FIT.label_smoothing, rotation: Rotation = AUGMENT.rotation_deg,
     zoom: Zoom = AUGMENT.zoom, shift: Shift = AUGMENT.shift, brightness: Brightness = AUGMENT.brightness,
     contrast: Contrast = AUGMENT.contrast, erase: Erase = AUGMENT.erase_probability, blur: Blur = AUGMENT.blur,
+    mixup: Mixup = AUGMENT.mixup,
     seed: Seed = FIT.seed, resume: Resume = False, stop_after: StopAfter = None, limit: Limit = None,
     skip_bad: SkipBad = False, jit: Jit = False, ignore_data_checks: IgnoreDataChecks = False,
     init_weights: InitWeights = None, quantization_aware: QuantizationAware = None,
     calibration_dir: CalibrationDir = Path(FIT.calibration_dir), cell_range: CellRange = FIT.cell_range,
     teacher: Teachers = None, distill_alpha: DistillAlpha = FIT.distill_alpha,
     distill_temperature: DistillTemperature = FIT.distill_temperature,
-    teacher_cache: TeacherCache = Path(FIT.teacher_cache),
+    teacher_cache: TeacherCache = Path(FIT.teacher_cache), average_from: AverageFrom = FIT.average_from,
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest (optionally distilling from teachers)."""
     require_extra("train")
@@ -113,12 +120,14 @@ def fit_command(
                        balance=balance, seed=seed, patience=patience, jit_compile=jit, schedule=schedule,
                        warmup_epochs=warmup_epochs, weight_decay=weight_decay, label_smoothing=label_smoothing,
                        augment=AugmentConfig(rotation_deg=rotation, zoom=zoom, shift=shift, brightness=brightness,
-                                             contrast=contrast, erase_probability=erase, blur=blur),
+                                             contrast=contrast, erase_probability=erase, blur=blur,
+                                             mixup=mixup),
                        ignore_data_checks=ignore_data_checks,
                        init_weights=init_weights or "", quantization_aware=quantization_aware or "",
                        calibration_dir=str(calibration_dir), cell_range=cell_range,
                        teachers=tuple(str(teacher_file(t)) for t in teacher or ()), distill_alpha=distill_alpha,
-                       distill_temperature=distill_temperature, teacher_cache=str(teacher_cache))
+                       distill_temperature=distill_temperature, teacher_cache=str(teacher_cache),
+                       average_from=average_from)
     dataset = load_fer2013(data, skip_bad=skip_bad, limit_per_split=limit, seed=seed)
     default_out = Path("runs") / (f"{Path(quantization_aware).stem}_qat" if quantization_aware else model)
     state = fit(dataset, out or default_out, config, resume=resume, stop_after=stop_after)

@@ -39,6 +39,9 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
             **_origin(state),
             **epoch_summary(state),
             "stopped_early": state.stopped_early,
+            # best.keras may be the weight average of epochs average_from..best_epoch (fer-train fit --average-from)
+            "best_is_weight_average": state.best_is_average,
+            "averaged_epochs": state.best_epoch - state.config.average_from + 1 if state.best_is_average else 0,
             "wall_seconds": state.wall_seconds,
             "config": state.config.to_json(),
             "train_images": state.train_images,

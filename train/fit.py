@@ -14,13 +14,10 @@ PublicTest accuracy improves, a row of ``history.csv`` and ``state.json``;
 from __future__ import annotations
 
 import csv
-import functools
 import logging
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
@@ -113,7 +110,7 @@ def training_batches(train: Split, config: FitConfig, first_epoch: int, steps: i
     or mixed with ``soft`` (the tempered teacher probabilities of each batch, :mod:`train.distill`)."""
     import tensorflow as tf
 
-    from train.augment import augment_batch
+    from train.augment import augment_batch, mixup_batch
 
     last_epoch = config.epochs if last_epoch is None else last_epoch
     schedule = np.stack([epoch_indices(train.labels, e, steps, config.batch_size, config.balance, config.seed)
@@ -127,110 +124,18 @@ def training_batches(train: Split, config: FitConfig, first_epoch: int, steps: i
 
     def make_batch(step, index):
         batch = tf.cast(tf.gather(images, index), tf.float32)
-        batch = augment_batch(batch, tf.stack([tf.constant(seed, tf.int64), step]), augment)
+        batch_seed = tf.stack([tf.constant(seed, tf.int64), step])
+        batch = augment_batch(batch, batch_seed, augment)
         targets = tf.one_hot(tf.gather(labels, index), NUM_CLASSES)
+        if augment.mixup > 0:  # before the teachers' targets: they were predicted on the mixed images
+            mixup_seed = tf.stack([tf.constant(seed, tf.int64), -1 - step])  # never another batch's draws
+            batch, targets = mixup_batch(batch, targets, mixup_seed, augment.mixup)
         if teacher is not None:
             targets = (1.0 - alpha) * targets + alpha * tf.gather(teacher, step - first_step)
         return batch, targets
 
     dataset = tf.data.Dataset.from_tensor_slices(schedule).enumerate(start=first_epoch * steps)
     return dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(4)
-
-
-class EpochOutcome(NamedTuple):
-    """What one finished epoch changes: the run's state, whether it is the best so far, the learning rate to go on
-    with (the plateau schedule lowers it)."""
-
-    state: RunState
-    improved: bool
-    learning_rate: float
-
-
-def epoch_update(state: RunState, config: FitConfig, epochs_done: int, seconds: float, val_accuracy: float,
-                 learning_rate: float) -> EpochOutcome:
-    """The state after an epoch (a pure function): best epoch, patience, early stop, and the plateau schedule's
-    learning rate."""
-    state = replace(state, epochs_done=epochs_done, wall_seconds=round(state.wall_seconds + seconds, 1))
-    if val_accuracy > state.best_val_accuracy:
-        return EpochOutcome(replace(state, best_val_accuracy=val_accuracy, best_epoch=epochs_done, wait=0), True,
-                            learning_rate)
-    state = replace(state, wait=state.wait + 1)
-    if config.schedule == "plateau" and state.wait % config.lr_patience == 0:
-        learning_rate = max(learning_rate * config.lr_factor, config.min_learning_rate)
-    if state.wait >= config.patience:
-        state = replace(state, stopped_early=True)
-    return EpochOutcome(state, False, learning_rate)
-
-
-def append_history(history: Path, row: dict) -> None:
-    """One epoch's row of ``history.csv`` (the header first, in a new file)."""
-    new_file = not history.exists()
-    with open(history, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, HISTORY_FIELDS)
-        if new_file:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-@functools.cache
-def _checkpointer_class():
-    """The Keras callback class (checkpoints, history, plateau LR schedule and early stopping, all resumable),
-    defined once, on first use: importing this module needs no TensorFlow."""
-    import keras
-
-    class Checkpointer(keras.callbacks.Callback):
-        def __init__(self, run_dir: Path, config: FitConfig, state: RunState, validation: Split,
-                     last_epoch: int | None):
-            super().__init__()
-            self.run_dir, self.config, self.state = run_dir, config, state
-            self.validation = validation
-            self.last_epoch = last_epoch
-            self.started = 0.0
-
-        def _validation_extras(self) -> dict[str, float]:
-            """PublicTest macro-F1 and flip test-time-augmented accuracy (for choosing recipes and TTA)."""
-            from lab.metrics import classification_report
-
-            images = to_model_input(self.validation.images)
-            plain = self.model.predict(images, batch_size=256, verbose=0)
-            flipped = self.model.predict(images[:, :, ::-1], batch_size=256, verbose=0)
-            report = classification_report(self.validation.labels, plain.argmax(1))
-            flip_accuracy = float(np.mean((plain + flipped).argmax(1) == self.validation.labels))
-            return {"val_macro_f1": float(report["macro"]["f1"]), "val_flip_accuracy": flip_accuracy}
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.monotonic()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = dict(logs or {})
-            seconds = time.monotonic() - self.started
-            learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            row = {"epoch": epoch + 1, "learning_rate": learning_rate, "epoch_seconds": round(seconds, 2)}
-            row.update({k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs})
-            row.update(self._validation_extras())
-            append_history(self.run_dir / "history.csv", row)
-            val_accuracy = row.get("val_accuracy", 0.0)
-            outcome = epoch_update(self.state, self.config, epoch + 1, seconds, val_accuracy, learning_rate)
-            state = outcome.state
-            if outcome.improved:
-                self.model.save(self.run_dir / "best.keras")
-            if outcome.learning_rate != learning_rate:
-                self.model.optimizer.learning_rate.assign(outcome.learning_rate)
-                log.info("PublicTest accuracy flat for %d epochs: learning rate %.2g -> %.2g",
-                         state.wait, learning_rate, outcome.learning_rate)
-            if state.stopped_early:
-                self.model.stop_training = True
-                log.info("early stop: no PublicTest improvement for %d epochs", state.wait)
-            if self.last_epoch is not None and epoch + 1 >= self.last_epoch:
-                self.model.stop_training = True  # --stop-after: a pause, resumable, not the end of the run
-            self.model.save(self.run_dir / "last.keras")
-            self.state = state
-            state.write(self.run_dir)
-            log.info("epoch %d/%d: val_accuracy %.4f (flip TTA %.4f, macro-F1 %.4f; best %.4f at epoch %d), %.0f s",
-                     epoch + 1, self.config.epochs, val_accuracy, row["val_flip_accuracy"], row["val_macro_f1"],
-                     state.best_val_accuracy, state.best_epoch, seconds)
-
-    return Checkpointer
 
 
 def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: bool = False,
@@ -269,7 +174,9 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     validation_data = (to_model_input(validation.images), keras.utils.to_categorical(validation.labels, NUM_CLASSES))
     if config.quantization_aware and first_epoch == 0 and state.start_val_accuracy is None:
         state = _score_quantization_aware_start(model, state, validation_data, run_dir)
-    checkpointer = _checkpointer_class()(run_dir, config, state, validation, stop_after)
+    from train.checkpointer import Checkpointer
+
+    checkpointer = Checkpointer(run_dir, config, state, validation, stop_after, train)
     for start, end in _spans(config, first_epoch, stop_after):
         model.fit(student_batches(train, config, start, steps, end), epochs=end, initial_epoch=start,
                   steps_per_epoch=steps, validation_data=validation_data, validation_batch_size=256,
@@ -303,6 +210,9 @@ def _check_fit_config(config: FitConfig) -> None:
         from train.distill import check_distillation
 
         check_distillation(config)
+    if not 0 <= config.average_from <= config.epochs:
+        raise FerError(f"--average-from must lie in 0..{config.epochs} (the run's epochs; 0 = off), "
+                       f"got {config.average_from}")
     if config.batch_size < 1 or config.epochs < 1:
         raise FerError(f"batch size and epochs must be positive, got {config.batch_size} and {config.epochs}")
 

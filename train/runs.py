@@ -48,6 +48,8 @@ class FitConfig(JsonRecord):
     distill_alpha: float = 0.5  # weight of the teachers' soft targets against the hard labels
     distill_temperature: float = 2.0  # > 1 softens the teachers' probabilities
     teacher_cache: str = "runs/teacher_cache"  # where the teachers' predictions per epoch are kept
+    # Weight averaging (train.averaging): the mean of every epoch's weights from this one on competes for best.keras.
+    average_from: int = 0  # 0: off
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class RunState(JsonRecord):
     epochs_done: int = 0
     best_val_accuracy: float = -1.0
     best_epoch: int = 0  # 0: nothing better than the start (a quantization-aware copy's untuned score)
+    best_is_average: bool = False  # best.keras holds the weight average up to best_epoch, not that epoch's weights
+    averaged_epochs: int = 0  # epochs in the run's weight average (average.weights.h5)
     wait: int = 0  # epochs since PublicTest accuracy last improved
     wall_seconds: float = 0.0
     stopped_early: bool = False
@@ -82,7 +86,7 @@ class RunState(JsonRecord):
 
 
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_flip_accuracy",
-                  "learning_rate", "epoch_seconds")
+                  "learning_rate", "epoch_seconds", "val_average_accuracy")
 
 
 def read_history(run_dir: str | Path) -> list[dict[str, float]]:
