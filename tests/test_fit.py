@@ -219,6 +219,7 @@ def test_mixup_blends_each_image_and_its_label_with_the_next_by_one_weight(fer_s
     (again, _), = training_batches(train, mixed_config, 0, 1)
     assert np.array_equal(again.numpy(), mixed)  # keyed by the step: a resumed run sees the same mixture
 
+
 def test_a_weight_average_is_the_plain_mean_of_the_epochs_added():
     from train.averaging import WeightAverage
 
