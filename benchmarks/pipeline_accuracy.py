@@ -14,8 +14,9 @@ Each frame goes through the runtime's own ``Runtime.process`` (detector, crop, s
 flip TTA as shipped); the face whose box holds the placed face's centre is scored. Two accuracies: over every
 face (a face not found counts as wrong) and over the faces found, which isolates the crop from the detector (the
 bundled short-range BlazeFace finds few faces under a quarter of the frame's width, fewer still for FER2013's
-tight crops, which have no hair or ears around them). Crops compared: the box grown by ``detector.margin``,
-levelled by the eye keypoints (``detector.align``, the default) or not, with margin 0 (the default) and 0.1.
+tight crops, which have no hair or ears around them). Crops compared (``--crops``): the default (margin 0,
+levelled by the eye keypoints, blur restored), and each with one setting changed: ``detector.restore_blur`` off,
+``detector.align`` off, ``detector.margin`` 0.1. The exact crop below is restored like the crop it stands beside.
 Beside each accuracy over found faces stand the direct accuracy on the same faces (the 48x48 image, undegraded) and
 the accuracy of an exact crop of the same frames (the placed face cut back out with the geometry it was placed with,
 so it carries the frame's blur, brightness and JPEG but no detector error): pipeline against exact crop is what the
@@ -41,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge_runtime.config import Config, with_overrides  # noqa: E402
 from edge_runtime.core.labels import LABEL_TO_INDEX  # noqa: E402
-from edge_runtime.core.preprocessing import preprocess_face  # noqa: E402
+from edge_runtime.core.preprocessing import preprocess_face, restore_blur  # noqa: E402
 from edge_runtime.pipeline import Runtime  # noqa: E402
 from edge_runtime.service import build_runtime  # noqa: E402
 from edge_runtime.sources import Frame  # noqa: E402
@@ -53,9 +54,11 @@ NEUTRAL = {"scale": 224.0, "roll": 0.0, "brightness": 1.0, "blur": 0.0, "jpeg": 
 RANGES = {"scale": (128.0, 320.0), "roll": (-20.0, 20.0), "brightness": (0.6, 1.4), "blur": (0.0, 1.5),
           "jpeg": (30, 95)}
 CONDITIONS = ("none", "scale", "position", "roll", "brightness", "blur", "jpeg", "all")
-GEOMETRIES = {"levelled, margin 0 (default)": {"detector.align": True, "detector.margin": 0.0},
-              "not levelled, margin 0": {"detector.align": False, "detector.margin": 0.0},
-              "levelled, margin 0.1": {"detector.align": True, "detector.margin": 0.1}}
+# The crops compared, by the key --crops names them with: (label, config overrides).
+GEOMETRIES = {"default": ("levelled, margin 0, blur restored (default)", {}),
+              "unrestored": ("levelled, margin 0, not restored", {"detector.restore_blur": False}),
+              "unlevelled": ("not levelled, margin 0, blur restored", {"detector.align": False}),
+              "margin": ("levelled, margin 0.1, blur restored", {"detector.margin": 0.1})}
 
 
 def draw_factors(condition: str, rng: np.random.Generator) -> dict:
@@ -134,6 +137,7 @@ def run_condition(runtime, faces, labels, direct_right: np.ndarray, background, 
         correct += LABEL_TO_INDEX[predicted] == label
         direct_on_found += bool(direct)
         oracle = preprocess_face(oracle_crop(frame, matrix, factors["scale"]))
+        oracle = restore_blur(oracle) if runtime.crop.restore_blur else oracle
         oracle_on_found += int(np.argmax(runtime.classifier.probabilities(oracle))) == label
     return {"accuracy": round(correct / len(labels), 4), "found": round(found / len(labels), 4),
             "accuracy_of_found": round(correct / max(1, found), 4),
@@ -157,6 +161,8 @@ def main() -> None:
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
     parser.add_argument("--split", default="PrivateTest", help="PublicTest to try a change (tuning), PrivateTest to "
                         "report it once")
+    parser.add_argument("--crops", default=",".join(GEOMETRIES), help="which crops to compare, of: "
+                        + ", ".join(f"{key} ({label})" for key, (label, _) in GEOMETRIES.items()))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pipeline_accuracy.json"))
     args = parser.parse_args()
     started = provenance()  # the code as it was when the benchmark began
@@ -167,7 +173,8 @@ def main() -> None:
     background = cv2.resize(cv2.imread(str(Path(args.media) / "no-faces.jpg"), cv2.IMREAD_GRAYSCALE), FRAME_SIZE)
     background = background.astype(np.float32)
     results = {"faces": len(labels), "geometries": {}}
-    for name, overrides in GEOMETRIES.items():
+    for key in args.crops.split(","):
+        name, overrides = GEOMETRIES[key]
         settings = with_overrides(Config(), {"model.path": args.model, "source.spec": args.data,
                                              "detector.min_face": 24, **overrides})
         runtime = build_runtime(settings)

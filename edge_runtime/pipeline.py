@@ -20,7 +20,7 @@ import numpy as np
 from edge_runtime.annotate import Annotator
 from edge_runtime.classifier import EmotionClassifier
 from edge_runtime.core.faces import FaceEvent
-from edge_runtime.core.preprocessing import preprocess_face
+from edge_runtime.core.preprocessing import preprocess_face, restore_blur
 from edge_runtime.detectors import Box, CropOptions, FaceDetector, face_crop, find_faces
 from edge_runtime.reporting import Reporter
 from edge_runtime.sinks import Sink
@@ -133,6 +133,8 @@ class Runtime:
                 log.debug("frame %d: face box %s lies outside the frame, skipped", frame.index, box)
                 continue
             face = preprocess_face(crop)
+            if self.crop.restore_blur:
+                face = restore_blur(face)
             self.timer.add("preprocess", time.perf_counter() - started)
             started = time.perf_counter()
             raw.append(self.classifier.probabilities(face))

@@ -250,6 +250,31 @@ def test_refreshed_batch_norm_statistics_are_the_plain_mean_and_variance_of_the_
     assert norm.momentum == 0.99  # restored
 
 
+@pytest.mark.slow  # loads TensorFlow
+@pytest.mark.parametrize("norm", ["moving", "refresh"])
+def test_the_averaged_models_batch_norm_statistics_are_the_mean_or_measured_again(norm, fer_small, tmp_path):
+    import keras
+
+    from train.averaging import RunAverage
+
+    inputs = keras.Input((48, 48, 1))
+    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(keras.layers.BatchNormalization()(inputs))))
+    first = [np.full_like(w, 1.0) for w in model.get_weights()]
+    second = [np.full_like(w, 3.0) for w in model.get_weights()]
+    average = RunAverage.resume(model, tmp_path, 0, fer_small.split("Training"), seed=0, norm=norm)
+    for weights in (first, second):
+        model.set_weights(weights)
+        candidate, _ = average.add_epoch(model, fer_small.split("PublicTest"))
+    norm_layer = next(layer for layer in candidate.layers if isinstance(layer, keras.layers.BatchNormalization))
+    moving_mean = norm_layer.moving_mean.numpy()
+    if norm == "moving":  # every variable, statistics included, is the plain mean of the two epochs'
+        for weight in candidate.get_weights():
+            np.testing.assert_allclose(weight, 2.0)
+    else:  # measured on Training pixels (0..255), far from the epochs' 1 and 3
+        assert moving_mean[0] > 50
+
+
 @pytest.mark.slow
 def test_weight_averaging_resumes_its_mean_and_competes_for_best(fer_small, tmp_path):
     from lab.keras_io import load_keras_model
@@ -276,6 +301,8 @@ def test_weight_averaging_resumes_its_mean_and_competes_for_best(fer_small, tmp_
     assert state.best_is_average == (best.get("val_average_accuracy", 0.0) > best["val_accuracy"])
 
 
-def test_an_average_start_outside_the_run_is_refused(tmp_path):
+def test_an_average_start_outside_the_run_or_an_unknown_norm_is_refused(tmp_path):
     with pytest.raises(FerError, match="--average-from must lie in 0..3"):
         fit(None, tmp_path, FitConfig(epochs=3, average_from=4))
+    with pytest.raises(FerError, match="unknown --average-norm 'mean'; choose one of moving, refresh"):
+        fit(None, tmp_path, FitConfig(epochs=3, average_from=1, average_norm="mean"))

@@ -1,12 +1,12 @@
 """Stochastic weight averaging (SWA): the running mean of a run's weights at the end of each epoch from a given one.
 
 Averaging the weights that a constant or slowly decaying learning rate visits finds a flatter point than any one of
-them (Izmailov et al., 2018). Batch-normalization statistics are not averaged with the weights: the averaged model's
-are measured again on Training images (:func:`refresh_batch_norm`), as the averaged weights change what each layer
-sees. The raw running mean is kept in the run folder (``average.weights.h5``) so that a paused run resumes it.
-
-Measured on Model 3 (docs/training.md, "Students"): statistics measured on clean Training images cost about 1 pp of
-PublicTest accuracy against the moving statistics of augmented batches, even for the "average" of one epoch.
+them (Izmailov et al., 2018). The raw running mean covers every variable, batch-normalization statistics included,
+and is kept in the run folder (``average.weights.h5``) so that a paused run resumes it. The averaged model's
+batch-normalization statistics are either that mean of the epochs' moving statistics (``moving``, the default) or
+measured again on clean Training images (``refresh``, :func:`refresh_batch_norm`, as the SWA paper does). Measured on
+Model 3 (docs/training.md, "Students"): ``refresh`` costs about 1 pp of PublicTest accuracy, even for the "average" of
+one epoch, because the layers learnt on batches normalized with augmented statistics.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from lab.keras_io import to_model_input
 log = logging.getLogger(__name__)
 
 AVERAGE_FILE = "average.weights.h5"
+AVERAGE_NORMS = ("moving", "refresh")  # where the averaged model's batch-normalization statistics come from
 REFRESH_IMAGES = 8192  # Training images the averaged model's batch-normalization statistics are measured on
 REFRESH_BATCH = 256
 
@@ -85,18 +86,20 @@ def refresh_batch_norm(model, images: np.ndarray, batch_size: int = REFRESH_BATC
 class RunAverage:
     """A training run's weight average: kept in its folder, rebuilt into a model and scored after each epoch."""
 
-    def __init__(self, run_dir: Path, average: WeightAverage, refresh_images: np.ndarray):
+    def __init__(self, run_dir: Path, average: WeightAverage, refresh_images: np.ndarray | None):
         self.run_dir, self.average, self.refresh_images = run_dir, average, refresh_images
 
     @classmethod
-    def resume(cls, model, run_dir: Path, count: int, train: Split, seed: int) -> "RunAverage":
-        """The average of ``count`` epochs a run kept in ``run_dir`` (a new one when ``count`` is 0); its
-        batch-normalization statistics are measured on a fixed random draw of ``train`` (a split may be stored in
-        class order), not augmented."""
+    def resume(cls, model, run_dir: Path, count: int, train: Split, seed: int, norm: str = "moving") -> "RunAverage":
+        """The average of ``count`` epochs a run kept in ``run_dir`` (a new one when ``count`` is 0). With ``norm``
+        "refresh", its batch-normalization statistics are measured on a fixed random draw of ``train`` (a split may
+        be stored in class order), not augmented; with "moving" they are the mean of the epochs' own."""
         import keras
 
-        chosen = np.sort(np.random.default_rng(seed).permutation(len(train))[:REFRESH_IMAGES])
         average = WeightAverage.load(keras.models.clone_model(model), run_dir, count)
+        if norm == "moving":
+            return cls(run_dir, average, None)
+        chosen = np.sort(np.random.default_rng(seed).permutation(len(train))[:REFRESH_IMAGES])
         return cls(run_dir, average, to_model_input(train.images[chosen]))
 
     @property
@@ -104,14 +107,15 @@ class RunAverage:
         return self.average.count
 
     def add_epoch(self, model, validation: Split) -> tuple[object, float]:
-        """Fold ``model``'s weights in, keep the mean, and return the averaged model (batch-normalization
-        statistics measured again) with its accuracy on ``validation``."""
+        """Fold ``model``'s weights in, keep the mean, and return the averaged model (its batch-normalization
+        statistics measured again when refresh images were given) with its accuracy on ``validation``."""
         import keras
 
         candidate = keras.models.clone_model(model)
         self.average.add(model.get_weights())
         self.average.save(candidate, self.run_dir)  # leaves the raw mean in ``candidate``
-        refresh_batch_norm(candidate, self.refresh_images)
+        if self.refresh_images is not None:
+            refresh_batch_norm(candidate, self.refresh_images)
         predicted = candidate.predict(to_model_input(validation.images), batch_size=256, verbose=0).argmax(1)
         accuracy = float(np.mean(predicted == validation.labels))
         log.info("weight average of %d epochs: PublicTest accuracy %.4f", self.count, accuracy)

@@ -78,7 +78,7 @@ class Checkpointer(keras.callbacks.Callback):
             return state
         if self.average is None:
             self.average = RunAverage.resume(self.model, self.run_dir, state.averaged_epochs, self.train,
-                                             self.config.seed)
+                                             self.config.seed, self.config.average_norm)
         candidate, accuracy = self.average.add_epoch(self.model, self.validation)
         row["val_average_accuracy"] = accuracy
         state = replace(state, averaged_epochs=self.average.count)

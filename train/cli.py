@@ -88,8 +88,11 @@ TeacherCache = Annotated[Path, typer.Option(
     "runs with the same data, seed and augmentation)")]
 
 AverageFrom = Annotated[int, typer.Option(
-    help="stochastic weight averaging: average the weights of every epoch from this one on (batch-norm statistics "
-    "measured again); the average competes for best.keras (0 = off)")]
+    help="stochastic weight averaging: average the weights of every epoch from this one on; the average competes "
+    "for best.keras (0 = off)")]
+AverageNorm = Annotated[str, typer.Option(
+    help="with --average-from: the average's batch-norm statistics: moving (the mean of the epochs' own) or "
+    "refresh (measured again on clean Training images)")]
 
 
 @app.command("fit")
@@ -109,6 +112,7 @@ def fit_command(
     teacher: Teachers = None, distill_alpha: DistillAlpha = FIT.distill_alpha,
     distill_temperature: DistillTemperature = FIT.distill_temperature,
     teacher_cache: TeacherCache = Path(FIT.teacher_cache), average_from: AverageFrom = FIT.average_from,
+    average_norm: AverageNorm = FIT.average_norm,
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest (optionally distilling from teachers)."""
     require_extra("train")
@@ -127,7 +131,7 @@ def fit_command(
                        calibration_dir=str(calibration_dir), cell_range=cell_range,
                        teachers=tuple(str(teacher_file(t)) for t in teacher or ()), distill_alpha=distill_alpha,
                        distill_temperature=distill_temperature, teacher_cache=str(teacher_cache),
-                       average_from=average_from)
+                       average_from=average_from, average_norm=average_norm)
     dataset = load_fer2013(data, skip_bad=skip_bad, limit_per_split=limit, seed=seed)
     default_out = Path("runs") / (f"{Path(quantization_aware).stem}_qat" if quantization_aware else model)
     state = fit(dataset, out or default_out, config, resume=resume, stop_after=stop_after)

@@ -24,6 +24,7 @@ import numpy as np
 from edge_runtime.core.errors import DataError, FerError
 from edge_runtime.core.labels import NUM_CLASSES
 from lab.data import FerDataset, Split
+from train.averaging import AVERAGE_NORMS
 from train.data_checks import check_dataset
 from lab.keras_io import load_keras_model, to_model_input
 from train.runs import HISTORY_FIELDS, FitConfig, RunState
@@ -213,6 +214,8 @@ def _check_fit_config(config: FitConfig) -> None:
     if not 0 <= config.average_from <= config.epochs:
         raise FerError(f"--average-from must lie in 0..{config.epochs} (the run's epochs; 0 = off), "
                        f"got {config.average_from}")
+    if config.average_norm not in AVERAGE_NORMS:
+        raise FerError(f"unknown --average-norm {config.average_norm!r}; choose one of {', '.join(AVERAGE_NORMS)}")
     if config.batch_size < 1 or config.epochs < 1:
         raise FerError(f"batch size and epochs must be positive, got {config.batch_size} and {config.epochs}")
 

@@ -50,6 +50,7 @@ class FitConfig(JsonRecord):
     teacher_cache: str = "runs/teacher_cache"  # where the teachers' predictions per epoch are kept
     # Weight averaging (train.averaging): the mean of every epoch's weights from this one on competes for best.keras.
     average_from: int = 0  # 0: off
+    average_norm: str = "moving"  # the average's batch-norm statistics (train.averaging.AVERAGE_NORMS)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ class DetectorSettings:
     margin: float = setting(CropOptions.margin, "grow the face box by this fraction of its side on every side before cropping (0: the "
                             "box frames a face as FER2013 does; benchmarks/pipeline_accuracy.py)", minimum=0.0,
                             maximum=1.0)
+    restore_blur: bool = setting(CropOptions.restore_blur, "sharpen each face crop by as much as its measured blur "
+                                 "calls for (a sharp face is left as it is; benchmarks/blur_restoration.py)")
 
     @property
     def backend(self):

@@ -32,6 +32,7 @@ class CropOptions:
 
     margin: float = 0.0  # grow the box by this fraction of its side on every side
     align: bool = True  # level the face by its eye keypoints
+    restore_blur: bool = True  # sharpen a blurred 48x48 crop (edge_runtime.core.preprocessing.restore_blur)
 
 
 class FaceDetector(Protocol):
