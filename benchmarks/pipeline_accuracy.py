@@ -42,8 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge_runtime.config import Config, with_overrides  # noqa: E402
 from edge_runtime.core.labels import LABEL_TO_INDEX  # noqa: E402
-from edge_runtime.core.preprocessing import preprocess_face, restore_blur  # noqa: E402
-from edge_runtime.pipeline import Runtime  # noqa: E402
+from edge_runtime.pipeline import Runtime, classifier_input  # noqa: E402
 from edge_runtime.service import build_runtime  # noqa: E402
 from edge_runtime.sources import Frame  # noqa: E402
 from lab.data import load_fer2013  # noqa: E402
@@ -136,8 +135,7 @@ def run_condition(runtime, faces, labels, direct_right: np.ndarray, background, 
         found += 1
         correct += LABEL_TO_INDEX[predicted] == label
         direct_on_found += bool(direct)
-        oracle = preprocess_face(oracle_crop(frame, matrix, factors["scale"]))
-        oracle = restore_blur(oracle) if runtime.crop.restore_blur else oracle
+        oracle = classifier_input(oracle_crop(frame, matrix, factors["scale"]), runtime.crop)
         oracle_on_found += int(np.argmax(runtime.classifier.probabilities(oracle))) == label
     return {"accuracy": round(correct / len(labels), 4), "found": round(found / len(labels), 4),
             "accuracy_of_found": round(correct / max(1, found), 4),

@@ -87,6 +87,12 @@ def event_for(frame: Frame, face_index: int, box: Box, raw_probabilities: np.nda
         probs={label: round(float(p), 4) for label, p in zip(labels, smoothed.probabilities)})
 
 
+def classifier_input(crop: np.ndarray, options: CropOptions) -> np.ndarray:
+    """The 48x48 model input of a face crop: the shared preprocessing, then blur restoration if ``options`` ask."""
+    face = preprocess_face(crop)
+    return restore_blur(face) if options.restore_blur else face
+
+
 class Runtime:
     """Runs a source through detection, classification and smoothing, emitting events to sinks."""
 
@@ -132,9 +138,7 @@ class Runtime:
             if crop is None:
                 log.debug("frame %d: face box %s lies outside the frame, skipped", frame.index, box)
                 continue
-            face = preprocess_face(crop)
-            if self.crop.restore_blur:
-                face = restore_blur(face)
+            face = classifier_input(crop, self.crop)
             self.timer.add("preprocess", time.perf_counter() - started)
             started = time.perf_counter()
             raw.append(self.classifier.probabilities(face))

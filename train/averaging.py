@@ -90,7 +90,7 @@ class RunAverage:
         self.run_dir, self.average, self.refresh_images = run_dir, average, refresh_images
 
     @classmethod
-    def resume(cls, model, run_dir: Path, count: int, train: Split, seed: int, norm: str = "moving") -> "RunAverage":
+    def resume(cls, model, run_dir: Path, count: int, train: Split, seed: int, norm: str) -> "RunAverage":
         """The average of ``count`` epochs a run kept in ``run_dir`` (a new one when ``count`` is 0). With ``norm``
         "refresh", its batch-normalization statistics are measured on a fixed random draw of ``train`` (a split may
         be stored in class order), not augmented; with "moving" they are the mean of the epochs' own."""

@@ -66,14 +66,15 @@ SHARPEN_SIGMA: Final[float] = 1.0  # the unsharp mask's blur; 1.0 restored more 
 # Measured at blur sigma 2.0, 1.75, 1.5, 1.25, 1.0, 0.75 and 0.5; at 0.5 and below no sharpening did better.
 SHARPEN_TABLE: Final[tuple[tuple[float, float], ...]] = ((0.121, 8.0), (0.127, 8.0), (0.138, 6.0), (0.154, 4.0),
                                                          (0.178, 2.0), (0.213, 1.0), (0.276, 0.0))
-_BORDER = 4  # pixels of each side left out of the sharpness measure (the blur's edge handling)
+_SHARPEN_RATIOS, _SHARPEN_AMOUNTS = (np.array(column) for column in zip(*SHARPEN_TABLE))
+_INNER = np.s_[4:-4, 4:-4]  # the sharpness measure leaves out 4 pixels of each side (the blur's edge handling)
 
 
 def sharpness(face: np.ndarray) -> float:
     """The fine-to-coarse detail ratio of a 48x48 uint8 face (lower: more blurred); 1.0 for a flat image."""
     pixels = face.astype(np.float32)
-    fine = (pixels - cv2.GaussianBlur(pixels, (0, 0), FINE_SIGMA))[_BORDER:-_BORDER, _BORDER:-_BORDER]
-    coarse = (pixels - cv2.GaussianBlur(pixels, (0, 0), COARSE_SIGMA))[_BORDER:-_BORDER, _BORDER:-_BORDER]
+    fine = (pixels - cv2.GaussianBlur(pixels, (0, 0), FINE_SIGMA))[_INNER]
+    coarse = (pixels - cv2.GaussianBlur(pixels, (0, 0), COARSE_SIGMA))[_INNER]
     coarse_energy = float(np.mean(coarse ** 2))
     if coarse_energy < 1e-3:  # no detail at all: nothing to measure or restore
         return 1.0
@@ -91,8 +92,7 @@ def unsharp(face: np.ndarray, amount: float) -> np.ndarray:
 
 def sharpen_amount(measured: float) -> float:
     """The unsharp-mask strength SHARPEN_TABLE gives a face of this sharpness (0 for a sharp face)."""
-    ratios, amounts = zip(*SHARPEN_TABLE)
-    return float(np.interp(measured, ratios, amounts))
+    return float(np.interp(measured, _SHARPEN_RATIOS, _SHARPEN_AMOUNTS))
 
 
 def restore_blur(face: np.ndarray) -> np.ndarray:
