@@ -38,6 +38,15 @@ UNCERTAIN = "uncertain"
 MAX_BACKDATE_S = 0.1
 # How much of a new velocity estimate enters a track's velocity: detections jitter, so one frame must not swing it.
 VELOCITY_GAIN = 0.5
+# Slack in comparing a duration with a setting. Frame times are a start time (the wall clock, about 1.8e9 s) plus
+# media time, where a double resolves only about 2.4e-7 s: a dwell that ends exactly on a frame (0.3 s at 25 fps)
+# would otherwise be reached on that frame in one run and on the next in another, depending on the start.
+CLOCK_SLACK_S = 1e-3
+
+
+def lasted(elapsed_s: float, needed_s: float) -> bool:
+    """Whether ``elapsed_s`` reaches ``needed_s``, to within the clock's rounding (``CLOCK_SLACK_S``)."""
+    return elapsed_s >= needed_s - CLOCK_SLACK_S
 
 
 class Smoothed(NamedTuple):
@@ -126,7 +135,7 @@ class FaceState:
             self.candidate_since = ts - min((ts - previous_ts) / 2, MAX_BACKDATE_S)
         if challenger is not None:
             needed = self.options.uncertain_after_s if challenger == UNCERTAIN else self.options.dwell_s
-            if ts - self.candidate_since >= needed:
+            if lasted(ts - self.candidate_since, needed):
                 self.state, self.candidate = challenger, None
 
     def _challenger(self) -> str | None:
@@ -208,7 +217,7 @@ class FaceSmoother:
                 self._tracks.append(track)
             face = track.face
             results.append(Smoothed(track.track_id, face.state, face.score, face.probabilities))
-        self._tracks = [t for t in self._tracks if ts - t.last_seen <= self.options.max_missed_s]
+        self._tracks = [t for t in self._tracks if ts - t.last_seen <= self.options.max_missed_s + CLOCK_SLACK_S]
         return results
 
     def _match(self, boxes: list[Box], ts: float) -> dict[int, int]:

@@ -72,6 +72,22 @@ def test_blips_shorter_than_the_dwell_never_change_the_state(fps):
     assert {state for _, state in play(face, script, fps)} == {"happy"}
 
 
+@pytest.mark.parametrize("start", [0.0, 1796519986.763, 1796519987.602, 1e9 + 0.001])
+def test_a_change_lands_on_the_same_frame_whatever_the_clock_reads_at_the_start(start):
+    # A file's frame times are the wall clock at its start plus media time. At 25 fps a dwell of 0.3 s ends exactly
+    # on a frame (the lead dated 0.02 s back, then seven frames of 0.04 s), where float rounding at an epoch-sized
+    # start would otherwise put the change on that frame in one run and on the next frame in another.
+    face = FaceState.start(LABELS, SmoothingOptions(dwell_s=0.3), peaked(HAPPY), start)
+    frames = [peaked(HAPPY)] * 25 + [peaked(SAD, 0.95)] * 25
+    candidates, states = [], []
+    for index, probabilities in enumerate(frames, start=1):
+        face.update(probabilities, start + index * 40 / 1000)
+        candidates.append(face.candidate)
+        states.append(face.state)
+    lead_begins, changes = candidates.index("sad"), states.index("sad")
+    assert changes - lead_begins == 7
+
+
 def test_a_challenger_must_lead_by_the_margin():
     options = SmoothingOptions(margin=0.2)
     face = FaceState.start(LABELS, options, peaked(HAPPY, 0.45), 0.0)
