@@ -7,6 +7,8 @@ steady state changes, ``left`` when it goes (here: at shutdown). test.mp4 (4.66 
 changes once per play, and each loop jumps back to its start, so about two changes per loop are the footage's own.
 
     python benchmarks/changes_mode.py --seconds 25
+    python benchmarks/changes_mode.py --seconds 25 --out benchmarks/results/changes_mode_every_frame.json \
+        --every-n 1     # options the script does not know go to edge-runtime run
 
 Results: benchmarks/results/changes_mode.json and a summary on stdout (docs/benchmarks.md).
 """
@@ -42,10 +44,11 @@ def clip_seconds(video: str) -> float:
         capture.release()
 
 
-def run_service(video: str, seconds: float) -> list[dict]:
-    """The messages the service writes to stdout while it plays ``video`` in a loop for ``seconds``."""
+def run_service(video: str, seconds: float, options: list[str]) -> list[dict]:
+    """The messages the service (with ``options`` added) writes to stdout while it plays ``video`` in a loop for
+    ``seconds``."""
     command = [sys.executable, "-m", "edge_runtime.cli", "run", "--source", video, "--loop", "--realtime",
-               "--output-mode", "changes", "--threads", "1"]
+               "--output-mode", "changes", "--threads", "1", *options]
     if shutil.which("taskset"):
         command = ["taskset", "-c", "0", *command]
     service = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, text=True,
@@ -73,11 +76,11 @@ def main() -> None:
                         + "/media/test.mp4")
     parser.add_argument("--seconds", type=float, default=25.0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "changes_mode.json"))
-    args = parser.parse_args()
+    args, service_options = parser.parse_known_args()
     started = provenance()
     loop_s = clip_seconds(args.video)
-    summary = summarise(run_service(args.video, args.seconds), args.seconds, loop_s)
-    write_json(args.out, {**started, **summary})
+    summary = summarise(run_service(args.video, args.seconds, service_options), args.seconds, loop_s)
+    write_json(args.out, {**started, "service_options": service_options, **summary})
     print(f"{summary['messages']} messages in {args.seconds:g} s ({summary['by_type']}): {summary['changes']} "
           f"changes, {summary['changes_per_loop']} per {loop_s:.2f} s loop, one every "
           f"{summary['seconds_per_change']} s; states: {' > '.join(summary['states'])}")
