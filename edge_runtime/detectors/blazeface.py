@@ -175,7 +175,11 @@ class BlazeFaceOptions:
 
     model_path: str = setting("", "another MediaPipe BlazeFace .tflite, e.g. the back-camera or full-range model "
                               "(empty = the bundled short-range model)")
-    score_threshold: float = setting(0.7, "confidence needed to accept a face", minimum=0.0, maximum=1.0)
+    # 0.6: on test.mp4, 0.7 loses the face in 3 of 115 frames and MediaPipe's own default, 0.5, lets a false candidate
+    # beside it through (no-faces.jpg gives none above 0.41 at any scale or quarter turn); docs/benchmarks.md,
+    # "How sure a face must be".
+    score_threshold: float = setting(0.6, "confidence needed to accept a face (lower finds more blurred or partial "
+                                     "faces and risks false ones)", minimum=0.0, maximum=1.0)
 
 
 class BlazeFaceDetector:
