@@ -34,7 +34,6 @@ import cv2  # noqa: E402
 from lab.provenance import provenance, write_json  # noqa: E402
 
 
-
 def clip_seconds(video: str) -> float:
     """The length of one play of ``video``: its frame count over its frame rate."""
     capture = cv2.VideoCapture(video)
@@ -64,8 +63,8 @@ def summarise(messages: list[dict], seconds: float, loop_s: float) -> dict:
     kinds = Counter(message["type"] for message in messages)
     changes = kinds.get("changed", 0)
     loops = seconds / loop_s
-    return {"seconds": seconds, "loop_s": round(loop_s, 3), "messages": len(messages), "by_type": dict(kinds), "changes": changes,
-            "loops_played": round(loops, 2), "changes_per_loop": round(changes / loops, 2),
+    return {"seconds": seconds, "loop_s": round(loop_s, 3), "messages": len(messages), "by_type": dict(kinds),
+            "changes": changes, "loops_played": round(loops, 2), "changes_per_loop": round(changes / loops, 2),
             "seconds_per_change": round(seconds / changes, 2) if changes else None,
             "states": [message["label"] for message in messages if message["type"] in ("appeared", "changed")]}
 
