@@ -45,14 +45,24 @@ def test_decode_offsets_from_the_anchor_and_thresholds_the_sigmoid():
 
 
 def test_weighted_nms_blends_overlapping_candidates_and_keeps_separate_faces():
-    face_a = [Detection(0.9, 0.10, 0.10, 0.30, 0.30), Detection(0.6, 0.12, 0.12, 0.32, 0.32)]
+    face_a = [Detection(0.9, 0.10, 0.10, 0.30, 0.30), Detection(0.7, 0.12, 0.12, 0.32, 0.32)]
     face_b = Detection(0.8, 0.60, 0.60, 0.80, 0.80)
     merged = weighted_nms(face_a + [face_b])
     assert len(merged) == 2
     blended = merged[0]
     assert blended.score == 0.9
-    assert blended.x0 == pytest.approx((0.9 * 0.10 + 0.6 * 0.12) / 1.5)
+    assert blended.x0 == pytest.approx((0.9 * 0.10 + 0.7 * 0.12) / 1.6)
     assert merged[1] == pytest.approx(face_b)
+
+
+def test_weak_candidates_join_a_face_without_moving_its_box():
+    sure = Detection(0.9, 0.10, 0.10, 0.30, 0.30)
+    weak = Detection(0.6, 0.14, 0.14, 0.34, 0.34)  # overlaps the face, below the box score of 0.65
+    (face,) = weighted_nms([sure, weak], box_min_score=0.65)
+    assert face == pytest.approx(sure)
+    # A face found only by weak candidates takes its best candidate's box.
+    (faint,) = weighted_nms([weak, weak._replace(score=0.55, x0=0.2)], box_min_score=0.65)
+    assert faint == pytest.approx(weak)
 
 
 def test_letterbox_and_frame_boxes_round_trip():

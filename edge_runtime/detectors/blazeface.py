@@ -32,6 +32,11 @@ from edge_runtime.detectors.base import DetectorOptions
 BUNDLED_MODEL = Path(__file__).with_name("blazeface_short_range.tflite")
 # Boxes that overlap this much are one face: MediaPipe blends them rather than dropping all but one.
 NMS_IOU = 0.3
+# The candidates that shape a face's box. A face is accepted from detector.blazeface.score_threshold on, but its box
+# blends only the candidates at least this sure (the best one alone when none is): weaker neighbours sit partly off
+# the face, and blending them in would move the box whenever the threshold moves (docs/benchmarks.md, "How sure a
+# face must be").
+BOX_MIN_SCORE = 0.65
 # BlazeFace boxes run from the brows to the chin; FER2013 faces (and the Haar default) include the forehead.
 # Growing the box about its centre by this factor, then moving it up by this fraction of the grown side, frames it like the
 # Haar detector's boxes: the medians of the Haar/BlazeFace side ratio and centre offset over the 109 frames of test.mp4
@@ -119,8 +124,10 @@ def _iou(a: Detection, b: Detection) -> float:
     return inter / ((a.x1 - a.x0) * (a.y1 - a.y0) + (b.x1 - b.x0) * (b.y1 - b.y0) - inter)
 
 
-def weighted_nms(detections: list[Detection], iou_threshold: float = NMS_IOU) -> list[Detection]:
-    """One detection per face: each cluster of overlapping candidates becomes their score-weighted mean box.
+def weighted_nms(detections: list[Detection], iou_threshold: float = NMS_IOU,
+                 box_min_score: float = BOX_MIN_SCORE) -> list[Detection]:
+    """One detection per face: each cluster of overlapping candidates becomes the score-weighted mean box of its
+    members scoring at least ``box_min_score`` (of its best member alone when none does), with the best score.
 
     Averaging (rather than keeping only the best candidate) is what MediaPipe
     does for BlazeFace: neighbouring anchors each see part of the face, and
@@ -133,8 +140,9 @@ def weighted_nms(detections: list[Detection], iou_threshold: float = NMS_IOU) ->
         overlaps = [_iou(best, d) for d in remaining]
         cluster = [d for d, overlap in zip(remaining, overlaps) if overlap > iou_threshold]
         remaining = [d for d, overlap in zip(remaining, overlaps) if overlap <= iou_threshold]
-        weights = np.array([d.score for d in cluster])
-        coords = np.array([d[1:] for d in cluster]) * weights[:, None]
+        shaping = [d for d in cluster if d.score >= min(box_min_score, best.score)]
+        weights = np.array([d.score for d in shaping])
+        coords = np.array([d[1:] for d in shaping]) * weights[:, None]
         merged.append(Detection(best.score, *(coords.sum(axis=0) / weights.sum()).tolist()))
     return merged
 
@@ -175,11 +183,11 @@ class BlazeFaceOptions:
 
     model_path: str = setting("", "another MediaPipe BlazeFace .tflite, e.g. the back-camera or full-range model "
                               "(empty = the bundled short-range model)")
-    # 0.65: finds the face in every frame of the one-face footage, where 0.7 misses 3 of test.mp4's, with no false face
-    # (MediaPipe's own default, 0.5, lets one through beside the face on test.mp4). Lower still finds more blurred
-    # faces, but the merged box then takes in weaker candidates and shifts: at 0.6 the steady state changes 4 times on
-    # test.mp4 instead of 2. docs/benchmarks.md, "How sure a face must be".
-    score_threshold: float = setting(0.65, "confidence needed to accept a face (lower finds more blurred or partial "
+    # 0.6: finds the face in every frame of the one-face footage, where 0.7 misses 3 of test.mp4's, with no false face
+    # (MediaPipe's own default, 0.5, lets one through beside the face on test.mp4); below it, boxes are blended from
+    # candidates of BOX_MIN_SCORE on only, so the threshold does not move them. docs/benchmarks.md, "How sure a face
+    # must be".
+    score_threshold: float = setting(0.6, "confidence needed to accept a face (lower finds more blurred or partial "
                                      "faces and risks false ones)", minimum=0.0, maximum=1.0)
 
 
