@@ -184,9 +184,9 @@ class BlazeFaceOptions:
     model_path: str = setting("", "another MediaPipe BlazeFace .tflite, e.g. the back-camera or full-range model "
                               "(empty = the bundled short-range model)")
     # 0.6: finds the face in every frame of the one-face footage, where 0.7 misses 3 of test.mp4's, with no false face
-    # (MediaPipe's own default, 0.5, lets one through beside the face on test.mp4); below it, boxes are blended from
-    # candidates of BOX_MIN_SCORE on only, so the threshold does not move them. docs/benchmarks.md, "How sure a face
-    # must be".
+    # (MediaPipe's own default, 0.5, lets one through beside the face on test.mp4). Boxes blend only candidates of
+    # BOX_MIN_SCORE or more, so a lower threshold adds faces without moving boxes. docs/benchmarks.md, "How sure a
+    # face must be".
     score_threshold: float = setting(0.6, "confidence needed to accept a face (lower finds more blurred or partial "
                                      "faces and risks false ones)", minimum=0.0, maximum=1.0)
 
