@@ -9,8 +9,8 @@ For each threshold (``detector.blazeface.score_threshold``), with the runtime's 
 - no-faces.jpg and justin.jpg at 0.5x-2x and turned by quarter turns (16 versions each): false faces in the first,
   faces found in the second (one face each);
 - with ``--data``: PublicTest faces placed into frames as in pipeline_accuracy.py (unvaried, blurred, every factor),
-  through the runtime: the share found and the accuracy on the found faces. PublicTest, because this chooses a
-  default.
+  through the runtime: the share found and the accuracy on the found faces (and, as there, the direct and exact-crop
+  accuracy on them). PublicTest, because this chooses a default.
 
 Results: benchmarks/results/detector_threshold.json and a Markdown table on stdout (docs/benchmarks.md).
 """
@@ -30,14 +30,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from edge_runtime.config import Config, with_overrides  # noqa: E402
-from edge_runtime.core.labels import LABEL_TO_INDEX  # noqa: E402
 from edge_runtime.detectors import DetectorOptions, find_faces, make_detector  # noqa: E402
 from edge_runtime.detectors.blazeface import BlazeFaceOptions  # noqa: E402
 from edge_runtime.service import build_runtime  # noqa: E402
 from edge_runtime.sources import VideoFileSource  # noqa: E402
 from lab.data import load_fer2013  # noqa: E402
 from lab.provenance import provenance, write_json  # noqa: E402
-from pipeline_accuracy import FRAME_SIZE, draw_factors, place, predicted_label  # noqa: E402
+from pipeline_accuracy import FRAME_SIZE, direct_right, run_condition  # noqa: E402
 
 THRESHOLDS = (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8)
 PLACED_CONDITIONS = ("none", "blur", "all")
@@ -61,20 +60,13 @@ def footage_counts(threshold: float, videos: dict[str, list[np.ndarray]], photos
 
 
 def placed_counts(threshold: float, faces, labels, background) -> dict:
-    """Share found and accuracy of the found, per placed-face condition, through the runtime."""
+    """Share found and accuracy of the found, per placed-face condition: pipeline_accuracy's measurement, through the
+    runtime with this threshold."""
     settings = with_overrides(Config(), {"detector.min_face": 24, "detector.blazeface.score_threshold": threshold})
     runtime = build_runtime(settings)
-    rows = {}
-    for number, condition in enumerate(PLACED_CONDITIONS):
-        rng = np.random.default_rng(number)
-        found = right = 0
-        for face, label in zip(faces, labels):
-            frame, centre, _ = place(face, background, draw_factors(condition, rng), rng)
-            predicted = predicted_label(runtime, frame, centre)
-            found += predicted is not None
-            right += predicted is not None and LABEL_TO_INDEX[predicted] == label
-        rows[condition] = {"found": round(found / len(labels), 4), "accuracy_of_found": round(right / max(1, found), 4)}
-    return rows
+    right = direct_right(runtime, faces, labels)
+    return {condition: run_condition(runtime, faces, labels, right, background, condition, seed=number)
+            for number, condition in enumerate(PLACED_CONDITIONS)}
 
 
 def main() -> None:
