@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 
 from lab.provenance import provenance, write_json  # noqa: E402
+from one_core import runtime_cli, start  # noqa: E402
 
 
 def clip_seconds(video: str) -> float:
@@ -46,12 +46,9 @@ def clip_seconds(video: str) -> float:
 def run_service(video: str, seconds: float, options: list[str]) -> list[dict]:
     """The messages the service (with ``options`` added) writes to stdout while it plays ``video`` in a loop for
     ``seconds``."""
-    command = [sys.executable, "-m", "edge_runtime.cli", "run", "--source", video, "--loop", "--realtime",
-               "--output-mode", "changes", "--threads", "1", *options]
-    if shutil.which("taskset"):
-        command = ["taskset", "-c", "0", *command]
-    service = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    command = runtime_cli("run", "--source", video, "--loop", "--realtime", "--output-mode", "changes",
+                          "--threads", "1", *options)
+    service = start(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     time.sleep(seconds)
     service.send_signal(signal.SIGTERM)
     output, _ = service.communicate(timeout=30)

@@ -12,8 +12,6 @@ Results: benchmarks/results/preview_cost.json and a Markdown table on stdout (do
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +19,8 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from one_core import runtime_cli, start
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,14 +50,11 @@ def watch(port: int, stop: threading.Event, counter: list[int]) -> None:
 
 def measure(case: str, args) -> dict:
     port = free_port()
-    command = [sys.executable, "-m", "edge_runtime.cli", "run", "--model", args.model, "--source", args.video,
-               "--loop", "--threads", "1", "--http", f"127.0.0.1:{port}", "--no-stdout"]
+    command = runtime_cli("run", "--model", args.model, "--source", args.video, "--loop", "--threads", "1",
+                          "--http", f"127.0.0.1:{port}", "--no-stdout")
     if case != "preview off":
         command.append("--preview")
-    if shutil.which("taskset"):
-        command = ["taskset", "-c", "0", *command]
-    service = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    service = start(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stop, received = threading.Event(), [0]
     try:
         deadline = time.monotonic() + 30

@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from one_core import pinned, quiet_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,11 +70,9 @@ def child(args) -> None:
 
 
 def measure(command: list[str], pin: bool) -> dict:
-    if pin and shutil.which("taskset"):
-        command = ["taskset", "-c", "0", *command]
     spawned = time.time()  # the child reports its first event relative to this moment
-    result = subprocess.run([part.replace("SPAWNED", repr(spawned)) for part in command],
-                            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = subprocess.run(pinned([part.replace("SPAWNED", repr(spawned)) for part in command], pin),
+                            capture_output=True, text=True, cwd=ROOT, env=quiet_environment())
     if result.returncode != 0:
         raise SystemExit(f"benchmark child failed: {result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
