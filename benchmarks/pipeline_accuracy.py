@@ -49,8 +49,8 @@ sys.path.insert(0, str(ROOT))
 
 from edge_runtime.config import Config, with_overrides  # noqa: E402
 from edge_runtime.core.faces import Box  # noqa: E402
-from edge_runtime.detectors import find_faces  # noqa: E402
 from edge_runtime.core.labels import LABEL_TO_INDEX  # noqa: E402
+from edge_runtime.detectors import find_faces  # noqa: E402
 from edge_runtime.pipeline import Runtime, classifier_input  # noqa: E402
 from edge_runtime.service import build_runtime  # noqa: E402
 from edge_runtime.sources import Frame  # noqa: E402
