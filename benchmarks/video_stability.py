@@ -7,11 +7,14 @@ Videos:
   of its length on (past its near-neutral onset), B's times continuing A's;
 - the six clips in a row (the same actor speaking for about 12 s, his expression changing five times: the nearest
   thing to a talking head with known expressions in shared/), each after the first from a third of its length on;
-- ``test.mp4`` (no labels: only its steadiness counts).
+- ``test.mp4`` (no labels: only its steadiness counts);
+- the talking head, ``woman2.mp4`` from the `fer` package's sdist (one woman talking for 15.5 s; no labels: only its
+  steadiness counts), when ``benchmarks/talking_head.py`` has fetched it or ``--talking-head`` names it.
 
 Each runs at the file's own rate and subsampled to 5 frames a second (a Pi's rate), through the runtime exactly as
 ``edge-runtime run`` builds it (from ``Config``), with media time as the clock. Per video, for the largest face:
-state changes (the first state is not a change; a new face's first state after a different one is), time from the
+state changes (the first state is not a change; a new face's first state after a different one is) and changes of
+the per-frame label (what an unsmoothed reading would do), time from the
 first face to the held label, the held label (the most frequent state over the second half) against the acted label
 and the crowd vote, frame accuracy (state = acted label), and for cut videos the delay from the cut to the state B
 settles on (when that differs from the state at the cut).
@@ -20,6 +23,7 @@ settles on (when that differs from the state at the cut).
 this project's TensorFlow, plus ``pip install fer==25.10.3 --no-deps``) runs its default pipeline (Haar + its
 TFLite model) on the same frames in a child process. It has no temporal smoothing: its state is its per-frame label.
 
+    python benchmarks/talking_head.py     # once: the talking head, into ~/.cache/fer-edge (not the repository)
     python benchmarks/video_stability.py --fer-python /tmp/fervenv/bin/python
     python benchmarks/video_stability.py --sweep          # our settings grid (smoothing), ours only
 
@@ -49,7 +53,8 @@ sys.path.insert(0, str(ROOT))
 from edge_runtime.config import Config, with_overrides  # noqa: E402
 from edge_runtime.service import build_runtime  # noqa: E402
 from edge_runtime.sources import Frame, MediaClock, SourceHealth  # noqa: E402
-from lab.provenance import provenance, write_json  # noqa: E402
+from lab.provenance import file_sha256, provenance, write_json  # noqa: E402
+from talking_head import DEFAULT_PATH as TALKING_HEAD  # noqa: E402
 
 PI_FPS = 5.0
 CUT_TARGET_S = 1.0
@@ -60,7 +65,7 @@ class Video:
     """Frames to run, as (file, frame index, media time), with what is known of the expression in them."""
 
     name: str
-    kind: str  # "clip", "cut", "sequence" or "footage"
+    kind: str  # "clip", "cut", "sequence", "footage" or "talking"
     frames: tuple[tuple[str, int, float], ...]
     acted: tuple[str, ...] = ()  # one label per part (a cut video has two)
     crowd: str | None = None
@@ -94,8 +99,8 @@ def subsample(frames: tuple, fps: float | None) -> tuple:
     return tuple(kept)
 
 
-def build_videos(media: Path, decoded: dict[str, list]) -> list[Video]:
-    """The clips, their cut pairs and test.mp4, from frames decoded once."""
+def build_videos(media: Path, decoded: dict[str, list], talking_head: Path | None = None) -> list[Video]:
+    """The clips, their cut pairs, test.mp4 and the talking head (when given), from frames decoded once."""
     with open(media / "cremad" / "labels.csv") as handle:
         labels = list(csv.DictReader(handle))
     videos = []
@@ -118,6 +123,9 @@ def build_videos(media: Path, decoded: dict[str, list]) -> list[Video]:
         videos.append(Video("six in a row", "sequence", frames, order, segment_starts=tuple(starts)))
     footage = str(media / "test.mp4")
     videos.append(Video("test.mp4", "footage", tuple((footage, i, ts) for i, (_, ts) in enumerate(decoded[footage]))))
+    if talking_head is not None:
+        key = str(talking_head)
+        videos.append(Video("talking head", "talking", tuple((key, i, ts) for i, (_, ts) in enumerate(decoded[key]))))
     return videos
 
 
@@ -218,9 +226,11 @@ def score(video: Video, states: list) -> dict:
     if not seen:
         return {"faces": 0}
     changes = sum(1 for (_, a), (_, b) in zip(seen, seen[1:]) if a != b)
+    raw = [label for _, state, label in states if state is not None]
     end = states[-1][0]
     held = held_label(states, states[0][0], end)
-    result = {"faces": len(seen), "changes": changes, "duration_s": round(end - states[0][0], 3), "held": held}
+    result = {"faces": len(seen), "changes": changes, "raw_changes": sum(a != b for a, b in zip(raw, raw[1:])),
+              "duration_s": round(end - states[0][0], 3), "held": held}
     result["time_to_held_s"] = round(next(ts for ts, state in seen if state == held) - seen[0][0], 3)
     if video.kind == "clip":
         result["held_is_acted"] = held == video.acted[0]
@@ -257,8 +267,11 @@ def cut_figures(video: Video, states: list, seen: list) -> dict:
 def aggregate(rows: list[dict]) -> dict:
     """Means and counts over the videos of one kind."""
     rows = [row for row in rows if row.get("faces")]
+    if not rows:
+        return {"videos": 0}
     summary = {"videos": len(rows), "mean_changes": round(float(np.mean([r["changes"] for r in rows])), 2),
-               "mean_time_to_held_s": round(float(np.mean([r["time_to_held_s"] for r in rows])), 2)}
+               "mean_time_to_held_s": round(float(np.mean([r["time_to_held_s"] for r in rows])), 2),
+               "mean_raw_changes": round(float(np.mean([r["raw_changes"] for r in rows])), 2)}
     if rows and "held_is_acted" in rows[0]:
         summary["held_is_acted"] = sum(r["held_is_acted"] for r in rows)
         summary["held_is_crowd"] = sum(r["held_is_crowd"] for r in rows)
@@ -286,24 +299,28 @@ def evaluate(videos, decoded, systems) -> dict:
         for rate_name, fps in (("file rate", None), (f"{PI_FPS:g} fps", PI_FPS)):
             rows = {video.name: {"kind": video.kind, **score(video, runner(video, fps))} for video in videos}
             summaries = {kind: aggregate([r for r in rows.values() if r["kind"] == kind])
-                         for kind in ("clip", "cut", "sequence", "footage")}
+                         for kind in ("clip", "cut", "sequence", "footage", "talking")}
             results[f"{system} @ {rate_name}"] = {"summary": summaries, "videos": rows}
     return results
 
 
 def markdown(results: dict) -> str:
     lines = ["| system @ rate | clips: changes/clip | held = acted (of 6) | held = crowd | frame acc. | cuts: mean / max "
-             "delay (s) | cuts within 1 s | six in a row: changes (s per change) | test.mp4: changes (s per change) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "delay (s) | cuts within 1 s | six in a row: changes (s per change) | test.mp4: changes (s per change) | "
+             "talking head: changes (s per change; per-frame label changes) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, result in results.items():
-        clip, cut, sequence, footage = (result["summary"][k] for k in ("clip", "cut", "sequence", "footage"))
+        clip, cut, sequence, footage, talking = (result["summary"][k]
+                                                 for k in ("clip", "cut", "sequence", "footage", "talking"))
         lines.append(f"| {name} | {clip['mean_changes']} | {clip['held_is_acted']} | {clip['held_is_crowd']} | "
                      f"{clip['mean_frame_accuracy']:.3f} | {cut['mean_cut_delay_s']} / {cut['max_cut_delay_s']} | "
                      f"{cut['cuts_within_target']} of {cut['cuts_with_a_new_state']} | "
                      f"{sequence.get('mean_changes', '-')} ({sequence.get('seconds_per_change', '-')}; "
                      f"{sequence.get('extra_changes', '-')} beyond the 5 true; parts held right: "
                      f"{sequence.get('segments_held_right', '-')} of 6) | "
-                     f"{footage['mean_changes']:g} ({footage.get('seconds_per_change', '-')}) |")
+                     f"{footage['mean_changes']:g} ({footage.get('seconds_per_change', '-')}) | "
+                     + (f"{talking['mean_changes']:g} ({talking['seconds_per_change']}; {talking['mean_raw_changes']:g})"
+                        if talking["videos"] else "not fetched") + " |")
     return "\n".join(lines)
 
 
@@ -336,13 +353,19 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for our runs, e.g. smoothing.dwell_s=0.6 (repeatable)")
     parser.add_argument("--sweep", action="store_true", help="run our smoothing settings grid instead")
+    parser.add_argument("--talking-head", type=Path, default=TALKING_HEAD,
+                        help=f"the talking-head clip (default {TALKING_HEAD}; benchmarks/talking_head.py fetches it)")
     parser.add_argument("--out", help="results file (default: benchmarks/results/video_stability[_sweep].json)")
     args = parser.parse_args()
     started = provenance()  # the code as it was when the benchmark began
     media = Path(args.media)
     files = [media / "cremad" / name for name in sorted(os.listdir(media / "cremad")) if name.endswith(".mp4")]
-    decoded = {str(path): decode(path) for path in files + [media / "test.mp4"]}
-    videos = build_videos(media, decoded)
+    talking_head = args.talking_head if args.talking_head.is_file() else None
+    if talking_head is None:
+        print(f"note: no talking head at {args.talking_head}; run benchmarks/talking_head.py to include it",
+              file=sys.stderr)
+    decoded = {str(path): decode(path) for path in files + [media / "test.mp4"] + [talking_head] * bool(talking_head)}
+    videos = build_videos(media, decoded, talking_head)
     base = {"model.path": args.model, **{k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}}
     probe = build_runtime(with_overrides(Config(), {**base, "source.spec": str(files[0])}))
     parts = (probe.detector, probe.classifier)
@@ -359,7 +382,8 @@ def main() -> None:
     results = evaluate(videos, decoded, systems)
     name = "video_stability_sweep.json" if args.sweep else "video_stability.json"
     write_json(args.out or ROOT / "benchmarks" / "results" / name,
-               {**started, "overrides": base, "results": results})
+               {**started, "overrides": base, "results": results,
+                "talking_head_sha256": file_sha256(talking_head) if talking_head else None})
     print(markdown(results))
     if not args.sweep:
         print()
