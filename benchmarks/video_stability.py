@@ -50,11 +50,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from talking_head import DEFAULT_PATH as TALKING_HEAD  # noqa: E402
+
 from edge_runtime.config import Config, with_overrides  # noqa: E402
 from edge_runtime.service import build_runtime  # noqa: E402
 from edge_runtime.sources import Frame, MediaClock, SourceHealth  # noqa: E402
 from lab.provenance import file_sha256, provenance, write_json  # noqa: E402
-from talking_head import DEFAULT_PATH as TALKING_HEAD  # noqa: E402
 
 PI_FPS = 5.0
 CUT_TARGET_S = 1.0
@@ -229,7 +230,7 @@ def score(video: Video, states: list) -> dict:
     raw = [label for _, state, label in states if state is not None]
     end = states[-1][0]
     held = held_label(states, states[0][0], end)
-    result = {"faces": len(seen), "changes": changes, "raw_changes": sum(a != b for a, b in zip(raw, raw[1:])),
+    result = {"faces": len(seen), "changes": changes, "raw_changes": sum(a != b for a, b in itertools.pairwise(raw)),
               "duration_s": round(end - states[0][0], 3), "held": held}
     result["time_to_held_s"] = round(next(ts for ts, state in seen if state == held) - seen[0][0], 3)
     if video.kind == "clip":
