@@ -342,7 +342,8 @@ def clip_table(results: dict, videos: list[Video]) -> str:
     return "\n".join(lines)
 
 
-SWEEP = {"smoothing.time_constant_s": (0.3, 0.5), "smoothing.dwell_s": (0.2, 0.3, 0.4), "smoothing.margin": (0.05, 0.1)}
+SWEEP = {"smoothing.time_constant_s": (0.3, 0.5), "smoothing.dwell_s": (0.2, 0.3, 0.4), "smoothing.margin": (0.05, 0.1),
+         "smoothing.uncertain_after_s": (1.0, 1.5, 2.0)}
 
 
 def main() -> None:

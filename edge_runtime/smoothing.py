@@ -73,7 +73,7 @@ class SmoothingOptions:
     threshold: float = setting(
         0.4, "an averaged top probability below this is low confidence", minimum=0.0, maximum=1.0)
     uncertain_after_s: float = setting(
-        1.0, "the state becomes 'uncertain' after low confidence for this long (never for a blip)", minimum=0.0,
+        1.5, "the state becomes 'uncertain' after low confidence for this long (never for a blip)", minimum=0.0,
         maximum=600.0)
     min_iou: float = setting(
         0.3, "box overlap with a track's predicted box that makes a detection that face", minimum=0.0, maximum=1.0)
