@@ -7,8 +7,8 @@ steady state changes, ``left`` when it goes (here: at shutdown). test.mp4 (4.66 
 changes once per play, and each loop jumps back to its start, so about two changes per loop are the footage's own.
 
     python benchmarks/changes_mode.py --seconds 25
-    python benchmarks/changes_mode.py --seconds 25 --out benchmarks/results/changes_mode_every_frame.json \
-        --every-n 1     # options the script does not know go to edge-runtime run
+    python benchmarks/changes_mode.py --seconds 25 --out /tmp/changes_mode_u10.json \
+        --config my.toml     # options the script does not know go to edge-runtime run
 
 Results: benchmarks/results/changes_mode.json and a summary on stdout (docs/benchmarks.md).
 """

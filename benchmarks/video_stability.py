@@ -26,6 +26,7 @@ TFLite model) on the same frames in a child process. It has no temporal smoothin
     python benchmarks/talking_head.py     # once: the talking head, into ~/.cache/fer-edge (not the repository)
     python benchmarks/video_stability.py --fer-python /tmp/fervenv/bin/python
     python benchmarks/video_stability.py --sweep          # our settings grid (smoothing), ours only
+    python benchmarks/video_stability.py --table benchmarks/results/video_stability_sweep.json  # its table again
 
 Results: ``benchmarks/results/video_stability.json`` (or ``video_stability_sweep.json``) and Markdown on stdout.
 """
@@ -305,6 +306,24 @@ def evaluate(videos, decoded, systems) -> dict:
     return results
 
 
+def system_label(name: str) -> str:
+    """A results key as a table row: a sweep point's JSON becomes words, a system name stays as it is."""
+    system, _, rate = name.rpartition(" @ ")
+    if not system.startswith("{"):
+        return name
+    point = json.loads(system)
+    words = {"smoothing.time_constant_s": "time constant {} s", "smoothing.dwell_s": "dwell {} s",
+             "smoothing.margin": "margin {}", "smoothing.uncertain_after_s": "uncertain after {} s"}
+    return ", ".join(words.get(key, key + " {}").format(value) for key, value in point.items()) + f" @ {rate}"
+
+
+def against_true_changes(extra) -> str:
+    """How the six in a row's changes compare with its 5 true ones, in words."""
+    if extra == "-":
+        return "-"
+    return f"{extra} beyond the 5 true" if extra >= 0 else f"{-extra} fewer than the 5 true"
+
+
 def markdown(results: dict) -> str:
     lines = ["| system @ rate | clips: changes/clip | held = acted (of 6) | held = crowd | frame acc. | cuts: mean / max "
              "delay (s) | cuts within 1 s | six in a row: changes (s per change) | test.mp4: changes (s per change) | "
@@ -313,11 +332,11 @@ def markdown(results: dict) -> str:
     for name, result in results.items():
         clip, cut, sequence, footage, talking = (result["summary"][k]
                                                  for k in ("clip", "cut", "sequence", "footage", "talking"))
-        lines.append(f"| {name} | {clip['mean_changes']} | {clip['held_is_acted']} | {clip['held_is_crowd']} | "
+        lines.append(f"| {system_label(name)} | {clip['mean_changes']} | {clip['held_is_acted']} | {clip['held_is_crowd']} | "
                      f"{clip['mean_frame_accuracy']:.3f} | {cut['mean_cut_delay_s']} / {cut['max_cut_delay_s']} | "
                      f"{cut['cuts_within_target']} of {cut['cuts_with_a_new_state']} | "
                      f"{sequence.get('mean_changes', '-')} ({sequence.get('seconds_per_change', '-')}; "
-                     f"{sequence.get('extra_changes', '-')} beyond the 5 true; parts held right: "
+                     f"{against_true_changes(sequence.get('extra_changes', '-'))}; parts held right: "
                      f"{sequence.get('segments_held_right', '-')} of 6) | "
                      f"{footage['mean_changes']:g} ({footage.get('seconds_per_change', '-')}) | "
                      + (f"{talking['mean_changes']:g} ({talking['seconds_per_change']}; {talking['mean_raw_changes']:g})"
@@ -357,8 +376,13 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="run our smoothing settings grid instead")
     parser.add_argument("--talking-head", type=Path, default=TALKING_HEAD,
                         help=f"the talking-head clip (default {TALKING_HEAD}; benchmarks/talking_head.py fetches it)")
+    parser.add_argument("--table", type=Path, metavar="RESULTS_JSON",
+                        help="print the table of a saved results file and run nothing")
     parser.add_argument("--out", help="results file (default: benchmarks/results/video_stability[_sweep].json)")
     args = parser.parse_args()
+    if args.table:
+        print(markdown(json.loads(args.table.read_text())["results"]))
+        return
     started = provenance()  # the code as it was when the benchmark began
     media = Path(args.media)
     files = [media / "cremad" / name for name in sorted(os.listdir(media / "cremad")) if name.endswith(".mp4")]
