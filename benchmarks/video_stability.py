@@ -324,6 +324,11 @@ def against_true_changes(extra) -> str:
     return f"{extra} beyond the 5 true" if extra >= 0 else f"{-extra} fewer than the 5 true"
 
 
+def talking_cell(talking: dict) -> str:
+    """The talking head's state changes, seconds per change and per-frame label changes."""
+    return f"{talking['mean_changes']:g} ({talking['seconds_per_change']}; {talking['mean_raw_changes']:g})"
+
+
 def markdown(results: dict) -> str:
     lines = ["| system @ rate | clips: changes/clip | held = acted (of 6) | held = crowd | frame acc. | cuts: mean / max "
              "delay (s) | cuts within 1 s | six in a row: changes (s per change) | test.mp4: changes (s per change) | "
@@ -332,15 +337,15 @@ def markdown(results: dict) -> str:
     for name, result in results.items():
         clip, cut, sequence, footage, talking = (result["summary"][k]
                                                  for k in ("clip", "cut", "sequence", "footage", "talking"))
-        lines.append(f"| {system_label(name)} | {clip['mean_changes']} | {clip['held_is_acted']} | {clip['held_is_crowd']} | "
+        lines.append(f"| {system_label(name)} | {clip['mean_changes']} | {clip['held_is_acted']} | "
+                     f"{clip['held_is_crowd']} | "
                      f"{clip['mean_frame_accuracy']:.3f} | {cut['mean_cut_delay_s']} / {cut['max_cut_delay_s']} | "
                      f"{cut['cuts_within_target']} of {cut['cuts_with_a_new_state']} | "
                      f"{sequence.get('mean_changes', '-')} ({sequence.get('seconds_per_change', '-')}; "
                      f"{against_true_changes(sequence.get('extra_changes', '-'))}; parts held right: "
                      f"{sequence.get('segments_held_right', '-')} of 6) | "
                      f"{footage['mean_changes']:g} ({footage.get('seconds_per_change', '-')}) | "
-                     + (f"{talking['mean_changes']:g} ({talking['seconds_per_change']}; {talking['mean_raw_changes']:g})"
-                        if talking["videos"] else "not fetched") + " |")
+                     + (talking_cell(talking) if talking["videos"] else "not fetched") + " |")
     return "\n".join(lines)
 
 
