@@ -58,8 +58,7 @@ def child(args) -> None:
     first = []
     settings = with_overrides(Config(), {"model.path": args.model, "source.spec": args.video,
                                          "model.threads": args.threads, "detector.every_n": args.every_n,
-                                         "detector.name": args.detector, "model.tta": args.tta,
-                                         "detector.framing_spread": args.framing_spread})
+                                         "detector.name": args.detector, "model.tta": args.tta})
     runtime = build_runtime(settings, sinks=[CallbackSink(lambda e: first.append(time.time()) if not first else None)])
     started = time.perf_counter()
     stats = runtime.run()
@@ -100,7 +99,6 @@ def main() -> None:
     parser.add_argument("--detector", default="blazeface", help=argparse.SUPPRESS)
     parser.add_argument("--tta", default="flip", help=argparse.SUPPRESS)
     parser.add_argument("--spawned", type=float, default=0.0, help=argparse.SUPPRESS)
-    parser.add_argument("--framing-spread", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -123,10 +121,6 @@ def main() -> None:
     # Every run above uses the runtime's default flip TTA (two invokes per face); this one shows what it costs.
     plan.insert(1, ("edge_runtime + blazeface, 1 thread, pinned to 1 core, detect every 2nd frame, --tta none",
                     ours + ["--detector", "blazeface", "--threads", "1", "--tta", "none"], True))
-    # ... and this one what reading each face at three framings (detector.framing_spread) costs.
-    plan.insert(2, ("edge_runtime + blazeface, 1 thread, pinned to 1 core, detect every 2nd frame, "
-                    "detector.framing_spread 0.075", ours + ["--detector", "blazeface", "--threads", "1",
-                                                             "--framing-spread", "0.075"], True))
     if args.fer_python:
         plan.append(("fer 25.10.3 (Haar + TFLite defaults), pinned to 1 core",
                      [args.fer_python, "-c", FER_CHILD, "SPAWNED", args.video], True))

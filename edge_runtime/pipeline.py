@@ -93,15 +93,6 @@ def classifier_input(crop: np.ndarray, options: CropOptions) -> np.ndarray:
     return restore_blur(face) if options.restore_blur else face
 
 
-def classifier_inputs(image: np.ndarray, box: Box, options: CropOptions) -> list[np.ndarray]:
-    """The model inputs of one face, one per framing (``options.margins``); empty when the box lies outside the
-    frame. A framing that leaves too little of the frame to crop is left out."""
-    crops = [face_crop(image, box, margin, options.align) for margin in options.margins]
-    if crops[len(crops) // 2] is None:  # the face's own crop: without it, there is no face to read
-        return []
-    return [classifier_input(crop, options) for crop in crops if crop is not None]
-
-
 class Runtime:
     """Runs a source through detection, classification and smoothing, emitting events to sinks."""
 
@@ -143,13 +134,14 @@ class Runtime:
         kept_boxes, raw, seconds = [], [], []
         for box in boxes:
             started = time.perf_counter()
-            inputs = classifier_inputs(frame.image, box, self.crop)
-            if not inputs:
+            crop = face_crop(frame.image, box, self.crop.margin, self.crop.align)
+            if crop is None:
                 log.debug("frame %d: face box %s lies outside the frame, skipped", frame.index, box)
                 continue
+            face = classifier_input(crop, self.crop)
             self.timer.add("preprocess", time.perf_counter() - started)
             started = time.perf_counter()
-            raw.append(np.mean([self.classifier.probabilities(face) for face in inputs], axis=0))
+            raw.append(self.classifier.probabilities(face))
             elapsed = time.perf_counter() - started
             self.timer.add("inference", elapsed)
             seconds.append(elapsed)

@@ -78,7 +78,7 @@ def build_runtime(config: Config, sinks: Iterable[Sink] = (), *, source: FrameSo
     detector, classifier = load_models(config) if models is None else models
     d, s, output = config.detector, config.smoothing, config.output
     reporter = Reporter(output.mode, max_missed_s=s.max_missed_s, summary_seconds=output.summary_seconds)
-    crop = CropOptions(d.margin, d.align, d.restore_blur, d.framing_spread)
+    crop = CropOptions(d.margin, d.align, d.restore_blur)
     return Runtime(source_from_config(config) if source is None else source, detector, classifier,
                    FaceSmoother(classifier.labels, s), reporter, sinks, crop=crop,
                    every_n=d.every_n, max_frames=config.source.max_frames,

@@ -12,7 +12,6 @@ from edge_runtime.config import Config, with_overrides
 from edge_runtime.service import build_runtime
 from edge_runtime.core.faces import FaceEvent
 from edge_runtime.sinks import CallbackSink
-from edge_runtime.sources import Frame
 from tests.conftest import MEDIA, SHIPPED_INT8, png_bomb, require, run_cli
 
 EVENT_KEYS = {"source", "frame", "ts", "face", "track", "box", "label", "raw_label", "score", "raw_score", "probs"}
@@ -181,6 +180,8 @@ def test_a_failing_sink_is_logged_once_per_streak_and_counted(int8_model, caplog
 def _faces_classified(model, image, **overrides) -> list:
     """The 48x48 faces the runtime hands its classifier for one photo (the classifier is real; it is only
     watched)."""
+    from edge_runtime.sources import Frame
+
     runtime = build_runtime(with_overrides(Config(), {"model.path": str(model), **overrides}),
                             source=object())  # frames are handed to process() directly; the source is never read
     seen = []
@@ -201,25 +202,3 @@ def test_blurred_faces_are_restored_before_classifying_and_sharp_ones_are_not(in
         assert len(plain) == len(chosen) == 1
         np.testing.assert_array_equal(chosen[0], restore_blur(plain[0]))
         assert (sharpness(chosen[0]) > sharpness(plain[0])) == restored
-
-
-def test_with_a_framing_spread_a_face_is_read_at_three_framings_and_their_probabilities_averaged(int8_model):
-    photo = cv2.imread(str(require(MEDIA / "justin.jpg", "the face photo media/justin.jpg")))
-    single = _faces_classified(int8_model, photo)
-    framed = _faces_classified(int8_model, photo, **{"detector.framing_spread": 0.075})
-    assert len(single) == 1 and len(framed) == 3
-    np.testing.assert_array_equal(framed[1], single[0])  # the middle framing is the default crop
-    assert not np.array_equal(framed[0], framed[1]) and not np.array_equal(framed[2], framed[1])
-
-    runtime = build_runtime(with_overrides(Config(), {"model.path": str(int8_model),
-                                                      "detector.framing_spread": 0.075}), source=object())
-    _, events = runtime.process(Frame(photo, "photo", 0, 0.0, still=True))
-    expected = np.mean([runtime.classifier.probabilities(face) for face in framed], axis=0)
-    np.testing.assert_allclose(list(events[0].probs.values()), expected, atol=1e-4)
-
-
-def test_the_framings_are_the_margin_alone_or_spread_around_it():
-    from edge_runtime.detectors import CropOptions
-
-    assert CropOptions(margin=0.1).margins == (0.1,)
-    assert CropOptions(margin=0.1, framing_spread=0.075).margins == pytest.approx((0.025, 0.1, 0.175))

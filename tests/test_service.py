@@ -31,7 +31,6 @@ from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, face_event, free_port, req
     ({"model": {"threads": "two"}}, "model.threads: expected int, got str 'two'"),
     ({"model": {"threads": 0}}, "model.threads: 0 is below the minimum 1"),
     ({"smoothing": {"margin": 1.5}}, "smoothing.margin: 1.5 is above the maximum 1.0"),
-    ({"detector": {"framing_spread": 0.3}}, "detector.framing_spread: 0.3 is above the maximum 0.25"),
     ({"detector": {"name": "dlib"}}, "detector.name: 'dlib' is not allowed; choose one of blazeface, haar, yunet"),
     ({"mqtt": {"qos": 3}}, "mqtt.qos: 3 is not allowed; choose one of 0, 1, 2"),
     ({"sinks": {"stdout": "yes"}}, "sinks.stdout: expected bool, got str 'yes'"),

@@ -61,10 +61,6 @@ class DetectorSettings:
                             maximum=1.0)
     restore_blur: bool = setting(CropOptions.restore_blur, "sharpen each face crop by as much as its measured blur "
                                  "calls for (a sharp face is left as it is; benchmarks/blur_restoration.py)")
-    framing_spread: float = setting(CropOptions.framing_spread, "also classify each face cropped this fraction of its "
-                                    "side tighter and looser on every side, and average the three (0: one crop; 0.075 "
-                                    "reads placed faces more accurately for three times the classifier's work; "
-                                    "benchmarks/pipeline_accuracy.py)", minimum=0.0, maximum=0.25)
 
     @property
     def backend(self):

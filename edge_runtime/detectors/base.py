@@ -33,16 +33,6 @@ class CropOptions:
     margin: float = 0.0  # grow the box by this fraction of its side on every side
     align: bool = True  # level the face by its eye keypoints
     restore_blur: bool = True  # sharpen a blurred 48x48 crop (edge_runtime.core.preprocessing.restore_blur)
-    framing_spread: float = 0.0  # also crop this fraction of the side tighter and looser, and average (0: one crop)
-
-    @property
-    def margins(self) -> tuple[float, ...]:
-        """The margin of each crop a face is classified at: ``margin`` alone, or with ``framing_spread`` the crop
-        tighter and looser by that much around it. (FER2013 frames its faces a little differently each time, and the
-        model learnt each face at its own framing; averaging over framings hedges against the one the box gives.)"""
-        if self.framing_spread <= 0:
-            return (self.margin,)
-        return (self.margin - self.framing_spread, self.margin, self.margin + self.framing_spread)
 
 
 class FaceDetector(Protocol):
