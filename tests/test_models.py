@@ -1,4 +1,4 @@
-"""The three models match the seed paper's tables exactly."""
+"""The three models match the seed paper's tables exactly; the distillation teacher is the size its docs say."""
 
 import pytest
 
@@ -14,6 +14,13 @@ def test_parameter_counts_match_paper(name, expected):
     assert model.get_layer("rescale").count_params() == 0
     assert tuple(model.input_shape) == (None, 48, 48, 1)
     assert tuple(model.output_shape) == (None, 7)
+
+
+def test_the_teacher_is_a_larger_model_with_the_same_input_contract():
+    model = build_model("teacher_vgg")
+    assert model.count_params() == 4_693_575
+    assert model.get_layer("rescale").count_params() == 0
+    assert tuple(model.input_shape) == (None, 48, 48, 1) and tuple(model.output_shape) == (None, 7)
 
 
 @pytest.mark.parametrize("name", sorted(MODEL_BUILDERS))

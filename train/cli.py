@@ -33,7 +33,8 @@ def _group(version: bool = version_option("fer-train")) -> None:
 
 # The fit options, as types: each names its help once; the defaults come from FitConfig and AugmentConfig.
 ModelOption = Annotated[Literal[MODEL_NAMES], typer.Option(
-    help="cnn (Model 1), cnn_lstm_small (Model 2) or cnn_lstm (Model 3)")]
+    help="cnn (Model 1), cnn_lstm_small (Model 2), cnn_lstm (Model 3) or teacher_vgg (a larger teacher for "
+         "distillation, not in the paper)")]
 DataOption = Annotated[Optional[str], typer.Option(help=DATA_HELP)]
 OutOption = Annotated[Optional[Path], typer.Option(help="run folder for checkpoints and logs (default runs/<model>)")]
 Epochs = Annotated[int, typer.Option(help="maximum number of epochs")]
