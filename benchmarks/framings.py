@@ -16,23 +16,21 @@ Results: ``benchmarks/results/framings_<split>.json`` and Markdown on stdout (do
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline_accuracy import CONDITIONS, FRAME_SIZE, direct_right, draw_factors, place  # noqa: E402
+from pipeline_accuracy import (CONDITIONS, add_placement_arguments, direct_right, draw_factors,  # noqa: E402
+                               place, placement_inputs)
 
 from edge_runtime.config import Config, with_overrides  # noqa: E402
 from edge_runtime.detectors import face_crop, find_faces  # noqa: E402
 from edge_runtime.pipeline import Runtime, classifier_input  # noqa: E402
 from edge_runtime.service import build_runtime  # noqa: E402
-from lab.data import load_fer2013  # noqa: E402
 from lab.provenance import provenance, write_json  # noqa: E402
 
 # Sets of crop margins whose readings are averaged; the first is the runtime's one crop (margin 0).
@@ -74,27 +72,18 @@ def run_condition(runtime: Runtime, faces, labels, right: np.ndarray, background
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="FER2013 (image folders or CSV)")
-    parser.add_argument("--media", default=os.environ.get("FER_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
-                        + "/media", help="folder with no-faces.jpg (the background)")
-    parser.add_argument("--model", default=str(ROOT / "models" / "fer_cnn_lstm_int8.tflite"))
+    add_placement_arguments(parser)
     parser.add_argument("--split", default="PublicTest", help="PublicTest to choose, PrivateTest to report once")
-    parser.add_argument("--limit", type=int, default=0, help="use the first N faces (0 = all)")
-    parser.add_argument("--conditions", default=",".join(CONDITIONS))
     parser.add_argument("--out", help="results file (default: benchmarks/results/framings_<split>.json)")
     args = parser.parse_args()
     started = provenance()  # the code as it was when the benchmark began
-    split = load_fer2013(args.data).split(args.split)
-    faces, labels = split.images, split.labels
-    if args.limit:
-        faces, labels = faces[: args.limit], labels[: args.limit]
-    background = cv2.resize(cv2.imread(str(Path(args.media) / "no-faces.jpg"), cv2.IMREAD_GRAYSCALE), FRAME_SIZE)
+    faces, labels, background = placement_inputs(args.data, args.split, args.limit, args.media)
     runtime = build_runtime(with_overrides(Config(), {"model.path": args.model, "source.spec": args.data,
                                                       "detector.min_face": 24}))
     right = direct_right(runtime, faces, labels)
     rows = {}
     for condition in args.conditions.split(","):
-        rows[condition] = run_condition(runtime, faces, labels, right, background.astype(np.float32), condition)
+        rows[condition] = run_condition(runtime, faces, labels, right, background, condition)
         print(f"{condition}: {rows[condition]}", file=sys.stderr)
     write_json(args.out or ROOT / "benchmarks" / "results" / f"framings_{args.split.lower()}.json",
                {**started, "split": args.split, "faces": len(labels), "framing_sets": FRAMING_SETS,

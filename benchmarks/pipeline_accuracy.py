@@ -175,14 +175,30 @@ def direct_right(runtime: Runtime, faces, labels) -> np.ndarray:
     return np.array(predictions) == labels
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every placed-face benchmark takes: the data, the background, the model, and which faces and
+    conditions."""
     parser.add_argument("--data", required=True, help="FER2013 (image folders or CSV)")
     parser.add_argument("--media", default=os.environ.get("FER_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
                         + "/media", help="folder with no-faces.jpg (the background)")
     parser.add_argument("--model", default=str(ROOT / "models" / "fer_cnn_lstm_int8.tflite"))
-    parser.add_argument("--limit", type=int, default=0, help="use the first N PrivateTest faces (0 = all 3,589)")
+    parser.add_argument("--limit", type=int, default=0, help="use the first N faces of the split (0 = all)")
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
+
+
+def placement_inputs(data: str, split_name: str, limit: int, media: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The faces and labels of one FER2013 split (the first ``limit``, 0 = all) and the grey background frame."""
+    split = load_fer2013(data).split(split_name)
+    faces, labels = split.images, split.labels
+    if limit:
+        faces, labels = faces[:limit], labels[:limit]
+    background = cv2.resize(cv2.imread(str(Path(media) / "no-faces.jpg"), cv2.IMREAD_GRAYSCALE), FRAME_SIZE)
+    return faces, labels, background.astype(np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_placement_arguments(parser)
     parser.add_argument("--split", default="PrivateTest", help="PublicTest to try a change (tuning), PrivateTest to "
                         "report it once")
     parser.add_argument("--crops", default=",".join(GEOMETRIES), help="which crops to compare, of: "
@@ -192,12 +208,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pipeline_accuracy.json"))
     args = parser.parse_args()
     started = provenance()  # the code as it was when the benchmark began
-    split = load_fer2013(args.data).split(args.split)
-    faces, labels = split.images, split.labels
-    if args.limit:
-        faces, labels = faces[: args.limit], labels[: args.limit]
-    background = cv2.resize(cv2.imread(str(Path(args.media) / "no-faces.jpg"), cv2.IMREAD_GRAYSCALE), FRAME_SIZE)
-    background = background.astype(np.float32)
+    faces, labels, background = placement_inputs(args.data, args.split, args.limit, args.media)
     results = {"faces": len(labels), "geometries": {}}
     for key in args.crops.split(","):
         crop_name, overrides = GEOMETRIES[key]
