@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline_accuracy import (CONDITIONS, add_placement_arguments, direct_right, draw_factors,  # noqa: E402
-                               place, placement_inputs)
+                               holds, place, placement_inputs)
 
 from edge_runtime.config import Config, with_overrides  # noqa: E402
 from edge_runtime.detectors import face_crop, find_faces  # noqa: E402
@@ -43,7 +43,7 @@ MARGINS = sorted({margin for margins in FRAMING_SETS.values() for margin in marg
 def readings(runtime: Runtime, frame: np.ndarray, centre: tuple[float, float]) -> dict[float, np.ndarray] | None:
     """The classifier's probabilities for the face whose box holds ``centre``, at each margin; None if not found."""
     for box in find_faces(runtime.detector, frame):
-        if box.x <= centre[0] <= box.x + box.w and box.y <= centre[1] <= box.y + box.h:
+        if holds(box, centre):
             crops = {margin: face_crop(frame, box, margin, runtime.crop.align) for margin in MARGINS}
             return {margin: runtime.classifier.probabilities(classifier_input(crop, runtime.crop))
                     for margin, crop in crops.items() if crop is not None}

@@ -133,6 +133,12 @@ def with_placed(box: Box, boxes: str, centre: tuple[float, float], side: float) 
                         w=int(round(width)), h=int(round(height)))
 
 
+def holds(box, centre: tuple[float, float]) -> bool:
+    """Whether a face box (x, y, w, h first) holds the placed face's centre: that is the face the benchmark scores."""
+    x, y, w, h = box[:4]
+    return x <= centre[0] <= x + w and y <= centre[1] <= y + h
+
+
 def predicted_label(runtime: Runtime, frame: np.ndarray, centre: tuple[float, float], side: float,
                     boxes: str = "detector") -> str | None:
     """The raw label of the face whose box holds ``centre``, through the runtime (its crop cut from the box that
@@ -140,8 +146,7 @@ def predicted_label(runtime: Runtime, frame: np.ndarray, centre: tuple[float, fl
     found = [with_placed(box, boxes, centre, side) for box in find_faces(runtime.detector, frame)]
     _, events = runtime.process(Frame(frame, "placed", 0, 0.0, still=True), found)
     for event in events:
-        x, y, w, h = event.box
-        if x <= centre[0] <= x + w and y <= centre[1] <= y + h:
+        if holds(event.box, centre):
             return event.raw_label
     return None
 
