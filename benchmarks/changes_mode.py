@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
+from one_core import runtime_cli, start  # noqa: E402
 
 from lab.provenance import provenance, write_json  # noqa: E402
-from one_core import runtime_cli, start  # noqa: E402
 
 
 def clip_seconds(video: str) -> float:

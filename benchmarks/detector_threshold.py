@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from pipeline_accuracy import FRAME_SIZE, direct_right, run_condition  # noqa: E402
+
 from edge_runtime.config import Config, with_overrides  # noqa: E402
 from edge_runtime.detectors import DetectorOptions, find_faces, make_detector  # noqa: E402
 from edge_runtime.detectors.blazeface import BlazeFaceOptions  # noqa: E402
@@ -36,7 +38,6 @@ from edge_runtime.service import build_runtime  # noqa: E402
 from edge_runtime.sources import VideoFileSource  # noqa: E402
 from lab.data import load_fer2013  # noqa: E402
 from lab.provenance import provenance, write_json  # noqa: E402
-from pipeline_accuracy import FRAME_SIZE, direct_right, run_condition  # noqa: E402
 
 THRESHOLDS = (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8)
 PLACED_CONDITIONS = ("none", "blur", "all")

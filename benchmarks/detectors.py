@@ -26,9 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edge_runtime.core.errors import FerError  # noqa: E402
 from edge_runtime.detectors import DETECTORS, DetectorOptions, find_faces, make_detector  # noqa: E402
 from edge_runtime.detectors.yunet import YuNetOptions  # noqa: E402
-from edge_runtime.core.errors import FerError  # noqa: E402
 from edge_runtime.sources import VideoFileSource  # noqa: E402
 
 

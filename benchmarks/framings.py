@@ -24,8 +24,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline_accuracy import (CONDITIONS, add_placement_arguments, direct_right, draw_factors,  # noqa: E402
-                               holds, place, placement_inputs)
+from pipeline_accuracy import (  # noqa: E402
+    CONDITIONS,
+    add_placement_arguments,
+    direct_right,
+    draw_factors,
+    holds,
+    place,
+    placement_inputs,
+)
 
 from edge_runtime.config import Config, with_overrides  # noqa: E402
 from edge_runtime.detectors import face_crop, find_faces  # noqa: E402

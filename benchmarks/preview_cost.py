@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request

@@ -130,13 +130,16 @@ def main() -> None:
         results["runs"][name] = median_run(command, pin, args.repeats)
         print(f"{name}: {results['runs'][name]['fps']:.1f} fps", file=sys.stderr)
     write_json(args.out, results)
-    lines = ["| run | fps (median of %d) | first event (s) | peak RSS (MB) | frames with a face | decode / detect / preprocess / inference (ms, mean) |" % args.repeats,
-             "|---|---:|---:|---:|---:|---|"]
+    header = (f"| run | fps (median of {args.repeats}) | first event (s) | peak RSS (MB) | frames with a face "
+              "| decode / detect / preprocess / inference (ms, mean) |")
+    lines = [header, "|---|---:|---:|---:|---:|---|"]
     for name, run in results["runs"].items():
         stages = run.get("stages_ms")
-        stage_text = " / ".join(f"{stages[s]['mean_ms']:.2f}" for s in ("decode", "detect", "preprocess", "inference")) if stages else "-"
+        stage_names = ("decode", "detect", "preprocess", "inference")
+        stage_text = " / ".join(f"{stages[s]['mean_ms']:.2f}" for s in stage_names) if stages else "-"
         with_face = run.get("frames_with_faces", "-")
-        lines.append(f"| {name} | {run['fps']:.1f} | {run['first_event_s']:.2f} | {run['peak_rss_mb']:.0f} | {with_face} | {stage_text} |")
+        lines.append(f"| {name} | {run['fps']:.1f} | {run['first_event_s']:.2f} | {run['peak_rss_mb']:.0f} "
+                     f"| {with_face} | {stage_text} |")
     print("\n".join(lines))
 
 

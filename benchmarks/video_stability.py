@@ -330,9 +330,9 @@ def talking_cell(talking: dict) -> str:
 
 
 def markdown(results: dict) -> str:
-    lines = ["| system @ rate | clips: changes/clip | held = acted (of 6) | held = crowd | frame acc. | cuts: mean / max "
-             "delay (s) | cuts within 1 s | six in a row: changes (s per change) | test.mp4: changes (s per change) | "
-             "talking head: changes (s per change; per-frame label changes) |",
+    lines = ["| system @ rate | clips: changes/clip | held = acted (of 6) | held = crowd | frame acc. "
+             "| cuts: mean / max delay (s) | cuts within 1 s | six in a row: changes (s per change) "
+             "| test.mp4: changes (s per change) | talking head: changes (s per change; per-frame label changes) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, result in results.items():
         clip, cut, sequence, footage, talking = (result["summary"][k]
@@ -361,7 +361,8 @@ def clip_table(results: dict, videos: list[Video]) -> str:
         cells = []
         for video in clips:
             row = result["videos"][video.name]
-            cells.append(f"{row.get('held')}: {row.get('frame_accuracy', 0):.2f} ({row.get('raw_frame_accuracy', 0):.2f})")
+            steady, per_frame = row.get("frame_accuracy", 0), row.get("raw_frame_accuracy", 0)
+            cells.append(f"{row.get('held')}: {steady:.2f} ({per_frame:.2f})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -43,10 +43,12 @@ def convert_main(
     out: Path = typer.Option(DEFAULTS.out_dir, help="folder for the .tflite files and their .json sidecars"),
     report_dir: Path = typer.Option(DEFAULTS.report_dir, help="folder for the Markdown/JSON/HTML reports"),
     calibration_dir: Path = typer.Option(DEFAULTS.calibration_dir, help="calibration set folder"),
-    edgetpu: bool = typer.Option(False, "--edgetpu", help="check Edge TPU compatibility; compile if edgetpu_compiler is installed"),
+    edgetpu: bool = typer.Option(False, "--edgetpu",
+                                 help="check Edge TPU compatibility; compile if edgetpu_compiler is installed"),
     no_verify: bool = typer.Option(False, "--no-verify", help="convert without measuring the accuracy drop"),
     no_debug_layers: bool = typer.Option(False, "--no-debug-layers", help="skip the per-layer quantization error"),
-    no_edge_graph: bool = typer.Option(False, "--no-edge-graph", help="convert the Keras graph as is (LSTM via UNPACK/SPLIT)"),
+    no_edge_graph: bool = typer.Option(False, "--no-edge-graph",
+                                       help="convert the Keras graph as is (LSTM via UNPACK/SPLIT)"),
     limit: Optional[int] = typer.Option(None, help="verify on at most this many images (stratified)"),
     name: Optional[str] = typer.Option(None, help="stem of the written files (<name>_int8.tflite, ...; default: "
                                        "the model file's stem)"),
@@ -75,7 +77,8 @@ def calibration_build(
     directory: Path = typer.Option(Path("calibration_data"), "--dir", help="calibration folder (holds manifest.csv)"),
     per_class: int = typer.Option(100, help="images per class when selecting (with --reselect or no manifest)"),
     seed: int = typer.Option(0, help="selection seed"),
-    reselect: bool = typer.Option(False, "--reselect", help="choose a new subset from this dataset and rewrite the manifest"),
+    reselect: bool = typer.Option(False, "--reselect",
+                                  help="choose a new subset from this dataset and rewrite the manifest"),
 ) -> None:
     """Materialize the manifest's Training images as PNGs under calibration_data/ from your FER2013 copy."""
     from lab.calibration import build_calibration

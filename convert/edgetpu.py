@@ -32,7 +32,8 @@ INT32_OPERANDS_OK = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"
                                "SPLIT", "PAD", "MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "STRIDED_SLICE", "SLICE",
                                "TRANSPOSE", "EXPAND_DIMS", "GATHER", "CONCATENATION", "PACK", "SQUEEZE"})
 COMPILER_HINT = ("edgetpu_compiler is not installed; it exists for x86-64 Debian/Ubuntu only "
-                 "(apt install edgetpu-compiler from Coral's package repository, https://coral.ai/docs/edgetpu/compiler/). "
+                 "(apt install edgetpu-compiler from Coral's package repository, "
+                 "https://coral.ai/docs/edgetpu/compiler/). "
                  "Without it the runtime still runs this model on the CPU.")
 
 
@@ -52,7 +53,8 @@ def compatibility(model_path: str | Path) -> EdgeTpuCheck:
 def _op_issues(op: OpInfo) -> list[EdgeTpuIssue]:
     found = []
     if op.name not in EDGETPU_OPS:
-        found.append(EdgeTpuIssue(op.index, op.name, op.outputs[0][0] if op.outputs else "", "op not supported by the Edge TPU"))
+        first_output = op.outputs[0][0] if op.outputs else ""
+        found.append(EdgeTpuIssue(op.index, op.name, first_output, "op not supported by the Edge TPU"))
     for name, dtype, shape in op.inputs + op.outputs:
         if dtype in ("int8", "uint8"):
             pass
@@ -61,7 +63,8 @@ def _op_issues(op: OpInfo) -> list[EdgeTpuIssue]:
         else:
             found.append(EdgeTpuIssue(op.index, op.name, name, f"{dtype} tensor (the Edge TPU needs 8-bit tensors)"))
         if any(d < 0 for d in shape):
-            found.append(EdgeTpuIssue(op.index, op.name, name, f"dynamic shape {list(shape)} (the Edge TPU needs static shapes)"))
+            found.append(EdgeTpuIssue(op.index, op.name, name,
+                                      f"dynamic shape {list(shape)} (the Edge TPU needs static shapes)"))
     return found
 
 

@@ -14,7 +14,10 @@ import numpy as np
 
 
 class OpInfo(NamedTuple):
-    """One operator: execution index, builtin name, and its input/output tensors as ``(name, dtype, shape_signature)``."""
+    """One operator: execution index, builtin name, and its input/output tensors.
+
+    Each tensor is ``(name, dtype, shape_signature)``.
+    """
 
     index: int
     name: str

@@ -18,10 +18,19 @@ from typing import Any
 import numpy as np
 
 from convert.quantize import check_modes
-from convert.records import (BudgetVerdict, CalibrationSummary, ConversionReport, EdgeTpuSummary, HeldOutVerification,
-                             Latency, ModelFile, ModelResult, ReferenceComparison, SourceModel)
-from edge_runtime.core.contract import (FloatReference, ModelContract, TensorSpec, Verification,
-                                        write_contract)
+from convert.records import (
+    BudgetVerdict,
+    CalibrationSummary,
+    ConversionReport,
+    EdgeTpuSummary,
+    HeldOutVerification,
+    Latency,
+    ModelFile,
+    ModelResult,
+    ReferenceComparison,
+    SourceModel,
+)
+from edge_runtime.core.contract import FloatReference, ModelContract, TensorSpec, Verification, write_contract
 from edge_runtime.core.errors import FerError
 from edge_runtime.core.labels import LABELS
 from edge_runtime.core.preprocessing import INPUT_SIZE, PREPROCESSING_VERSION
@@ -73,7 +82,8 @@ class ConvertOptions:
 
 def _tensor_spec(detail: dict) -> TensorSpec:
     scale, zero_point = detail["quantization"]
-    return TensorSpec(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+    shape = tuple(int(d) for d in detail["shape"])
+    return TensorSpec(shape, np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
 
 
 def write_tflite(content: bytes, path: Path, mode: str, source: Path, source_sha256: str) -> ModelContract:
@@ -325,8 +335,8 @@ def _verify(keras_model, dataset, outputs: dict[str, Path], options: ConvertOpti
     """
     from convert.verify import compare, latency_ms, tflite_probabilities
     from lab.data import stratified_subset
-    from lab.metrics import classification_report
     from lab.keras_io import predict_probabilities
+    from lab.metrics import classification_report
 
     split = dataset.split(options.split)
     if options.limit:

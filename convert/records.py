@@ -8,7 +8,6 @@ refuses a document with unknown or missing fields.
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 from typing import Any
 

@@ -41,7 +41,8 @@ def verdict(report: ConversionReport) -> tuple[str, str]:
     """``(state, sentence)``: ``passed``, ``failed`` or ``unverified``, and what it was judged against."""
     budget = report.budget
     if budget is None:
-        return "unverified", "Not verified (converted with --no-verify): the accuracy cost of quantization is unmeasured."
+        return "unverified", ("Not verified (converted with --no-verify): "
+                              "the accuracy cost of quantization is unmeasured.")
     against = (f"budget: accuracy drop at most {budget.max_drop_pp:g} pp and top-1 agreement at least "
                f"{budget.min_agreement:.0%} with the Keras model, judged on the {budget.candidate} model")
     if budget.passed:
@@ -111,9 +112,9 @@ def notes(report: ConversionReport) -> list[str]:
     """Sentences that explain the tables (source kind, decisive agreement, calibration)."""
     lines = []
     if report.quantization_aware:
-        lines.append("The source is a quantization-aware model (fer-train fit --quantization-aware): it computes in int8 "
-                     "steps itself, and its FakeQuant ranges become the int8 model's quantization parameters. No "
-                     "representative dataset or per-layer debugger is used.")
+        lines.append("The source is a quantization-aware model (fer-train fit --quantization-aware): it computes "
+                     "in int8 steps itself, and its FakeQuant ranges become the int8 model's quantization "
+                     "parameters. No representative dataset or per-layer debugger is used.")
     elif report.quantization == "int8":
         # Which path and why, as the report must say (the alternative is fer-train fit --quantization-aware).
         lines.append("Post-training quantization of the float model itself, so the int8 file is judged against the "
@@ -294,7 +295,8 @@ def to_html(report: ConversionReport, charts: dict[str, bytes]) -> str:
                   '<p class="muted">RMSE / scale, worst first; about 0.29 is ideal rounding</p>',
                   _html_table(*debugger_rows(report))]
     if report.edgetpu is not None:
-        parts += ["<h2>Edge TPU</h2><ul>"] + [f"<li>{html.escape(line)}</li>" for line in edgetpu_lines(report)] + ["</ul>"]
+        items = [f"<li>{html.escape(line)}</li>" for line in edgetpu_lines(report)]
+        parts += ["<h2>Edge TPU</h2><ul>", *items, "</ul>"]
     parts.append(f'<p class="muted">{html.escape(provenance_line(report))}</p>')
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{html.escape(title(report))}</title><style>{STYLE}</style></head><body>"

@@ -6,6 +6,7 @@ model contract, CLI support); the rest of this package is the runtime itself.
 """
 
 from edge_runtime.core.version import __version__
+
 __all__ = ["EmotionRecognizer", "__version__"]
 
 

@@ -96,7 +96,8 @@ class EmotionClassifier:
         if contract.edgetpu_compiled:
             if backend == "edgetpu":
                 try:
-                    interpreter = make_interpreter(model_path, threads=threads, backend="edgetpu", fallback_to_cpu=False)
+                    interpreter = make_interpreter(model_path, threads=threads, backend="edgetpu",
+                                                   fallback_to_cpu=False)
                     return cls(interpreter, contract, tta=tta)
                 except EdgeTpuError as error:
                     if not fallback_to_cpu:
@@ -145,7 +146,8 @@ class ModelConfig:
     path: str = setting("", "converted .tflite model (its .json sidecar must sit next to it); empty = the int8 Model 3 "
                         "inside the package")
     backend: str = setting("cpu", "inference backend", choices=BACKENDS)
-    fallback_to_cpu: bool = setting(True, "run on the CPU when the Edge TPU is missing or the model is not compiled for it")
+    fallback_to_cpu: bool = setting(True, "run on the CPU when the Edge TPU is missing or the model is not compiled "
+                                    "for it")
     threads: int = setting(1, "interpreter and OpenCV threads", minimum=1, maximum=64)
     tta: str = setting("flip", "test-time augmentation: flip also classifies the mirrored face and averages the "
                        "two (two invokes per face)", choices=TTA_MODES)

@@ -137,7 +137,11 @@ def describe_schema(cls=Config, prefix: str = "") -> list[str]:
         elif meta.get("min") is not None or meta.get("max") is not None:
             constraint = f" (range: {meta.get('min', '')}..{meta.get('max') if meta.get('max') is not None else ''})"
         default = item.default
-        rendered = f'"{default}"' if isinstance(default, str) else str(default).lower() if isinstance(default, bool) else default
+        rendered = default
+        if isinstance(default, str):
+            rendered = f'"{default}"'
+        elif isinstance(default, bool):
+            rendered = str(default).lower()
         lines += [f"# {meta.get('doc', '')}{constraint}", f"{item.name} = {rendered}"]
     return lines
 

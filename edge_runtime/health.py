@@ -108,7 +108,8 @@ class Metrics:
         try:
             from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
         except ImportError as error:
-            raise ConfigError("the metrics endpoint needs prometheus-client: pip install 'fer-edge[service]'") from error
+            raise ConfigError("the metrics endpoint needs prometheus-client: "
+                              "pip install 'fer-edge[service]'") from error
         # Prometheus naming: counters end in _total (prometheus_client adds it to a Counter's name), units are spelled
         # out, and no *_created series (a start timestamp per counter that dashboards never use).
         disable_created_metrics()
@@ -133,7 +134,8 @@ class Metrics:
         self.sink_connected = Gauge(f"{p}_sink_connected", "1 while the sink delivers (MQTT: the broker is connected)",
                                     ["sink"], registry=self.registry)
         self.sink_faulted = Gauge(f"{p}_sink_faulted", "1 while the sink's sender has crashed and not delivered "
-                                  "since its restart (/healthz answers 503 meanwhile)", ["sink"], registry=self.registry)
+                                  "since its restart (/healthz answers 503 meanwhile)", ["sink"],
+                                  registry=self.registry)
         self.source_connected = Gauge(f"{p}_source_connected", "1 while the source delivers frames",
                                       registry=self.registry)
         self.model_info = Gauge(f"{p}_model_info", "The loaded model (always 1); its labels say which one and whether "

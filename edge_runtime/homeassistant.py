@@ -57,12 +57,17 @@ class Discovery:
                               "icon": "mdi:account-multiple"})]
         sensors += [(f"share_{label}", {"name": f"{label.capitalize()} share", "unit_of_measurement": "%",
                                         "state_class": "measurement", "icon": "mdi:percent",
-                                        "value_template": f"{{{{ (value_json.shares.{label} | float(0) * 100) | round(1) }}}}"})
+                                        "value_template": share_template(label)})
                     for label in LABELS]
         return [(f"{self.prefix}/sensor/{self.node_id}/{object_id}/config",
                  {**sensor, "unique_id": f"fer_edge_{self.node_id}_{object_id}",
                   "object_id": f"fer_edge_{self.node_id}_{object_id}", **common})
                 for object_id, sensor in sensors]
+
+
+def share_template(label: str) -> str:
+    """The Jinja template that reads one label's share of the time, in percent, from the state payload."""
+    return f"{{{{ (value_json.shares.{label} | float(0) * 100) | round(1) }}}}"
 
 
 @dataclass

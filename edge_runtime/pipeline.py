@@ -97,8 +97,9 @@ class Runtime:
     """Runs a source through detection, classification and smoothing, emitting events to sinks."""
 
     def __init__(self, source: FrameSource, detector: FaceDetector, classifier: EmotionClassifier,
-                 smoother: FaceSmoother, reporter: Reporter, sinks: Iterable[Sink] = (), *, crop: CropOptions = CropOptions(),
-                 every_n: int = 1, max_frames: int = 0, annotator: Annotator | None = None):
+                 smoother: FaceSmoother, reporter: Reporter, sinks: Iterable[Sink] = (), *,
+                 crop: CropOptions = CropOptions(), every_n: int = 1, max_frames: int = 0,
+                 annotator: Annotator | None = None):
         self.source = source
         self.detector = detector
         self.classifier = classifier

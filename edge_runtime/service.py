@@ -94,7 +94,8 @@ def build_sinks(config: Config) -> list:
         sinks.append(RotatingFileSink(config.sinks.file, config.sinks.file_max_bytes, config.sinks.file_backups))
     m = config.mqtt
     if m.host:
-        companion = HomeAssistantPublisher(Discovery(m.node_id, m.discovery_prefix, __version__)) if m.discovery else None
+        discovery = Discovery(m.node_id, m.discovery_prefix, __version__)
+        companion = HomeAssistantPublisher(discovery) if m.discovery else None
         spool = Spool(m.spool_file, m.spool_max_bytes) if m.spool_file else None
         files = mqtt_tls_files(m)
         sinks.append(MqttSink.from_options(m, password=mqtt_password(m), companion=companion, spool=spool,

@@ -566,9 +566,11 @@ def open_source(spec: str, *, loop: bool = False, camera_retries: int | None = N
 class SourceConfig:
     """The ``[source]`` section: where frames come from and how they are paced."""
 
-    spec: str = setting("0", "image, folder, video file, camera index, /dev/videoN, rtsp:// or http:// URL, or picamera2[:N]")
+    spec: str = setting("0", "image, folder, video file, camera index, /dev/videoN, rtsp:// or http:// URL, "
+                        "or picamera2[:N]")
     loop: bool = setting(False, "replay a video file or folder endlessly (soak tests, demos)")
-    camera_retries: int = setting(-1, "reopen attempts before giving up on a camera (-1 = forever, with backoff)", minimum=-1)
+    camera_retries: int = setting(-1, "reopen attempts before giving up on a camera (-1 = forever, with backoff)",
+                                  minimum=-1)
     max_frames: int = setting(0, "stop after this many frames (0 = no limit)", minimum=0)
     max_pixels: int = setting(50_000_000, "skip images whose header claims more pixels than this, before decoding "
                               "(a small file can decode to gigabytes); 0 = OpenCV's own limit only", minimum=0)

@@ -87,7 +87,10 @@ class CalibrationSet:
 
 
 def select_indices(dataset: FerDataset, per_class: int = DEFAULT_PER_CLASS, seed: int = 0) -> np.ndarray:
-    """Indices into the Training split of ``per_class`` images of every class (all of a class if it has fewer), seeded."""
+    """Indices into the Training split of ``per_class`` images of every class (all of a class if it has fewer).
+
+    The choice is seeded, so the same seed selects the same images.
+    """
     if per_class < 1:
         raise DataError(f"calibration images per class must be at least 1, got {per_class}")
     train = dataset.split("Training")

@@ -86,11 +86,13 @@ def resolve_data_path(path: str | os.PathLike | None) -> Path:
     if path is None or str(path) == "":
         env = os.environ.get(DATA_ENV_VAR)
         if not env:
-            raise DataError(f"no dataset given: pass --data PATH (fer2013.csv or the image-folder root) or set {DATA_ENV_VAR}")
+            raise DataError("no dataset given: pass --data PATH (fer2013.csv or the image-folder root) "
+                            f"or set {DATA_ENV_VAR}")
         path = env
     resolved = Path(path).expanduser()
     if not resolved.exists():
-        raise DataError(f"dataset path {resolved} does not exist; pass --data with fer2013.csv or a folder holding train/ and test/")
+        raise DataError(f"dataset path {resolved} does not exist; "
+                        "pass --data with fer2013.csv or a folder holding train/ and test/")
     return resolved
 
 

@@ -32,7 +32,8 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[
     total = int(support.sum())
     weights = support / total if total else np.zeros_like(precision)
     per_class = {
-        name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+               "support": int(support[i])}
         for i, name in enumerate(labels)
     }
     row_sums = np.maximum(support[:, None], 1)
@@ -56,7 +57,8 @@ def per_class_table(report: dict) -> str:
         lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
     for average in ("macro", "weighted"):
         row = report[average]
-        lines.append(f"| *{average} avg* | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {report['images']} |")
+        lines.append(f"| *{average} avg* | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} "
+                     f"| {report['images']} |")
     return "\n".join(lines)
 
 

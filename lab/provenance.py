@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-
 # Folders that runs write their results into (see git_commit): a paused training run's checkpoints change while it
 # trains, which is data, not code.
 RUN_OUTPUTS = ("benchmarks/results", "reports", "training_checkpoints")

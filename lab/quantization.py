@@ -161,7 +161,8 @@ class _Builder:
         return quantizer(x)
 
     def dense_layer(self, units: int, weights: list[np.ndarray], name: str, activation=None) -> QuantizedDense:
-        layer = QuantizedDense(units, input_scale=self.scale, use_bias=len(weights) > 1, activation=activation, name=name)
+        layer = QuantizedDense(units, input_scale=self.scale, use_bias=len(weights) > 1, activation=activation,
+                               name=name)
         layer.build((None, weights[0].shape[0]))
         layer.set_weights(weights)
         return layer

@@ -100,7 +100,8 @@ def fer_small(fer_root):
 
     full = load_fer2013(fer_root)
     sizes = {"Training": 420, "PublicTest": 140, "PrivateTest": 210}
-    return FerDataset(full.source, {name: stratified_subset(full.splits[name], size, 0) for name, size in sizes.items()})
+    subsets = {name: stratified_subset(full.splits[name], size, 0) for name, size in sizes.items()}
+    return FerDataset(full.source, subsets)
 
 
 @pytest.fixture(scope="session")
@@ -241,7 +242,8 @@ def pki(tmp_path_factory):
     where = tmp_path_factory.mktemp("pki")
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=fer-edge test CA",
              "-keyout", "ca.key", "-out", "ca.crt", cwd=where)
-    for name, extension in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"), ("client", "extendedKeyUsage=clientAuth")):
+    extensions = (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"), ("client", "extendedKeyUsage=clientAuth"))
+    for name, extension in extensions:
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=fer-edge test {name}", "-keyout", f"{name}.key",
                  "-out", f"{name}.csr", cwd=where)
         (where / f"{name}.ext").write_text(extension + "\n")

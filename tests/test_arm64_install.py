@@ -40,7 +40,8 @@ def test_the_pi_install_on_arm64_keeps_apt_numpy_and_matches_x86(tmp_path):
     if reason:
         pytest.skip(reason)
     photo = require(MEDIA / "justin.jpg", "justin.jpg")  # JPEG decodes to the same pixels on both architectures
-    arm = subprocess.run(["bash", str(ROOT / "tests" / "arm64" / "pi_install.sh"), str(tmp_path), str(ROOT), str(photo)],
+    script = ROOT / "tests" / "arm64" / "pi_install.sh"
+    arm = subprocess.run(["bash", str(script), str(tmp_path), str(ROOT), str(photo)],
                          capture_output=True, text=True, timeout=1500)
     assert arm.returncode == 0, (arm.stdout[-3000:], arm.stderr[-3000:])
     lines = arm.stdout.splitlines()

@@ -8,8 +8,8 @@ import pytest
 
 from edge_runtime.cli import RUN_OPTIONS
 from edge_runtime.config import Config, config_from_dict, preflight, schema_field
-from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.contract import load_contract, write_contract
+from edge_runtime.core.errors import ConfigError
 from edge_runtime.sources import HEADER_BYTES, header_size, open_source
 from tests.conftest import MEDIA, SHIPPED_INT8, plain_photo, png_bomb, require, run_main
 

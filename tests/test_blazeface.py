@@ -4,10 +4,20 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.detectors import DetectorOptions, find_faces, make_detector
-from edge_runtime.detectors.blazeface import (ANCHOR_LAYOUTS, BUNDLED_MODEL, BlazeFaceOptions, Detection, Letterbox,
-                                              decode, letterbox, make_anchors, to_frame_box, weighted_nms)
 from edge_runtime.core.errors import ConfigError, ModelError
+from edge_runtime.detectors import DetectorOptions, find_faces, make_detector
+from edge_runtime.detectors.blazeface import (
+    ANCHOR_LAYOUTS,
+    BUNDLED_MODEL,
+    BlazeFaceOptions,
+    Detection,
+    Letterbox,
+    decode,
+    letterbox,
+    make_anchors,
+    to_frame_box,
+    weighted_nms,
+)
 from tests.conftest import MEDIA, SHIPPED_INT8, require
 
 

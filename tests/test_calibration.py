@@ -7,10 +7,16 @@ import numpy as np
 import pytest
 
 from edge_runtime.core.errors import DataError
-from tests.conftest import FER_HEAD_CSV, ROOT, require
-from lab.calibration import (MANIFEST_NAME, ManifestRow, build_calibration, image_fingerprint, match_manifest,
-                               read_manifest)
+from lab.calibration import (
+    MANIFEST_NAME,
+    ManifestRow,
+    build_calibration,
+    image_fingerprint,
+    match_manifest,
+    read_manifest,
+)
 from lab.data import FerDataset, Split, load_csv
+from tests.conftest import FER_HEAD_CSV, ROOT, require
 
 COMMITTED_MANIFEST = ROOT / "calibration_data" / MANIFEST_NAME
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from edge_runtime.core.errors import FerError
-from train.evaluate import comparison_table
 from lab.metrics import classification_report
+from train.evaluate import comparison_table
 from train.runs import FitConfig, RunState, run_epochs
 
 

@@ -8,12 +8,12 @@ import pytest
 
 from convert.inspect_tflite import float_ops, io_types
 from convert.pipeline import ConvertOptions, run_conversion
-from convert.records import ConversionReport
 from convert.quantize import convert
+from convert.records import ConversionReport
 from edge_runtime.core.errors import DataError, FerError, ModelError
 from edge_runtime.core.labels import LABELS
-from tests.conftest import SHIPPED_INT8, SHIPPED_KERAS, run_cli
 from lab.calibration import build_calibration, load_calibration, select_manifest
+from tests.conftest import SHIPPED_INT8, SHIPPED_KERAS, run_cli
 
 
 def tiny_model():
@@ -115,7 +115,8 @@ def test_pipeline_writes_models_sidecars_and_reports(tiny_keras, generated_csv, 
     # The JSON report reads back into the same typed record.
     on_disk = json.loads((tmp_path / "reports" / "tiny_int8.json").read_text())
     read_back = ConversionReport.from_json(on_disk)
-    assert json.dumps(read_back.to_json()) == json.dumps(report.to_json())  # NaN-safe equality (tiny model: no decisive)
+    # Compared as JSON text, which is NaN-safe (the tiny model has no decisive images).
+    assert json.dumps(read_back.to_json()) == json.dumps(report.to_json())
     markdown = (tmp_path / "reports" / "tiny_int8.md").read_text()
     assert "**PASSED its budget" in markdown and "Calibration: 35 images" in markdown
     assert "Post-training quantization of the float model itself" in markdown
@@ -282,7 +283,8 @@ def test_without_the_edge_graph_the_keras_lstm_is_converted_as_is(tiny_keras, tm
 def test_debugger_tensor_names_are_shortened_to_layer_names():
     from convert.verify import readable_tensor_name
 
-    assert readable_tensor_name("NumericVerify/cnn_lstm_edge_1/lstm1_t10_input_1/BiasAdd1:1303") == "lstm1_t10_input_1/BiasAdd1"
+    plain = "NumericVerify/cnn_lstm_edge_1/lstm1_t10_input_1/BiasAdd1:1303"
+    assert readable_tensor_name(plain) == "lstm1_t10_input_1/BiasAdd1"
     fused = "NumericVerify/cnn_lstm_edge_1/c1_relu_1/Relu;cnn_lstm_edge_1/c1_bn_1/batchnorm/add_1:88"
     assert readable_tensor_name(fused) == "c1_relu_1/Relu"
     assert readable_tensor_name("pixels") == "pixels"

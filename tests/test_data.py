@@ -8,8 +8,8 @@ import pytest
 
 from edge_runtime.core.errors import DataError
 from edge_runtime.core.labels import LABELS
-from tests.conftest import FER_HEAD_CSV, require
 from lab.data import load_fer2013, resolve_data_path
+from tests.conftest import FER_HEAD_CSV, require
 
 PIXELS = " ".join(str(v % 256) for v in range(2304))
 
@@ -23,7 +23,8 @@ def _write_csv(path, rows, header=("emotion", "pixels", "Usage")):
 
 
 def _good_rows():
-    return [(i % 7, PIXELS, usage) for i, usage in enumerate(["Training"] * 7 + ["PublicTest"] * 3 + ["PrivateTest"] * 2)]
+    usages = ["Training"] * 7 + ["PublicTest"] * 3 + ["PrivateTest"] * 2
+    return [(i % 7, PIXELS, usage) for i, usage in enumerate(usages)]
 
 
 def _write_folders(root, per_class=1, splits=(("train", "Training"), ("test", "PublicTest"), ("test", "PrivateTest"))):

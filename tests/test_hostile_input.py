@@ -107,7 +107,8 @@ def test_a_tampered_model_or_sidecar_is_one_line_and_exit_2(monkeypatch, capsys,
     elif damage == "sidecar_not_json":
         sidecar.write_text("{ not json")
     else:
-        edits = {"sidecar_without_hash": {"model_sha256": ""}, "sidecar_of_another_format": {"format": "fer-edge-model/2"},
+        edits = {"sidecar_without_hash": {"model_sha256": ""},
+                 "sidecar_of_another_format": {"format": "fer-edge-model/2"},
                  "sidecar_cpu_model_escapes": {"edgetpu_compiled": True, "cpu_model": "../../etc/passwd"}}[damage]
         sidecar.write_text(json.dumps({**raw, **edits}))
     code, _, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source",
@@ -158,4 +159,5 @@ def test_a_video_whose_second_half_is_gone_ends_at_its_frame_count(tmp_path, cap
     frames = list(source.frames())
     assert 0 < len(frames) < 115 and len(frames) + source.health().skipped == 115
     assert source.health().skipped < MAX_UNREADABLE_FRAMES_IN_A_ROW
-    assert f"end of video after {len(frames)} frames; {source.health().skipped} unreadable frames skipped" in caplog.text
+    skipped = source.health().skipped
+    assert f"end of video after {len(frames)} frames; {skipped} unreadable frames skipped" in caplog.text

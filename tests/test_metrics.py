@@ -1,7 +1,8 @@
 """The numpy metrics agree with scikit-learn on real-shaped random predictions."""
 
 import numpy as np
-from sklearn.metrics import classification_report as sk_report, confusion_matrix as sk_confusion
+from sklearn.metrics import classification_report as sk_report
+from sklearn.metrics import confusion_matrix as sk_confusion
 
 from lab.metrics import classification_report
 

@@ -15,8 +15,17 @@ from edge_runtime.config import config_from_dict, mqtt_password, preflight
 from edge_runtime.core.errors import ConfigError
 from edge_runtime.sinks.mqtt import MqttSink, TlsFiles, tls_context
 from edge_runtime.sinks.spool import Spool
-from tests.conftest import (MEDIA, SHIPPED_INT8, Mosquitto, face_event, plain_photo, require, run_main, subscriber,
-                            wait_for)
+from tests.conftest import (
+    MEDIA,
+    SHIPPED_INT8,
+    Mosquitto,
+    face_event,
+    plain_photo,
+    require,
+    run_main,
+    subscriber,
+    wait_for,
+)
 
 
 def tls_broker(tmp_path, pki, require_certificate: bool) -> Mosquitto:
@@ -66,7 +75,8 @@ def test_a_broker_certificate_that_does_not_verify_is_refused_and_named(tmp_path
 
 def test_a_broker_that_requires_a_client_certificate_refuses_a_client_without_one(tmp_path, pki, caplog):
     broker = tls_broker(tmp_path, pki, require_certificate=True)
-    sink = MqttSink("127.0.0.1", broker.port, "fer/test", max_backoff_s=1, tls=tls_context(TlsFiles(str(pki / "ca.crt"))))
+    ca_only = tls_context(TlsFiles(str(pki / "ca.crt")))
+    sink = MqttSink("127.0.0.1", broker.port, "fer/test", max_backoff_s=1, tls=ca_only)
     try:
         sink(face_event(0))
         assert wait_for(lambda: "may require a client certificate: mqtt.tls_cert_file" in caplog.text, 10)
@@ -259,7 +269,8 @@ def test_a_faulted_sink_turns_healthz_503_and_its_metric_on_until_it_recovers(mo
             assert wait_for(lambda: sink.fault == "", 20)
             assert wait_for(lambda: read("/healthz")[0] == 200, 10)
             seen["recovered"] = read("/healthz")
-            seen["recovered_metric"] = faulted_metric() if wait_for(lambda: faulted_metric().endswith(" 0.0"), 5) else ""
+            cleared = wait_for(lambda: faulted_metric().endswith(" 0.0"), 5)
+            seen["recovered_metric"] = faulted_metric() if cleared else ""
         finally:
             service.request_stop()
 

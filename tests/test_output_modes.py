@@ -6,8 +6,8 @@ from collections import Counter
 import pytest
 
 from edge_runtime.config import Config, with_overrides
-from edge_runtime.service import build_runtime
 from edge_runtime.core.faces import FaceChange, Summary
+from edge_runtime.service import build_runtime
 from edge_runtime.sinks import CallbackSink
 from tests.conftest import MEDIA, SHIPPED_INT8, require
 
@@ -55,7 +55,8 @@ def expected_changes(per_frame, frame_times, max_missed_s):
                         shares(track["labels"])))
     for track_id in list(seen):
         track = seen.pop(track_id)
-        out.append(("left", track_id, track["label"], round(track["last"] - track["first"], 3), shares(track["labels"])))
+        seconds = round(track["last"] - track["first"], 3)
+        out.append(("left", track_id, track["label"], seconds, shares(track["labels"])))
     return out
 
 

@@ -132,4 +132,5 @@ def test_a_wheel_installed_in_a_fresh_venv_works_from_another_folder(tmp_path):
     assert example.stdout.splitlines()[0].startswith("(83, 95, 206, 206) happy")
     where = run(str(venv / "bin" / "python"), "-c", "import edge_runtime; from edge_runtime.config import Config; "
                 "print(edge_runtime.__file__); print(Config().model.file)")
-    assert all(line.startswith(str(venv)) for line in where.stdout.splitlines())  # the package and model, not the checkout
+    # The package and the model come from the virtual environment, not from the checkout.
+    assert all(line.startswith(str(venv)) for line in where.stdout.splitlines())

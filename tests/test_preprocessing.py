@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from edge_runtime.core.errors import FerError
-from edge_runtime.core.preprocessing import (INPUT_SIZE, PREPROCESSING_VERSION, preprocess_face, restore_blur,
-                                             sharpen_amount, sharpness)
+from edge_runtime.core.preprocessing import (
+    INPUT_SIZE,
+    PREPROCESSING_VERSION,
+    preprocess_face,
+    restore_blur,
+    sharpen_amount,
+    sharpness,
+)
 
 
 def _synthetic_bgr() -> np.ndarray:
@@ -47,7 +53,8 @@ def test_48x48_input_passes_through_unchanged():
     np.testing.assert_array_equal(preprocess_face(image), image)
 
 
-@pytest.mark.parametrize("bad", [np.zeros((0, 5), np.uint8), np.zeros((5, 5), np.float32), np.zeros((4, 4, 2), np.uint8)])
+@pytest.mark.parametrize("bad", [np.zeros((0, 5), np.uint8), np.zeros((5, 5), np.float32),
+                                 np.zeros((4, 4, 2), np.uint8)])
 def test_bad_images_raise_clear_errors(bad):
     with pytest.raises(FerError):
         preprocess_face(bad)

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.core.labels import LABELS
-from edge_runtime.core.faces import FaceEvent
 from edge_runtime.annotate import draw_events
+from edge_runtime.core.faces import FaceEvent
+from edge_runtime.core.labels import LABELS
 from edge_runtime.preview import FaceReadings, Preview
 from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, plain_photo, require
 

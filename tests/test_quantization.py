@@ -149,10 +149,9 @@ def test_refuses_what_it_cannot_simulate(quantization_aware, real_faces):
 
 @pytest.mark.slow
 def test_fine_tuning_starts_from_the_simulated_copy_and_keeps_it_if_better(quantization_aware, fer_small, tmp_path):
-    from train.fit import FitConfig, fit
-    from lab.keras_io import load_keras_model
-
     from lab.calibration import MANIFEST_NAME, select_manifest, write_manifest
+    from lab.keras_io import load_keras_model
+    from train.fit import FitConfig, fit
 
     _, _, folder = quantization_aware
     # The copy's ranges come from the images a calibration manifest names (fer-convert's), found in the dataset.
@@ -162,7 +161,8 @@ def test_fine_tuning_starts_from_the_simulated_copy_and_keeps_it_if_better(quant
     state = fit(fer_small, tmp_path / "run", config, verbose=0)
     assert state.config.model == "small" and state.config.quantization_aware.endswith("small.keras")
     assert state.epochs_done == 1
-    # The copy before fine-tuning is scored on PublicTest: its accuracy is the untuned copy's, from the manifest's faces.
+    # The copy before fine-tuning is scored on PublicTest: its accuracy is the untuned copy's, from the manifest's
+    # faces.
     from lab.calibration import manifest_images
     from lab.keras_io import predict_probabilities
 

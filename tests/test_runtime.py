@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from edge_runtime.config import Config, with_overrides
-from edge_runtime.service import build_runtime
 from edge_runtime.core.faces import FaceEvent
+from edge_runtime.service import build_runtime
 from edge_runtime.sinks import CallbackSink
 from tests.conftest import MEDIA, SHIPPED_INT8, png_bomb, require, run_cli
 
@@ -119,8 +119,8 @@ def test_runtime_never_imports_tensorflow(int8_model, tmp_path, detector):
                 if name == "tensorflow" or name.startswith("tensorflow.") or name == "keras":
                     raise ImportError("tensorflow is blocked in this test")
         sys.meta_path.insert(0, BlockTensorFlow())
-        sys.argv = ["edge-runtime", "run", "--model", {str(int8_model)!r}, "--source", {str(video)!r}, "--max-frames", "20",
-                    "--detector", {detector!r}]
+        sys.argv = ["edge-runtime", "run", "--model", {str(int8_model)!r}, "--source", {str(video)!r},
+                    "--max-frames", "20", "--detector", {detector!r}]
         from edge_runtime.cli import app
         app(standalone_mode=False)
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
@@ -140,7 +140,8 @@ def test_truncated_video_and_missing_source(int8_model, tmp_path):
     # The first 5 kB of an MP4 hold no index (moov atom): OpenCV cannot open it, and the runtime says so.
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "cannot open video" in result.stderr and "truncated" in result.stderr
-    result = run_cli("-m", "edge_runtime.cli", "run", "--model", str(int8_model), "--source", str(tmp_path / "nope.mp4"))
+    missing = tmp_path / "nope.mp4"
+    result = run_cli("-m", "edge_runtime.cli", "run", "--model", str(int8_model), "--source", str(missing))
     assert result.returncode == 2 and "source" in result.stderr and "not found" in result.stderr
 
 

@@ -14,12 +14,20 @@ import numpy as np
 import pytest
 
 from edge_runtime.classifier import dequantize, quantize_input
-from edge_runtime.core.contract import (Budget, FloatReference, ModelContract, TensorSpec, Verification, budget_state,
-                                        load_contract, verification_summary)
+from edge_runtime.core.contract import (
+    Budget,
+    FloatReference,
+    ModelContract,
+    TensorSpec,
+    Verification,
+    budget_state,
+    load_contract,
+    verification_summary,
+)
 from edge_runtime.core.errors import FerError, ModelError
-from edge_runtime.detectors import Box, DetectorOptions, crop_face, find_faces
 from edge_runtime.core.interpreter import EdgeTpuError, InterpreterApi, make_interpreter
 from edge_runtime.core.labels import LABELS
+from edge_runtime.detectors import Box, DetectorOptions, crop_face, find_faces
 from edge_runtime.smoothing import UNCERTAIN, decide
 from edge_runtime.sources import CameraSource, SourceHealth, open_source
 from tests.conftest import MEDIA, SHIPPED_INT8, require
@@ -119,7 +127,8 @@ def test_quantization_helpers_round_trip():
     assert quantize_input(pixels, TensorSpec((256,), "uint8", 1.0, 0)) is pixels
     as_int8 = quantize_input(pixels, TensorSpec((256,), "int8", 1.0, -128))
     assert as_int8.dtype == np.int8 and as_int8[0] == -128 and as_int8[-1] == 127
-    assert dequantize(np.array([0, 128, 255], np.uint8), TensorSpec((3,), "uint8", 1 / 256, 0)).tolist() == [0, 0.5, 255 / 256]
+    as_float = dequantize(np.array([0, 128, 255], np.uint8), TensorSpec((3,), "uint8", 1 / 256, 0))
+    assert as_float.tolist() == [0, 0.5, 255 / 256]
 
 
 def test_model_contract_refusals(tmp_path):
@@ -163,7 +172,8 @@ def test_start_up_says_how_the_model_was_verified(tmp_path, caplog):
     assert line.endswith("(94.4% with the float model float.keras, accuracy 49.0%)")
     failing = replace(verified, budget=Budget(0.5, 0.97, False, ("int8 top-1 agreement 93.65% is below 97%",)))
     level, line = verification_summary(replace(contract, verified=failing), "m.tflite")
-    assert level == logging.WARNING and line.endswith("FAILED its conversion budget: int8 top-1 agreement 93.65% is below 97%")
+    assert level == logging.WARNING
+    assert line.endswith("FAILED its conversion budget: int8 top-1 agreement 93.65% is below 97%")
     assert verification_summary(replace(contract, verified=None), "m.tflite")[0] == logging.WARNING
     assert [budget_state(replace(contract, verified=v)) for v in (None, verified, failing, passed.verified)] == [
         "unverified", "unjudged", "failed", "passed"]
@@ -174,7 +184,8 @@ def test_start_up_says_how_the_model_was_verified(tmp_path, caplog):
     copy.with_suffix(".json").write_text(json.dumps({**sidecar, "verified": failing.to_json()}))
     with caplog.at_level(logging.INFO, logger="edge_runtime.classifier"):
         EmotionClassifier.from_file(copy)
-    assert any(r.levelno == logging.WARNING and "FAILED its conversion budget" in r.getMessage() for r in caplog.records)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("FAILED its conversion budget" in message for message in warnings)
 
 
 def test_edgetpu_errors_are_distinct(tmp_path, monkeypatch, caplog):
@@ -189,7 +200,8 @@ def test_edgetpu_errors_are_distinct(tmp_path, monkeypatch, caplog):
     fallback.set_tensor(fallback.get_input_details()[0]["index"], np.zeros((1, 48, 48, 1), np.uint8))
     fallback.invoke()
     assert fallback.get_tensor(fallback.get_output_details()[0]["index"]).shape == (1, 7)
-    # A model that claims Edge TPU compilation, and a delegate loader standing in for the USB device (hardware boundary).
+    # A model that claims Edge TPU compilation, and a delegate loader standing in for the USB device (hardware
+    # boundary).
     compiled = tmp_path / "m_edgetpu.tflite"
     compiled.write_bytes(model.read_bytes() + b"edgetpu-custom-op")
 
@@ -208,9 +220,9 @@ def test_edgetpu_errors_are_distinct(tmp_path, monkeypatch, caplog):
 
 
 def test_detector_registry_errors(tmp_path):
+    from edge_runtime.core.errors import ConfigError
     from edge_runtime.detectors import make_detector
     from edge_runtime.detectors.yunet import YuNetOptions
-    from edge_runtime.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown detector 'dlib'; choose one of blazeface, haar, yunet"):
         make_detector("dlib", DetectorOptions())
@@ -250,7 +262,8 @@ def test_a_bad_run_option_names_its_config_key(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "model.threads: 0 is below the minimum 1" in result.stderr
     result = run_cli("-m", "edge_runtime.cli", "run", "--backend", "gpu")
-    assert result.returncode == 2 and "Invalid value for '--backend'" in result.stderr and "'cpu', 'edgetpu'" in result.stderr
+    assert result.returncode == 2
+    assert "Invalid value for '--backend'" in result.stderr and "'cpu', 'edgetpu'" in result.stderr
 
 
 def test_each_detector_backend_has_its_own_typed_section():
@@ -305,7 +318,7 @@ def test_a_new_detector_needs_only_its_module_and_its_registry_line(tmp_path):
     shutil.copytree(ROOT / "edge_runtime", tmp_path / "edge_runtime", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "edge_runtime" / "detectors" / "corner.py").write_text(STANDIN_DETECTOR)
     registry = tmp_path / "edge_runtime" / "detectors" / "__init__.py"
-    yunet = "from edge_runtime.detectors.yunet import YuNetDetector, YuNetOptions\n"
+    yunet = "from edge_runtime.detectors.yunet import YuNetDetector\n"
     text = registry.read_text().replace(yunet, yunet + "from edge_runtime.detectors.corner import CornerDetector\n")
     registry.write_text(text.replace('    "yunet": YuNetDetector,\n',
                                      '    "yunet": YuNetDetector,\n    "corner": CornerDetector,\n'))

@@ -10,11 +10,11 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.request
 
 import pytest
-import tomllib
 
 from edge_runtime.config import Config, config_from_dict, describe_schema, load_config
 from edge_runtime.core.contract import budget_state, load_contract
@@ -124,7 +124,8 @@ def test_notify_watchdog_sigterm_flush_and_http(tmp_path):
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())
         assert health["status"] == "ok" and health["frames"] > 0
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        frames = next(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("fer_edge_frames_total"))
+        frames = next(float(line.split()[-1]) for line in metrics.splitlines()
+                      if line.startswith("fer_edge_frames_total"))
         assert frames > 0
         assert "fer_edge_events_total{label=" in metrics and "fer_edge_inference_seconds_bucket" in metrics
         assert "fer_edge_source_reconnects_total" in metrics and "fer_edge_frames_dropped_total" in metrics
@@ -167,7 +168,8 @@ def test_health_reports_stall():
     from edge_runtime.service import Service
 
     model = require(SHIPPED_INT8, "shipped int8 model")
-    settings = with_overrides(Config(), {"model.path": str(model), "source.spec": str(require(MEDIA / "justin.jpg", "photo")),
+    photo = require(MEDIA / "justin.jpg", "photo")
+    settings = with_overrides(Config(), {"model.path": str(model), "source.spec": str(photo),
                                          "http.stall_seconds": 0.5, "sinks.stdout": False})
     service = Service(settings, sinks=[])
     assert service.health().status == "starting" and not service.health().healthy

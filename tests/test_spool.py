@@ -73,7 +73,8 @@ def test_bad_lines_anywhere_are_set_aside_once_and_delivery_goes_on(tmp_path, ca
 
 
 def test_a_refused_or_short_write_leaves_no_torn_line_and_is_reported(tmp_path, monkeypatch):
-    # The disk is the boundary mocked here: os.write fails (ENOSPC) or writes only part of the line, as a full disk does.
+    # The disk is the boundary mocked here: os.write fails (ENOSPC) or writes only part of the line, as a full disk
+    # does.
     import errno
     import os
 

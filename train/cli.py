@@ -13,8 +13,8 @@ from edge_runtime.core.errors import FerError
 from lab.data import SPLITS
 from train.augment import AugmentConfig
 from train.fit import BALANCE_MODES, SCHEDULES
-from train.runs import FitConfig
 from train.paper import MODEL_NAMES
+from train.runs import FitConfig
 
 # Each option's default is defined once, in FitConfig and AugmentConfig (what state.json records).
 FIT, AUGMENT = FitConfig(), AugmentConfig()
@@ -169,8 +169,8 @@ def evaluate_command(
     """Accuracy, per-class precision/recall/F1, confusion matrices and learning curves, as JSON, Markdown and PNG."""
     require_extra("train")
     from lab.data import load_fer2013
-    from train.evaluate import evaluate, write_report
     from lab.keras_io import load_keras_model
+    from train.evaluate import evaluate, write_report
     from train.runs import read_history, run_epochs
 
     keras_model = load_keras_model(model)
@@ -199,7 +199,8 @@ def export_command(
 
 @app.command("compare")
 def compare_command(
-    metrics: list[Path] = typer.Argument(..., help="metrics JSON files (models/*.metrics.json or reports/*/metrics.json)"),
+    metrics: list[Path] = typer.Argument(...,
+                                         help="metrics JSON files (models/*.metrics.json or reports/*/metrics.json)"),
 ) -> None:
     """Print the paper's Table 8 layout (one row per model) with honest PrivateTest numbers, as Markdown."""
     from train.evaluate import comparison_table
@@ -222,8 +223,8 @@ def audit_command(
     """Reproduce the paper's oversample-then-split protocol next to the honest one and count leaked test images."""
     require_extra("train")
     from lab.data import load_fer2013
-    from train.leakage import audit, audit_markdown
     from lab.provenance import provenance, write_json
+    from train.leakage import audit, audit_markdown
 
     started = provenance()  # the code as it was when the audit began (the tree may change while it runs)
     result = audit(load_fer2013(data, limit_per_split=limit, seed=seed), seed=seed, model=model, epochs=epochs,

@@ -57,7 +57,8 @@ def split_statistics(dataset: FerDataset) -> dict:
         if len(split) == 0:
             continue
         stats[name] = {"images": len(split), "pixel_mean": float(split.images.mean()),
-                       "pixel_std": float(split.images.std()), "median_sharpness": float(np.median(sharpness(split.images)))}
+                       "pixel_std": float(split.images.std()),
+                       "median_sharpness": float(np.median(sharpness(split.images)))}
     return stats
 
 
@@ -75,8 +76,9 @@ def check_dataset(dataset: FerDataset) -> tuple[dict, list[Finding]]:
             sigma = estimate_blur_sigma(dataset.split(held_out).images, train["median_sharpness"])
             findings.append(Finding(
                 "blurred-training-split",
-                f"Training images are much blurrier than {held_out} (median sharpness {train['median_sharpness']:.1f} vs "
-                f"{other['median_sharpness']:.1f}, ratio {ratio:.2f}); they look like a Gaussian blur of sigma ~{sigma:g} px. "
+                f"Training images are much blurrier than {held_out} "
+                f"(median sharpness {train['median_sharpness']:.1f} vs {other['median_sharpness']:.1f}, "
+                f"ratio {ratio:.2f}); they look like a Gaussian blur of sigma ~{sigma:g} px. "
                 "A model trained on them fails on sharp faces (see docs/dataset.md). Use an unmodified FER2013 copy "
                 "(the Kaggle fer2013.csv or a sharp image release)."))
             break

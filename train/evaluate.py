@@ -8,10 +8,10 @@ from pathlib import Path
 
 from edge_runtime.core.errors import FerError
 from lab.data import FerDataset
-from lab.metrics import classification_report, confusion_table, per_class_table
 from lab.keras_io import predict_probabilities
-from train.paper import PAPER_NAMES, PAPER_PARAMETER_COUNTS
+from lab.metrics import classification_report, confusion_table, per_class_table
 from lab.provenance import provenance, write_json
+from train.paper import PAPER_NAMES, PAPER_PARAMETER_COUNTS
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,9 @@ def comparison_table(metrics_files: list[str | Path]) -> str:
         name = payload.get("paper_name") or PAPER_NAMES.get(model_name) or payload.get("title")
         parameters = payload.get("parameters", PAPER_PARAMETER_COUNTS.get(model_name, 0))
         training = payload.get("training", {})
-        epochs = f"{training.get('epochs_run', payload.get('epochs_run', '?'))} ({training.get('best_epoch', payload.get('best_epoch', '?'))})"
+        epochs_run = training.get("epochs_run", payload.get("epochs_run", "?"))
+        best_epoch = training.get("best_epoch", payload.get("best_epoch", "?"))
+        epochs = f"{epochs_run} ({best_epoch})"
         macro, weighted = results["macro"], results["weighted"]
         lines.append(f"| {name} | {parameters:,} | {epochs} | {results['accuracy']:.4f} | {macro['precision']:.4f} | "
                      f"{macro['recall']:.4f} | {macro['f1']:.4f} | {weighted['f1']:.4f} |")

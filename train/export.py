@@ -7,11 +7,11 @@ from pathlib import Path
 
 from edge_runtime.core.errors import ModelError
 from lab.data import FerDataset
-from train.evaluate import evaluate, write_report
 from lab.keras_io import load_keras_model
-from train.runs import RunState, epoch_summary, read_history
-from train.paper import PAPER_NAMES
 from lab.provenance import file_sha256, provenance, write_json
+from train.evaluate import evaluate, write_report
+from train.paper import PAPER_NAMES
+from train.runs import RunState, epoch_summary, read_history
 
 
 def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset, report_dir: str | Path) -> dict:

@@ -24,11 +24,11 @@ import numpy as np
 from edge_runtime.core.errors import DataError, FerError
 from edge_runtime.core.labels import NUM_CLASSES
 from lab.data import FerDataset, Split
+from lab.keras_io import load_keras_model, to_model_input
+from lab.provenance import provenance
 from train.averaging import AVERAGE_NORMS
 from train.data_checks import check_dataset
-from lab.keras_io import load_keras_model, to_model_input
 from train.runs import HISTORY_FIELDS, FitConfig, RunState
-from lab.provenance import provenance
 
 log = logging.getLogger(__name__)
 

@@ -65,12 +65,13 @@ def leaky_split(dataset: FerDataset, seed: int, test_fraction: float = 0.1,
 def audit(dataset: FerDataset, *, seed: int = 0, model: str = "cnn", epochs: int = 0,
           work_dir: str | Path = "runs/audit") -> dict:
     """Duplicate counts under both protocols; with ``epochs > 0`` also the accuracy of ``model`` under each."""
-    from train.evaluate import evaluate
     from lab.keras_io import load_keras_model
+    from train.evaluate import evaluate
 
     leaky = leaky_split(dataset, seed)
     result = {"seed": seed, "protocols": {}}
-    for protocol, data in (("paper (oversample, then split)", leaky), ("honest (split, then oversample Training)", dataset)):
+    protocols = (("paper (oversample, then split)", leaky), ("honest (split, then oversample Training)", dataset))
+    for protocol, data in protocols:
         test, train = data.split("PrivateTest"), data.split("Training")
         entry = {"train_images": len(train), "test_images": len(test), "test_class_counts": test.class_counts(),
                  "duplicates": count_exact_duplicates(test, train)}
@@ -81,8 +82,8 @@ def audit(dataset: FerDataset, *, seed: int = 0, model: str = "cnn", epochs: int
             run_dir = Path(work_dir) / ("paper" if data is leaky else "honest")
             # Both protocols get the same budget; the leaky split's test images are copies of training images, which
             # the split-consistency checks are not meant to judge.
-            fit(data, run_dir, FitConfig(model=model, epochs=epochs, seed=seed, balance=balance, ignore_data_checks=True),
-                resume=True, verbose=2)
+            config = FitConfig(model=model, epochs=epochs, seed=seed, balance=balance, ignore_data_checks=True)
+            fit(data, run_dir, config, resume=True, verbose=2)
             report = evaluate(load_keras_model(run_dir / "best.keras"), data, "PrivateTest")
             entry.update(model=model, epochs=epochs, accuracy=report["accuracy"], macro_f1=report["macro"]["f1"],
                          per_class_f1={k: v["f1"] for k, v in report["per_class"].items()})
@@ -103,5 +104,6 @@ def audit_markdown(result: dict) -> str:
         macro_f1 = f"{entry['macro_f1']:.4f}" if "macro_f1" in entry else "-"
         disgust = f"{entry['per_class_f1']['disgust']:.3f}" if "per_class_f1" in entry else "-"
         lines.append(f"| {protocol} | {entry['train_images']} | {entry['test_images']} | "
-                     f"{duplicates['with_duplicate_in_training']} ({duplicates['fraction']:.1%}) | {accuracy} | {macro_f1} | {disgust} |")
+                     f"{duplicates['with_duplicate_in_training']} ({duplicates['fraction']:.1%}) | {accuracy} "
+                     f"| {macro_f1} | {disgust} |")
     return "\n".join(lines)

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from edge_runtime.core.records import JsonRecord
-from train.augment import AugmentConfig
 from lab.explicit_lstm import DEFAULT_CELL_STATE_RANGE
 from lab.provenance import write_json
+from train.augment import AugmentConfig
+
 
 @dataclass(frozen=True)
 class FitConfig(JsonRecord):

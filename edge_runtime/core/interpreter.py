@@ -107,7 +107,8 @@ def make_interpreter(model_path: str | Path, *, threads: int = 1, backend: str =
 def _edgetpu_delegate(model_path: Path, api: InterpreterApi):
     if not is_edgetpu_compiled(model_path):
         raise EdgeTpuError(f"model not compiled for the Edge TPU: {model_path.name} has no edgetpu-custom-op; "
-                           "compile it with `edgetpu_compiler` (fer-convert --edgetpu does when the compiler is installed)")
+                           "compile it with `edgetpu_compiler` "
+                           "(fer-convert --edgetpu does when the compiler is installed)")
     if ctypes.util.find_library("edgetpu") is None and not Path(f"/usr/lib/{EDGETPU_LIBRARY}").exists():
         # Checked before load_delegate, which on a missing library also prints a spurious traceback when collected.
         raise EdgeTpuError(f"no Edge TPU runtime: {EDGETPU_LIBRARY} not found; install libedgetpu1-std from "

@@ -14,9 +14,9 @@ from edge_runtime.core.errors import ConfigError
 from edge_runtime.core.faces import Box, Eyes
 from edge_runtime.core.records import setting
 from edge_runtime.detectors.base import CropOptions, DetectorOptions, FaceDetector, crop_face, face_crop, find_faces
-from edge_runtime.detectors.blazeface import BlazeFaceDetector, BlazeFaceOptions
-from edge_runtime.detectors.haar import HaarDetector, HaarOptions
-from edge_runtime.detectors.yunet import YuNetDetector, YuNetOptions
+from edge_runtime.detectors.blazeface import BlazeFaceDetector
+from edge_runtime.detectors.haar import HaarDetector
+from edge_runtime.detectors.yunet import YuNetDetector
 
 # Name -> backend class. Each class has a typed ``Options`` dataclass: its section of the config schema
 # ([detector.<name>]), so the names and the per-backend settings are declared once, here.
@@ -46,19 +46,19 @@ def make_detector(name: str, options: DetectorOptions, backend=None) -> FaceDete
 class DetectorSettings:
     """The ``[detector]`` settings every backend shares: which detector, the detection options and the crop."""
 
-    name: str = setting("blazeface", "face detector: blazeface (bundled MediaPipe model on LiteRT), haar (OpenCV cascade) "
-                        "or yunet (needs detector.yunet.model_path)", choices=tuple(DETECTORS))
+    name: str = setting("blazeface", "face detector: blazeface (bundled MediaPipe model on LiteRT), "
+                        "haar (OpenCV cascade) or yunet (needs detector.yunet.model_path)", choices=tuple(DETECTORS))
     # The detector's shared options keep their defaults in DetectorOptions (edge_runtime.detectors), defined once.
     min_face: int = setting(DetectorOptions.min_face, "smallest face side in pixels", minimum=8)
     max_faces: int = setting(DetectorOptions.max_faces, "0 = all faces, 1 = largest only, N = the N largest", minimum=0)
     every_n: int = setting(2, "detect on every Nth frame of a video and reuse the boxes in between", minimum=1)
     detect_width: int = setting(DetectorOptions.detect_width, "downscale wider frames to this width for detection "
                                 "only (0 = full size); the crop still comes from the full frame", minimum=0)
-    align: bool = setting(CropOptions.align, "level each face (undo its roll) by its eye keypoints before classifying (detectors "
-                          "that find eyes: blazeface, yunet)")
-    margin: float = setting(CropOptions.margin, "grow the face box by this fraction of its side on every side before cropping (0: the "
-                            "box frames a face as FER2013 does; benchmarks/pipeline_accuracy.py)", minimum=0.0,
-                            maximum=1.0)
+    align: bool = setting(CropOptions.align, "level each face (undo its roll) by its eye keypoints before "
+                          "classifying (detectors that find eyes: blazeface, yunet)")
+    margin: float = setting(CropOptions.margin, "grow the face box by this fraction of its side on every side "
+                            "before cropping (0: the box frames a face as FER2013 does; "
+                            "benchmarks/pipeline_accuracy.py)", minimum=0.0, maximum=1.0)
     restore_blur: bool = setting(CropOptions.restore_blur, "sharpen each face crop by as much as its measured blur "
                                  "calls for (a sharp face is left as it is; benchmarks/blur_restoration.py)")
 

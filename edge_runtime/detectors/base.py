@@ -61,7 +61,8 @@ def find_faces(detector: FaceDetector, image: np.ndarray) -> list[Box]:
     boxes = [Box(int(round(b.x / scale)), int(round(b.y / scale)), int(round(b.w / scale)), int(round(b.h / scale)),
                  b.score, b.eyes.scaled(1 / scale) if b.eyes else None) for b in found]
     candidates = sorted((b for b in boxes if min(b.w, b.h) >= options.min_face), key=lambda b: -b.area)
-    # Detectors often report one face twice at neighbouring scales: keep the larger box of any pair that mostly overlaps.
+    # Detectors often report one face twice at neighbouring scales: keep the larger box of any pair that mostly
+    # overlaps.
     kept: list[Box] = []
     for box in candidates:
         if all(_overlap_of_smaller(box, other) < DUPLICATE_OVERLAP for other in kept):

@@ -38,9 +38,9 @@ NMS_IOU = 0.3
 # face must be").
 BOX_MIN_SCORE = 0.65
 # BlazeFace boxes run from the brows to the chin; FER2013 faces (and the Haar default) include the forehead.
-# Growing the box about its centre by this factor, then moving it up by this fraction of the grown side, frames it like the
-# Haar detector's boxes: the medians of the Haar/BlazeFace side ratio and centre offset over the 109 frames of test.mp4
-# where both found one face (benchmarks/detectors.py measures them again).
+# Growing the box about its centre by this factor, then moving it up by this fraction of the grown side, frames it like
+# the Haar detector's boxes: the medians of the Haar/BlazeFace side ratio and centre offset over the 109 frames of
+# test.mp4 where both found one face (benchmarks/detectors.py measures them again).
 FRAMING_SCALE = 1.18
 FRAMING_SHIFT_Y = -0.025
 

@@ -35,8 +35,9 @@ class HaarDetector:
     def __init__(self, options: DetectorOptions, backend: HaarOptions = HaarOptions()):
         self.options, self.backend = options, backend
         if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
-            raise ConfigError("this OpenCV build has no CascadeClassifier/haarcascades (opencv-python-headless 5.0 dropped "
-                           "them); install `opencv-python-headless<5` or use --detector blazeface")
+            raise ConfigError("this OpenCV build has no CascadeClassifier/haarcascades "
+                              "(opencv-python-headless 5.0 dropped them); install `opencv-python-headless<5` "
+                              "or use --detector blazeface")
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():

@@ -70,7 +70,8 @@ def tls_context(files: TlsFiles) -> ssl.SSLContext:
             context.load_cert_chain(files.cert_file, files.key_file or None)
         except (OSError, ssl.SSLError) as error:
             raise ConfigError(f"mqtt.tls_cert_file: cannot load the client certificate {files.cert_file!r} with key "
-                              f"{files.key_file or '(in the same file)'!r}: {getattr(error, 'strerror', None) or error}; "
+                              f"{files.key_file or '(in the same file)'!r}: "
+                              f"{getattr(error, 'strerror', None) or error}; "
                               "give PEM files whose key matches the certificate") from error
     if not files.verify:
         context.check_hostname = False
@@ -427,7 +428,8 @@ class MqttSink:
                 with self._lock:
                     if self.spool is not None and not self._closing:
                         try:
-                            self.delivery.take_back()  # in-flight messages are read again from the spool (at least once)
+                            # In-flight messages are read again from the spool (at least once).
+                            self.delivery.take_back()
                         except Exception as spool_error:  # the spool may be what failed: retry it after the wait
                             log.error("MQTT: could not take the in-flight messages back to the spool: %s", spool_error)
                     self._lock.wait(delay)
