@@ -27,6 +27,17 @@ def load_keras_model(path: str | Path):
         raise ModelError(f"cannot load Keras model {path}: {error.__class__.__name__}: {error}") from error
 
 
+def model_of_run(path: str | Path, what: str = "model") -> Path:
+    """A model named on the command line (``what`` names its role in the error): a run folder of ``fer-train fit``
+    means its ``best.keras``."""
+    path = Path(path)
+    chosen = path / "best.keras" if path.is_dir() else path
+    if not chosen.is_file() or chosen.suffix != ".keras":
+        raise ModelError(f"{what} {path}: no .keras model there; give a run folder of `fer-train fit` (with "
+                         "best.keras) or a .keras file")
+    return chosen
+
+
 def to_model_input(images: np.ndarray) -> np.ndarray:
     """``(N, 48, 48)`` uint8 -> ``(N, 48, 48, 1)`` float32 raw pixels, the Keras model's input."""
     return images[..., None].astype(np.float32)

@@ -69,3 +69,27 @@ def confusion_table(report: dict) -> str:
     for name, row in zip(labels, report["confusion_matrix"]):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(lines)
+
+
+def confidence_summary(y_true: np.ndarray, probabilities: np.ndarray, low: float | None = None,
+                       bins: int = 15) -> dict:
+    """How sure a model is and whether that sureness is earned, from its class probabilities.
+
+    ``mean_top``: the mean top probability; ``share_below_low`` (with ``low``): the share of images whose top
+    probability is below ``low`` (the runtime's ``smoothing.threshold`` reads those as low confidence); ``ece``: the
+    expected calibration error over ``bins`` equal bins of top probability (the support-weighted gap between
+    confidence and accuracy); ``nll``: the mean negative log-likelihood of the true class. A student must be about
+    as sure as the model the runtime's thresholds were set for, or its steady state drifts to ``uncertain``.
+    """
+    y_true, probabilities = np.asarray(y_true), np.asarray(probabilities, dtype=np.float64)
+    top = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == y_true
+    which_bin = np.minimum((top * bins).astype(int), bins - 1)
+    gap = sum(abs(top[which_bin == b].mean() - correct[which_bin == b].mean()) * np.count_nonzero(which_bin == b)
+              for b in range(bins) if np.any(which_bin == b))
+    true_probability = np.clip(probabilities[np.arange(len(y_true)), y_true], 1e-12, 1.0)
+    summary = {"mean_top": float(top.mean()), "ece": float(gap / len(top)),
+               "nll": float(-np.log(true_probability).mean())}
+    if low is not None:
+        summary.update(share_below_low=float((top < low).mean()), low=float(low))
+    return summary

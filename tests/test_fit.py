@@ -88,6 +88,12 @@ def test_one_epoch_fit_resume_and_export(fer_small, tmp_path):
     with open(run / "history.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 3
 
+    # Temperature-scaled for a runtime without TTA: every prediction, so every PrivateTest figure, stays the same.
+    scaled = export_run(run, tmp_path / "models" / "t.keras", fer_small, tmp_path / "report_t", temperature_tta="none")
+    assert scaled["temperature_scaling"]["file"] == "t.keras" and scaled["temperature_scaling"]["views"] == "plain"
+    assert scaled["temperature_scaling"]["temperature"] != 1.0 and on_disk["temperature_scaling"] is None
+    assert scaled["PrivateTest"]["confusion_matrix"] == private["confusion_matrix"]
+
 
 def test_leakage_audit_counts_duplicates(fer_full):
     result = audit(fer_full, seed=0)

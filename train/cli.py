@@ -88,6 +88,8 @@ TeacherCache = Annotated[Path, typer.Option(
     help="with --teacher: where the teachers' predictions on each epoch's augmented batches are kept (reused by "
     "runs with the same data, seed and augmentation)")]
 
+TemperatureTta = Literal["none", "flip"]  # the runtime's model.tta modes (edge_runtime.classifier.TTA_MODES)
+
 AverageFrom = Annotated[int, typer.Option(
     help="stochastic weight averaging: average the weights of every epoch from this one on; the average competes "
     "for best.keras (0 = off)")]
@@ -186,15 +188,40 @@ def export_command(
     to: Path = typer.Option(Path("models/fer_cnn_lstm.keras"), help="where the shipped .keras file goes"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     report: Optional[Path] = typer.Option(None, help="report folder (default reports/<destination stem>)"),
+    temperature: Optional[TemperatureTta] = typer.Option(
+        None, help="first temperature-scale the model on PublicTest (as `fer-train temperature`) for the runtime "
+                   "reading faces with this model.tta (flip or none); for students, whose probabilities are flatter"),
 ) -> None:
     """Ship a run's best checkpoint with its PrivateTest metrics JSON (command, commit, epochs, wall time)."""
     require_extra("train")
     from lab.data import load_fer2013
     from train.export import export_run
 
-    summary = export_run(run, to, load_fer2013(data), report or Path("reports") / to.stem)
+    summary = export_run(run, to, load_fer2013(data), report or Path("reports") / to.stem, temperature)
     log.info("shipped %s: PrivateTest accuracy %.4f, macro-F1 %.4f", to, summary["PrivateTest"]["accuracy"],
              summary["PrivateTest"]["macro"]["f1"])
+
+
+@app.command("temperature")
+def temperature_command(
+    model: Path = typer.Argument(..., help="a run folder (its best.keras) or a .keras file"),
+    out: Path = typer.Option(..., help="where the temperature-scaled .keras file goes (its record beside it, "
+                                       "<name>.temperature.json)"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    tta: TemperatureTta = typer.Option(
+        "flip", help="fit the probabilities the runtime reads with this model.tta: flip averages each face and its "
+                     "mirror image"),
+) -> None:
+    """Make a model's probabilities calibrated on PublicTest (temperature scaling) without changing a prediction."""
+    require_extra("train")
+    from lab.data import load_fer2013
+    from lab.keras_io import model_of_run
+    from train.temperature import temperature_scale
+
+    record = temperature_scale(model_of_run(model), out, load_fer2013(data), flip=tta == "flip")
+    log.info("wrote %s: temperature %.3f; mean top probability %.3f -> %.3f, ECE %.3f -> %.3f", out,
+             record["temperature"], record["before"]["mean_top"], record["after"]["mean_top"],
+             record["before"]["ece"], record["after"]["ece"])
 
 
 @app.command("compare")

@@ -28,7 +28,7 @@ import numpy as np
 from edge_runtime.core.contract import file_sha256
 from edge_runtime.core.errors import FerError
 from lab.data import Split
-from lab.keras_io import load_keras_model
+from lab.keras_io import load_keras_model, model_of_run
 from train.runs import FitConfig
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,7 @@ def soft_targets(one_hot: np.ndarray, teacher_probabilities: np.ndarray, alpha: 
 
 def teacher_file(path: str | Path) -> Path:
     """A teacher named on the command line: a run folder means its ``best.keras``."""
-    path = Path(path)
-    chosen = path / "best.keras" if path.is_dir() else path
-    if not chosen.is_file() or chosen.suffix != ".keras":
-        raise FerError(f"teacher {path}: no .keras model there; give a run folder of `fer-train fit` (with best.keras) "
-                       "or a .keras file")
-    return chosen
+    return model_of_run(path, "teacher")
 
 
 def check_distillation(config: FitConfig) -> None:

@@ -12,10 +12,15 @@ from lab.provenance import file_sha256, provenance, write_json
 from train.evaluate import evaluate, write_report
 from train.paper import PAPER_NAMES
 from train.runs import RunState, epoch_summary, read_history
+from train.temperature import temperature_scale
 
 
-def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset, report_dir: str | Path) -> dict:
-    """Ship a run's best checkpoint: copy it, evaluate it on PrivateTest, write ``<dest>.metrics.json`` and a report."""
+def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset, report_dir: str | Path,
+               temperature_tta: str | None = None) -> dict:
+    """Ship a run's best checkpoint: copy it, evaluate it on PrivateTest, write ``<dest>.metrics.json`` and a report.
+
+    With ``temperature_tta`` ("flip" or "none"), the copy is first temperature-scaled on PublicTest for the runtime
+    reading faces with that ``model.tta`` (:mod:`train.temperature`; its record goes in the metrics too)."""
     started = provenance()  # the code as it was when the export began
     run_dir, destination = Path(run_dir), Path(destination)
     state_file, best = run_dir / "state.json", run_dir / "best.keras"
@@ -23,7 +28,11 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
         raise ModelError(f"{run_dir} holds no finished epoch (state.json and best.keras); run `fer-train fit` first")
     state = RunState.read(run_dir)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(best, destination)
+    if temperature_tta:
+        scaling = temperature_scale(best, destination, dataset, flip=temperature_tta == "flip")
+    else:
+        scaling = None
+        shutil.copyfile(best, destination)
     model = load_keras_model(destination)
     private = evaluate(model, dataset, "PrivateTest")
     public = evaluate(model, dataset, "PublicTest")
@@ -51,6 +60,7 @@ def export_run(run_dir: str | Path, destination: str | Path, dataset: FerDataset
         # The float model a quantization-aware run fine-tuned; fer-convert compares the int8 model with it too.
         "quantization_aware_from": ({"file": float_parent, "sha256": file_sha256(float_parent)}
                                     if float_parent and Path(float_parent).is_file() else None),
+        "temperature_scaling": scaling,
         "PublicTest": {"accuracy": public["accuracy"], "macro_f1": public["macro"]["f1"]},
         "PrivateTest": private,
         "provenance": started,
