@@ -46,6 +46,9 @@ def test_folding_into_the_last_layer_gives_exactly_the_tempered_probabilities():
     unnamed = keras.Model(inputs, keras.layers.Dense(7, activation="softmax", name="head")(inputs))
     with pytest.raises(ModelError, match="no output layer named 'probs'"):
         fold_temperature(unnamed, 1.7)
+    linear = keras.Model(inputs, keras.layers.Dense(7, name="probs")(inputs))
+    with pytest.raises(ModelError, match="not a Dense softmax layer"):
+        fold_temperature(linear, 1.7)
 
 
 def test_temperature_scaling_the_shipped_model_keeps_every_prediction(fer_small, tmp_path):

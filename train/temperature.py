@@ -87,7 +87,8 @@ def fold_temperature(model, temperature: float) -> None:
     except ValueError as error:
         raise ModelError(f"model {model.name} has no output layer named {OUTPUT_LAYER!r}; only models written by "
                          f"`fer-train fit` can be temperature-scaled") from error
-    if getattr(layer, "activation", None).__name__ != "softmax" or not layer.use_bias:
+    activation = getattr(getattr(layer, "activation", None), "__name__", None)
+    if activation != "softmax" or not getattr(layer, "use_bias", False):
         raise ModelError(f"layer {OUTPUT_LAYER!r} of {model.name} is not a Dense softmax layer with a bias; only "
                          f"models written by `fer-train fit` can be temperature-scaled")
     layer.set_weights([w / np.float32(temperature) for w in layer.get_weights()])
