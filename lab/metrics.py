@@ -71,6 +71,13 @@ def confusion_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def mean_nll(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true class (its probability floored at 1e-12, so one sure mistake costs
+    at most 27.6 rather than infinity)."""
+    true_probability = np.asarray(probabilities, dtype=np.float64)[np.arange(len(y_true)), np.asarray(y_true)]
+    return float(-np.log(np.clip(true_probability, 1e-12, 1.0)).mean())
+
+
 def confidence_summary(y_true: np.ndarray, probabilities: np.ndarray, low: float | None = None,
                        bins: int = 15) -> dict:
     """How sure a model is and whether that sureness is earned, from its class probabilities.
@@ -87,9 +94,7 @@ def confidence_summary(y_true: np.ndarray, probabilities: np.ndarray, low: float
     which_bin = np.minimum((top * bins).astype(int), bins - 1)
     gap = sum(abs(top[which_bin == b].mean() - correct[which_bin == b].mean()) * np.count_nonzero(which_bin == b)
               for b in range(bins) if np.any(which_bin == b))
-    true_probability = np.clip(probabilities[np.arange(len(y_true)), y_true], 1e-12, 1.0)
-    summary = {"mean_top": float(top.mean()), "ece": float(gap / len(top)),
-               "nll": float(-np.log(true_probability).mean())}
+    summary = {"mean_top": float(top.mean()), "ece": float(gap / len(top)), "nll": mean_nll(y_true, probabilities)}
     if low is not None:
         summary.update(share_below_low=float((top < low).mean()), low=float(low))
     return summary

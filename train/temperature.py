@@ -22,7 +22,7 @@ import numpy as np
 from edge_runtime.core.errors import ModelError
 from lab.data import FerDataset
 from lab.keras_io import load_keras_model, predict_probabilities
-from lab.metrics import classification_report, confidence_summary
+from lab.metrics import classification_report, confidence_summary, mean_nll
 from lab.provenance import file_sha256, provenance, write_json
 
 SPLIT = "PublicTest"  # the tuning split: the temperature is a tuned setting like any other
@@ -42,7 +42,9 @@ class TemperatureFit:
 
 def tempered_views(views: Sequence[np.ndarray], temperature: float) -> np.ndarray:
     """The mean over views (plain, flipped, ...) of each view's probabilities with its logits divided by
-    ``temperature``. Log-probabilities differ from logits by a per-row constant, which the softmax cancels."""
+    ``temperature``. Log-probabilities differ from logits by a per-row constant, which the softmax cancels. In float64
+    with a 1e-30 floor, unlike :func:`train.distill.tempered` (float32, 1e-7 floor, enough for training targets):
+    this must match what the folded model outputs, down to its smallest probabilities."""
     results = []
     for probabilities in views:
         logits = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-30, 1.0)) / temperature
@@ -50,12 +52,6 @@ def tempered_views(views: Sequence[np.ndarray], temperature: float) -> np.ndarra
         exp = np.exp(logits)
         results.append(exp / exp.sum(axis=1, keepdims=True))
     return np.mean(results, axis=0)
-
-
-def mean_nll(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    """Mean negative log-likelihood of the true class."""
-    true_probability = probabilities[np.arange(len(labels)), np.asarray(labels)]
-    return float(-np.log(np.clip(true_probability, 1e-30, 1.0)).mean())
 
 
 def fit_temperature(labels: np.ndarray, views: Sequence[np.ndarray]) -> TemperatureFit:
