@@ -67,7 +67,7 @@ def main() -> None:
             **{f"faces_in_{photo}": len(find_faces(detector, image)) for photo, image in photos.items()},
         }
     if "haar" in boxes_per_detector and "blazeface" in boxes_per_detector:
-        pairs = [(h[0], b[0]) for h, b in zip(boxes_per_detector["haar"], boxes_per_detector["blazeface"])
+        pairs = [(h[0], b[0]) for h, b in zip(boxes_per_detector["haar"], boxes_per_detector["blazeface"], strict=True)
                  if len(h) == 1 and len(b) == 1]
         ratios = np.array([(b.w / h.w, (b.x + b.w / 2 - h.x - h.w / 2) / h.w, (b.y + b.h / 2 - h.y - h.h / 2) / h.h)
                            for h, b in pairs])

@@ -62,7 +62,7 @@ def run_condition(runtime: Runtime, faces, labels, right: np.ndarray, background
     rng = np.random.default_rng(CONDITIONS.index(condition))  # pipeline_accuracy's seed: the same frames
     hits = {name: 0 for name in FRAMING_SETS}
     found = direct = 0
-    for face, label, direct_is_right in zip(faces, labels, right):
+    for face, label, direct_is_right in zip(faces, labels, right, strict=True):
         factors = draw_factors(condition, rng)
         frame, centre, _ = place(face, background, factors, rng)
         by_margin = readings(runtime, frame, centre)

@@ -91,7 +91,7 @@ def main() -> None:
         private_labels, private = split_probabilities["PrivateTest"]
         results["tta"][tta] = {
             "PublicTest": figures(labels, public), "PrivateTest": figures(private_labels, private),
-            "bias_from_PublicTest": dict(zip(LABELS, np.round(bias, 4).tolist())),
+            "bias_from_PublicTest": dict(zip(LABELS, np.round(bias, 4).tolist(), strict=True)),
             "strength_tuning_PublicTest_macro_f1": {str(k): round(v, 4) for k, v in tuning.items()},
             "chosen_strength": best,
             "PrivateTest_adjusted": figures(private_labels, adjusted(private, bias, best))}

@@ -157,7 +157,7 @@ def run_condition(runtime, faces, labels, direct_right: np.ndarray, background, 
     direct accuracy on those same faces (crops cut from the box ``boxes`` names)."""
     rng = np.random.default_rng(seed)
     correct = found = direct_on_found = oracle_on_found = 0
-    for face, label, direct in zip(faces, labels, direct_right):
+    for face, label, direct in zip(faces, labels, direct_right, strict=True):
         factors = draw_factors(condition, rng)
         frame, centre, matrix = place(face, background, factors, rng)
         predicted = predicted_label(runtime, frame, centre, factors["scale"], boxes)

@@ -70,7 +70,7 @@ def main() -> None:
         raise SystemExit(f"no train/<class>/*.jpg under {data}; give FER2013 in the image-folder layout")
     wanted = np.random.default_rng(args.seed).random(len(sources)) < args.share
     jobs = [(source, out / "train" / source.parent.name / source.name, bool(want))
-            for source, want in zip(sources, wanted)]
+            for source, want in zip(sources, wanted, strict=True)]
     for folder in {target.parent for _, target, _ in jobs}:
         folder.mkdir(parents=True, exist_ok=True)
     with Pool() as pool:

@@ -227,7 +227,7 @@ def score(video: Video, states: list) -> dict:
     seen = [(ts, state) for ts, state, _ in states if state is not None]
     if not seen:
         return {"faces": 0}
-    changes = sum(1 for (_, a), (_, b) in zip(seen, seen[1:]) if a != b)
+    changes = sum(1 for (_, a), (_, b) in itertools.pairwise(seen) if a != b)
     raw = [label for _, state, label in states if state is not None]
     end = states[-1][0]
     held = held_label(states, states[0][0], end)
@@ -245,8 +245,8 @@ def score(video: Video, states: list) -> dict:
     if video.kind == "sequence":  # five true changes: what is beyond them is flicker
         result["extra_changes"] = changes - (len(video.acted) - 1)
         ends = (*video.segment_starts[1:], end + 1e-6)
-        result["segments_held_right"] = sum(held_label(states, start, stop) == acted
-                                            for start, stop, acted in zip(video.segment_starts, ends, video.acted))
+        segments = zip(video.segment_starts, ends, video.acted, strict=True)
+        result["segments_held_right"] = sum(held_label(states, start, stop) == acted for start, stop, acted in segments)
     return result
 
 
@@ -402,7 +402,7 @@ def main() -> None:
     probe = build_runtime(with_overrides(Config(), {**base, "source.spec": str(files[0])}))
     parts = (probe.detector, probe.classifier)
     if args.sweep:
-        grid = [dict(zip(SWEEP, values)) for values in itertools.product(*SWEEP.values())]
+        grid = [dict(zip(SWEEP, values, strict=True)) for values in itertools.product(*SWEEP.values())]
         systems = {json.dumps(point): (lambda point: lambda v, fps: run_ours(v, decoded, fps, parts,
                                                                              {**base, **point}))(point)
                    for point in grid}

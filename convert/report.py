@@ -211,7 +211,7 @@ def confusion_png(results: dict[str, ModelResult], names: dict[str, str]) -> byt
     plt = pyplot()
     kinds = list(results)
     figure, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 4.8))
-    for axis, kind in zip(np.atleast_1d(axes), kinds):
+    for axis, kind in zip(np.atleast_1d(axes), kinds, strict=True):
         matrix = np.asarray(results[kind].confusion_matrix, dtype=float)
         normalized = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
         axis.imshow(normalized, cmap="Blues", vmin=0, vmax=1)

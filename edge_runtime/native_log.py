@@ -90,7 +90,7 @@ def native_output_to_log() -> Iterator[None]:
         os.dup2(saved, 2)  # the pipe's last writer is gone: the pump reads to its end and stops
         os.close(saved)
         pump.join(2.0)
-        for handler, stream in zip(handlers, previous_streams):
+        for handler, stream in zip(handlers, previous_streams, strict=True):
             handler.setStream(stream)
         sys.stderr = previous_stderr
         real_stderr.close()

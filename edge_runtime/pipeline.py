@@ -84,7 +84,7 @@ def event_for(frame: Frame, face_index: int, box: Box, raw_probabilities: np.nda
         track=smoothed.track_id, box=(int(box.x), int(box.y), int(box.w), int(box.h)), label=smoothed.label,
         raw_label=labels[raw_top], score=round(float(smoothed.score), 4),
         raw_score=round(float(raw_probabilities[raw_top]), 4),
-        probs={label: round(float(p), 4) for label, p in zip(labels, smoothed.probabilities)})
+        probs={label: round(float(p), 4) for label, p in zip(labels, smoothed.probabilities, strict=True)})
 
 
 def classifier_input(crop: np.ndarray, options: CropOptions) -> np.ndarray:
@@ -152,7 +152,7 @@ class Runtime:
             self.smoother.reset()  # photos are independent: nothing carries from one to the next
         smoothed = self.smoother.update(kept_boxes, raw, frame.timestamp)
         events = [event_for(frame, i, box, probs, result, self.classifier.labels)
-                  for i, (box, probs, result) in enumerate(zip(kept_boxes, raw, smoothed))]
+                  for i, (box, probs, result) in enumerate(zip(kept_boxes, raw, smoothed, strict=True))]
         return boxes, events
 
     def processed(self) -> Iterator[tuple[Frame, list[FaceEvent]]]:

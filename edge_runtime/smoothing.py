@@ -206,7 +206,7 @@ class FaceSmoother:
         """Steady readings for the faces detected at time ``ts``, in the order given."""
         assignment = self._match(boxes, ts)
         results = []
-        for index, (box, probs) in enumerate(zip(boxes, probabilities)):
+        for index, (box, probs) in enumerate(zip(boxes, probabilities, strict=True)):
             if index in assignment:
                 track = self._tracks[assignment[index]]
                 track.face.update(probs, ts)

@@ -83,7 +83,7 @@ class CalibrationSet:
 
     def histogram(self) -> dict[str, int]:
         """Images per class, by label name."""
-        return dict(zip(LABELS, np.bincount(self.labels, minlength=NUM_CLASSES).tolist()))
+        return dict(zip(LABELS, np.bincount(self.labels, minlength=NUM_CLASSES).tolist(), strict=True))
 
 
 def select_indices(dataset: FerDataset, per_class: int = DEFAULT_PER_CLASS, seed: int = 0) -> np.ndarray:
@@ -177,7 +177,7 @@ def manifest_images(dataset: FerDataset, manifest: str | Path = DEFAULT_DIR / MA
     """The manifest's calibration images as found in ``dataset`` (``(N, 48, 48)`` uint8), without writing files."""
     rows = read_manifest(manifest)
     found, how = match_manifest(rows, dataset)
-    missing = [row.id for row, index in zip(rows, found) if index is None]
+    missing = [row.id for row, index in zip(rows, found, strict=True) if index is None]
     if missing:
         raise DataError(_missing_message(missing, len(rows), manifest, dataset))
     log.info("%d calibration images from %s (%d found by id, %d by fingerprint)", len(rows), manifest, how["id"],
@@ -208,14 +208,14 @@ def build_calibration(dataset: FerDataset, directory: str | Path = DEFAULT_DIR, 
         log.info("selected a new calibration subset (%d per class, seed %d) -> %s", per_class, seed, manifest_path)
     rows = read_manifest(manifest_path)
     found, how = match_manifest(rows, dataset)
-    missing = [row.id for row, index in zip(rows, found) if index is None]
+    missing = [row.id for row, index in zip(rows, found, strict=True) if index is None]
     if missing:
         raise DataError(_missing_message(missing, len(rows), manifest_path, dataset))
     for label_name in LABELS:
         for stale in (directory / label_name).glob("*.png") if (directory / label_name).is_dir() else ():
             stale.unlink()
     train = dataset.split("Training")
-    for row, index in zip(rows, found):
+    for row, index in zip(rows, found, strict=True):
         target = directory / LABELS[row.label] / _file_name(row.id)
         target.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(target), train.images[index])

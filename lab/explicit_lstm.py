@@ -57,18 +57,20 @@ def explicit_lstm(lstm, sequence, *, dense=_plain_dense, quantize=_unchanged):
     # Every layer is made before any is applied (a quantization-aware layer reads its input's scale when made).
     # The input projection of all time steps at once: one FULLY_CONNECTED (and one bias tensor) per gate.
     input_layers = [dense(units, [kernel[:, block], bias[block]], f"{prefix}_{gate}_x")
-                    for gate, block in zip(GATES, blocks)]
+                    for gate, block in zip(GATES, blocks, strict=True)]
     # One recurrent layer per gate, shared by every step as in the LSTM itself.
-    recurrent_layers = [dense(units, [recurrent[:, block]], f"{prefix}_{gate}_h") for gate, block in zip(GATES, blocks)]
-    projected = [quantize(layer(sequence), f"{prefix}_{gate}_x") for gate, layer in zip(GATES, input_layers)]
+    recurrent_layers = [dense(units, [recurrent[:, block]], f"{prefix}_{gate}_h")
+                        for gate, block in zip(GATES, blocks, strict=True)]
+    projected = [quantize(layer(sequence), f"{prefix}_{gate}_x")
+                 for gate, layer in zip(GATES, input_layers, strict=True)]
     hidden = cell = None
     for t in range(sequence.shape[1]):
         z = [gate_sequence[:, t, :] for gate_sequence in projected]
         if hidden is not None:  # skipped at t=0, where the state is zero
             from_hidden = [quantize(layer(hidden), f"{prefix}_t{t}_{gate}_h")
-                           for gate, layer in zip(GATES, recurrent_layers)]
+                           for gate, layer in zip(GATES, recurrent_layers, strict=True)]
             z = [quantize(layers.Add(name=f"{prefix}_t{t}_{gate}")([z_g, h_g]), f"{prefix}_t{t}_{gate}")
-                 for gate, z_g, h_g in zip(GATES, z, from_hidden)]
+                 for gate, z_g, h_g in zip(GATES, z, from_hidden, strict=True)]
         gate_output, cell_output = recurrent_activation.__name__, activation.__name__
         i = quantize(recurrent_activation(z[0]), f"{prefix}_t{t}_i", gate_output)
         f = quantize(recurrent_activation(z[1]), f"{prefix}_t{t}_f", gate_output)

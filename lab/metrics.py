@@ -66,7 +66,7 @@ def confusion_table(report: dict) -> str:
     """A Markdown confusion matrix (rows: true class, columns: predicted class)."""
     labels = report["labels"]
     lines = ["| true \\ predicted | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
-    for name, row in zip(labels, report["confusion_matrix"]):
+    for name, row in zip(labels, report["confusion_matrix"], strict=True):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(lines)
 

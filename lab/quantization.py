@@ -245,7 +245,7 @@ def measure_ranges(model, calibration: np.ndarray) -> dict[str, tuple[float, flo
     values = keras.Model(probed.input, outputs).predict(calibration[..., None].astype(np.float32), batch_size=64,
                                                         verbose=0)
     values = values if isinstance(values, list) else [values]
-    return {name: (float(np.min(v)), float(np.max(v))) for name, v in zip(names, values)}
+    return {name: (float(np.min(v)), float(np.max(v))) for name, v in zip(names, values, strict=True)}
 
 
 def quantization_aware_model(model, calibration: np.ndarray, *, cell_range: float = DEFAULT_CELL_STATE_RANGE,

@@ -44,12 +44,12 @@ def test_csv_rows_are_found_in_the_image_release_by_fingerprint(head_csv, fer_fu
     """Kaggle CSV -> image release: a manifest made from CSV rows finds the same faces among the JPEGs."""
     csv_train = head_csv.split("Training")
     rows = [ManifestRow(item_id, int(label), image_fingerprint(image))
-            for item_id, label, image in zip(csv_train.ids, csv_train.labels, csv_train.images)]
+            for item_id, label, image in zip(csv_train.ids, csv_train.labels, csv_train.images, strict=True)]
     found, how = match_manifest(rows, fer_full)
     assert how == {"id": 0, "fingerprint": len(rows), "missing": 0}
     archive = fer_full.split("Training")
     # Each match is the same face: within the JPEG-level difference the data README measured (2.2-4.8 grey levels).
-    for image, index in zip(csv_train.images, found):
+    for image, index in zip(csv_train.images, found, strict=True):
         assert _rms(image, archive.images[index]) < 6
 
 
@@ -58,7 +58,7 @@ def test_image_release_rows_are_found_in_the_csv_by_fingerprint(head_csv, fer_fu
     csv_train = head_csv.split("Training")
     archive = fer_full.split("Training")
     forward = [ManifestRow(i, int(label), image_fingerprint(image))
-               for i, label, image in zip(csv_train.ids, csv_train.labels, csv_train.images)]
+               for i, label, image in zip(csv_train.ids, csv_train.labels, csv_train.images, strict=True)]
     indices, _ = match_manifest(forward, fer_full)
     rows = [ManifestRow(archive.ids[i], int(archive.labels[i]), image_fingerprint(archive.images[i])) for i in indices]
     # A different face of a class the CSV head has: its id is unknown there and no CSV face is within tolerance.

@@ -1,6 +1,7 @@
 """output.mode on a real video: `changes` and `summary` are exactly what the per-frame face events of the same run
 imply (derived here independently from those events, which the run hands its frame listeners)."""
 
+import itertools
 from collections import Counter
 
 import pytest
@@ -36,7 +37,7 @@ def expected_changes(per_frame, frame_times, max_missed_s):
     """The spec, written out: appeared on a track's first frame, changed when its label changes, left after more
     than max_missed_s seconds of frame time without it (or at the end), with duration and label shares."""
     out, seen = [], {}
-    for frame_ts, events in zip(frame_times, per_frame):
+    for frame_ts, events in zip(frame_times, per_frame, strict=True):
         for event in events:
             if event.track not in seen:
                 seen[event.track] = {"first": event.ts, "last": event.ts, "label": event.label,
@@ -87,7 +88,7 @@ def test_summary_mode_reports_each_period(period):
         assert summary.faces == len({event.track for events in per_frame for event in events})
     else:
         assert len(delivered) >= 2
-        for earlier, later in zip(delivered, delivered[1:]):
+        for earlier, later in itertools.pairwise(delivered):
             assert later.start_ts - earlier.start_ts >= period - 0.002  # start_ts is rounded to milliseconds
         counted = Counter()
         for summary in delivered:

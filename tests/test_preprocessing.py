@@ -1,6 +1,7 @@
 """The shared preprocessing is pure and pinned: training, conversion and runtime must see identical inputs."""
 
 import hashlib
+import itertools
 
 import numpy as np
 import pytest
@@ -75,7 +76,7 @@ def test_sharpness_falls_steadily_as_a_face_is_blurred():
 
     face = _textured_face()
     measured = [sharpness(face)] + [sharpness(cv2.GaussianBlur(face, (0, 0), s)) for s in (0.5, 0.75, 1.0, 1.5, 2.0)]
-    assert all(a > b for a, b in zip(measured, measured[1:])), measured
+    assert all(a > b for a, b in itertools.pairwise(measured)), measured
     brighter = np.clip(face.astype(np.int16) // 2 + 60, 0, 255).astype(np.uint8)  # contrast and level changed
     assert sharpness(brighter) == pytest.approx(measured[0], abs=0.02)
 

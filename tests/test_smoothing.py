@@ -140,7 +140,7 @@ def test_two_faces_that_cross_keep_their_ids():
         boxes = [rightwards, leftwards] if step % 2 else [leftwards, rightwards]
         results = smoother.update(boxes, [peaked(HAPPY), peaked(SAD)] if step % 2 else [peaked(SAD), peaked(HAPPY)],
                                   ts)
-        by_box = dict(zip(boxes, results))
+        by_box = dict(zip(boxes, results, strict=True))
         ids_by_direction["rightwards"].add(by_box[rightwards].track_id)
         ids_by_direction["leftwards"].add(by_box[leftwards].track_id)
     assert len(ids_by_direction["rightwards"]) == 1 and len(ids_by_direction["leftwards"]) == 1

@@ -78,7 +78,7 @@ def refresh_batch_norm(model, images: np.ndarray, batch_size: int = REFRESH_BATC
                 layer.momentum = index / (index + 1)
             model(images[start:start + batch_size], training=True)
     finally:
-        for layer, momentum in zip(norms, momenta):
+        for layer, momentum in zip(norms, momenta, strict=True):
             layer.momentum = momentum
     return len(norms)
 

@@ -66,7 +66,7 @@ SHARPEN_SIGMA: Final[float] = 1.0  # the unsharp mask's blur; 1.0 restored more 
 # Measured at blur sigma 2.0, 1.75, 1.5, 1.25, 1.0, 0.75 and 0.5; at 0.5 and below no sharpening did better.
 SHARPEN_TABLE: Final[tuple[tuple[float, float], ...]] = ((0.121, 8.0), (0.127, 8.0), (0.138, 6.0), (0.154, 4.0),
                                                          (0.178, 2.0), (0.213, 1.0), (0.276, 0.0))
-_SHARPEN_RATIOS, _SHARPEN_AMOUNTS = (np.array(column) for column in zip(*SHARPEN_TABLE))
+_SHARPEN_RATIOS, _SHARPEN_AMOUNTS = (np.array(column) for column in zip(*SHARPEN_TABLE, strict=True))
 _INNER = np.s_[4:-4, 4:-4]  # the sharpness measure leaves out 4 pixels of each side (the blur's edge handling)
 
 

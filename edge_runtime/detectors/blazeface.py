@@ -112,7 +112,7 @@ def decode(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, inpu
     half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
     eyes = raw[:, 4:8] + np.stack([anchor_x, anchor_y, anchor_x, anchor_y], axis=1)
     return [Detection(float(s), float(x - w), float(y - h), float(x + w), float(y + h), *map(float, e))
-            for s, x, y, w, h, e in zip(scores[keep], cx, cy, half_w, half_h, eyes) if w > 0 and h > 0]
+            for s, x, y, w, h, e in zip(scores[keep], cx, cy, half_w, half_h, eyes, strict=True) if w > 0 and h > 0]
 
 
 def _iou(a: Detection, b: Detection) -> float:
@@ -138,8 +138,8 @@ def weighted_nms(detections: list[Detection], iou_threshold: float = NMS_IOU,
     while remaining:
         best = remaining[0]
         overlaps = [_iou(best, d) for d in remaining]
-        cluster = [d for d, overlap in zip(remaining, overlaps) if overlap > iou_threshold]
-        remaining = [d for d, overlap in zip(remaining, overlaps) if overlap <= iou_threshold]
+        cluster = [d for d, overlap in zip(remaining, overlaps, strict=True) if overlap > iou_threshold]
+        remaining = [d for d, overlap in zip(remaining, overlaps, strict=True) if overlap <= iou_threshold]
         shaping = [d for d in cluster if d.score >= min(box_min_score, best.score)]
         weights = np.array([d.score for d in shaping])
         coords = np.array([d[1:] for d in shaping]) * weights[:, None]
