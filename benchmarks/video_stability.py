@@ -172,6 +172,11 @@ def run_ours(video: Video, decoded: dict, fps: float | None, runtime_parts, over
     return states
 
 
+def ours_with(decoded: dict, runtime_parts, overrides: dict):
+    """A ``system(video, fps)`` that runs ``run_ours`` with these settings (bound here, not to a loop variable)."""
+    return lambda video, fps: run_ours(video, decoded, fps, runtime_parts, overrides)
+
+
 FER_CHILD = r"""
 import json, sys
 import cv2
@@ -403,11 +408,9 @@ def main() -> None:
     parts = (probe.detector, probe.classifier)
     if args.sweep:
         grid = [dict(zip(SWEEP, values, strict=True)) for values in itertools.product(*SWEEP.values())]
-        systems = {json.dumps(point): (lambda point: lambda v, fps: run_ours(v, decoded, fps, parts,
-                                                                             {**base, **point}))(point)
-                   for point in grid}
+        systems = {json.dumps(point): ours_with(decoded, parts, {**base, **point}) for point in grid}
     else:
-        systems = {"ours": lambda video, fps: run_ours(video, decoded, fps, parts, base)}
+        systems = {"ours": ours_with(decoded, parts, base)}
         if args.fer_python:
             labels = fer_labels(args.fer_python, videos)
             systems["fer 25.10.3"] = lambda video, fps: run_fer(video, fps, labels)

@@ -9,6 +9,7 @@ frame the preview holds), and each viewer's connection sends the newest one when
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import threading
@@ -176,7 +177,7 @@ class Preview:
             sent = 0
             while not self._closed:
                 with self._changed:
-                    self._changed.wait_for(lambda: self.frame_id != sent or self._closed, timeout=1.0)
+                    self._changed.wait_for(functools.partial(self._news_since, sent), timeout=1.0)
                     if self._closed or self.frame_id == sent:
                         continue
                     jpeg, sent = self.jpeg, self.frame_id
@@ -185,6 +186,10 @@ class Preview:
         finally:
             with self._changed:
                 self.viewers -= 1
+
+    def _news_since(self, sent: int) -> bool:
+        """Whether a frame newer than ``sent`` is ready, or the preview closed (the viewer's wait ends on either)."""
+        return self.frame_id != sent or self._closed
 
     def close(self) -> None:
         with self._changed:
