@@ -19,6 +19,7 @@ def load_keras_model(path: str | Path):
         raise ModelError(f"model file {path} does not exist; train one with `fer-train fit` or pass the right path")
     if path.suffix != ".keras":
         raise ModelError(f"{path} is not a .keras model file; pass the .keras file written by `fer-train fit`")
+    import lab.flip_pairs as _flip_loss  # noqa: F401  (registers the flip-aware loss a checkpoint may be compiled with)
     import lab.quantization as _qat_layers  # noqa: F401  (registers the quantization-aware layers for loading)
 
     try:

@@ -315,3 +315,59 @@ def test_an_average_start_outside_the_run_or_an_unknown_norm_is_refused(tmp_path
         fit(None, tmp_path, FitConfig(epochs=3, average_from=4))
     with pytest.raises(FerError, match="unknown --average-norm 'mean'; choose one of moving, refresh"):
         fit(None, tmp_path, FitConfig(epochs=3, average_from=1, average_norm="mean"))
+
+
+@pytest.mark.slow  # loads TensorFlow
+def test_the_flip_pair_loss_scores_each_image_and_its_mirror_by_their_mean_probability():
+    import keras
+    import tensorflow as tf
+
+    from lab.flip_pairs import FlipPairCrossEntropy, mirrored_pairs
+
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (3, 4, 5, 1)).astype(np.float32)
+    targets = np.eye(7, dtype=np.float32)[[0, 3, 6]]
+    pairs, paired_targets = (t.numpy() for t in mirrored_pairs(tf.constant(images), tf.constant(targets)))
+    assert pairs.shape == (6, 4, 5, 1) and np.array_equal(pairs[0::2], images)
+    assert np.array_equal(pairs[1::2], images[:, :, ::-1]) and np.array_equal(paired_targets[1::2], targets)
+    probabilities = rng.dirichlet(np.ones(7), 6).astype(np.float32)
+    mean = (probabilities[0::2] + probabilities[1::2]) / 2
+    smoothed = targets * 0.9 + 0.1 / 7
+    expected = np.mean(-(smoothed * np.log(mean)).sum(axis=1))
+    loss = FlipPairCrossEntropy(label_smoothing=0.1)
+    assert float(loss(paired_targets, probabilities)) == pytest.approx(expected, rel=1e-5)
+    # Not the mean of the two views' own losses: the pair is read as one prediction, as flip TTA reads it.
+    separate = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(paired_targets, probabilities)
+    assert abs(float(separate) - expected) > 1e-3
+    assert FlipPairCrossEntropy.from_config(loss.get_config()).label_smoothing == 0.1
+
+
+@pytest.mark.slow
+def test_a_flip_pair_run_trains_on_mirrored_pairs_resumes_and_scores_publictest_itself(fer_small, tmp_path):
+    from dataclasses import replace
+
+    from lab.keras_io import load_keras_model, to_model_input
+    from train.fit import student_batches
+
+    run = tmp_path / "run"
+    config = FitConfig(model="cnn", epochs=2, batch_size=16, seed=2, balance="soft-oversample", label_smoothing=0.1,
+                       flip_pairs=True)
+    train = fer_small.split("Training")
+    images, targets = next(iter(student_batches(train, config, 0, len(train) // 16, 1)))
+    assert images.shape[0] == targets.shape[0] == 32
+    np.testing.assert_array_equal(images.numpy()[1::2], images.numpy()[0::2, :, ::-1])
+    fit(fer_small, run, config, verbose=0, stop_after=1)
+    with pytest.raises(FerError, match="trained with --flip-pairs; resume it with --flip-pairs"):
+        fit(fer_small, run, replace(config, flip_pairs=False), resume=True, verbose=0)
+    state = fit(fer_small, run, config, resume=True, verbose=0)
+    history = read_history(run)
+    assert state.finished and [row["epoch"] for row in history] == [1.0, 2.0]
+    assert all(row["val_loss"] > 0 and 0 <= row["val_accuracy"] <= 1 for row in history)
+    # The accuracy the run selects on is the plain one of its best checkpoint, which loads with its own loss.
+    best = load_keras_model(run / "best.keras")
+    validation = fer_small.split("PublicTest")
+    plain = best.predict(to_model_input(validation.images), verbose=0).argmax(1)
+    assert state.best_val_accuracy == pytest.approx(np.mean(plain == validation.labels))
+    assert type(best.loss).__name__ == "FlipPairCrossEntropy"
+    with pytest.raises(FerError, match="--flip-pairs .* class weights"):
+        fit(None, tmp_path / "other", replace(config, balance="class-weight"))

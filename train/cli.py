@@ -96,6 +96,9 @@ AverageFrom = Annotated[int, typer.Option(
 AverageNorm = Annotated[str, typer.Option(
     help="with --average-from: the average's batch-norm statistics: moving (the mean of the epochs' own) or "
     "refresh (measured again on clean Training images)")]
+FlipPairs = Annotated[bool, typer.Option(
+    "--flip-pairs", help="flip-aware training: each image beside its mirror, the loss on their mean probability (what "
+    "flip TTA reads); each step costs about twice as much")]
 
 
 @app.command("fit")
@@ -115,7 +118,7 @@ def fit_command(
     teacher: Teachers = None, distill_alpha: DistillAlpha = FIT.distill_alpha,
     distill_temperature: DistillTemperature = FIT.distill_temperature,
     teacher_cache: TeacherCache = Path(FIT.teacher_cache), average_from: AverageFrom = FIT.average_from,
-    average_norm: AverageNorm = FIT.average_norm,
+    average_norm: AverageNorm = FIT.average_norm, flip_pairs: FlipPairs = FIT.flip_pairs,
 ) -> None:
     """Train a model on Training, selecting the checkpoint on PublicTest (optionally distilling from teachers)."""
     require_extra("train")
@@ -134,7 +137,7 @@ def fit_command(
                        calibration_dir=str(calibration_dir), cell_range=cell_range,
                        teachers=tuple(str(teacher_file(t)) for t in teacher or ()), distill_alpha=distill_alpha,
                        distill_temperature=distill_temperature, teacher_cache=str(teacher_cache),
-                       average_from=average_from, average_norm=average_norm)
+                       average_from=average_from, average_norm=average_norm, flip_pairs=flip_pairs)
     dataset = load_fer2013(data, skip_bad=skip_bad, limit_per_split=limit, seed=seed)
     default_out = Path("runs") / (f"{Path(quantization_aware).stem}_qat" if quantization_aware else model)
     state = fit(dataset, out or default_out, config, resume=resume, stop_after=stop_after)

@@ -180,7 +180,8 @@ def fit(dataset: FerDataset, run_dir: str | Path, config: FitConfig, *, resume: 
     checkpointer = Checkpointer(run_dir, config, state, validation, stop_after, train)
     for start, end in _spans(config, first_epoch, stop_after):
         model.fit(student_batches(train, config, start, steps, end), epochs=end, initial_epoch=start,
-                  steps_per_epoch=steps, validation_data=validation_data, validation_batch_size=256,
+                  steps_per_epoch=steps, validation_batch_size=256,
+                  validation_data=None if config.flip_pairs else validation_data,  # its loss pairs rows
                   class_weight=weights, callbacks=[checkpointer],
                   verbose=verbose, shuffle=False)  # the dataset is already shuffled per epoch, reproducibly
         if checkpointer.state.stopped_early:
@@ -216,6 +217,9 @@ def _check_fit_config(config: FitConfig) -> None:
                        f"got {config.average_from}")
     if config.average_norm not in AVERAGE_NORMS:
         raise FerError(f"unknown --average-norm {config.average_norm!r}; choose one of {', '.join(AVERAGE_NORMS)}")
+    if config.flip_pairs and config.balance == "class-weight":
+        raise FerError("--flip-pairs scores each image with its mirror as one loss, which per-image class weights "
+                       "cannot weigh; use --balance soft-oversample or oversample with it")
     if config.batch_size < 1 or config.epochs < 1:
         raise FerError(f"batch size and epochs must be positive, got {config.batch_size} and {config.epochs}")
 
@@ -230,6 +234,10 @@ def _resume_run(run_dir: Path, config: FitConfig):
     if state.config.model != config.model:
         raise FerError(f"{run_dir} holds a {state.config.model!r} run, not {config.model!r}; "
                        "use another --out or the same --model")
+    if state.config.flip_pairs != config.flip_pairs:  # its checkpoint's loss expects (or not) mirrored pairs
+        wanted = "with" if state.config.flip_pairs else "without"
+        raise FerError(f"{run_dir} was trained {wanted} --flip-pairs; resume it {wanted} --flip-pairs")
+    import lab.flip_pairs as _flip_loss  # noqa: F401  (registers the flip-aware loss for loading)
     import lab.quantization as _qat_layers  # noqa: F401  (registers the quantization-aware layers for loading)
 
     model = keras.models.load_model(run_dir / "last.keras")
@@ -266,6 +274,10 @@ def _start_run(run_dir: Path, config: FitConfig, dataset: FerDataset, resume: bo
         log.info("initialized %d layers from %s", copied, config.init_weights)
     train, validation = dataset.split("Training"), dataset.split("PublicTest")
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    if config.flip_pairs:
+        from lab.flip_pairs import FlipPairCrossEntropy
+
+        loss = FlipPairCrossEntropy(label_smoothing=config.label_smoothing)
     model.compile(optimizer=make_optimizer(config, max(1, len(train) // config.batch_size)), loss=loss,
                   metrics=["accuracy"], jit_compile=config.jit_compile)
     state = RunState(config=config, data_source=dataset.source, train_images=len(train),
@@ -287,16 +299,22 @@ def _score_quantization_aware_start(model, state: RunState, validation_data, run
 
 def student_batches(train: Split, config: FitConfig, first_epoch: int, steps: int, end_epoch: int | None = None):
     """The batches of epochs ``first_epoch..end_epoch-1`` (default: to the end of the run) that ``fit`` trains on;
-    with teachers, their targets mix in the teachers' cached predictions."""
+    with teachers, their targets mix in the teachers' cached predictions; with ``flip_pairs``, each image is
+    followed by its mirror (the teachers predict the images alone, so their cache serves either way)."""
     last_epoch = min(config.epochs, end_epoch or config.epochs)
-    if not config.teachers:
-        return training_batches(train, config, first_epoch, steps, last_epoch)
-    from train.distill import teacher_predictions, tempered
+    soft = None
+    if config.teachers:
+        from train.distill import teacher_predictions, tempered
 
-    probabilities = teacher_predictions(config, train, steps, first_epoch, last_epoch,
-                                        lambda epoch: training_batches(train, config, epoch, steps, epoch + 1))
-    soft = tempered(probabilities, config.distill_temperature)
-    return training_batches(train, config, first_epoch, steps, last_epoch, soft)
+        probabilities = teacher_predictions(config, train, steps, first_epoch, last_epoch,
+                                            lambda epoch: training_batches(train, config, epoch, steps, epoch + 1))
+        soft = tempered(probabilities, config.distill_temperature)
+    batches = training_batches(train, config, first_epoch, steps, last_epoch, soft)
+    if config.flip_pairs:
+        from lab.flip_pairs import mirrored_pairs
+
+        batches = batches.map(mirrored_pairs)
+    return batches
 
 
 def _quantization_aware_start(float_model_path: str, dataset: FerDataset, calibration_dir: Path,

@@ -51,6 +51,8 @@ class FitConfig(JsonRecord):
     # Weight averaging (train.averaging): the mean of every epoch's weights from this one on competes for best.keras.
     average_from: int = 0  # 0: off
     average_norm: str = "moving"  # the average's batch-norm statistics (train.averaging.AVERAGE_NORMS)
+    # Flip-aware training (lab.flip_pairs): each image beside its mirror, the loss on their mean probability.
+    flip_pairs: bool = False
 
 
 @dataclass(frozen=True)
