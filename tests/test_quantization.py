@@ -148,7 +148,9 @@ def test_refuses_what_it_cannot_simulate(quantization_aware, real_faces):
 
 
 @pytest.mark.slow
-def test_fine_tuning_starts_from_the_simulated_copy_and_keeps_it_if_better(quantization_aware, fer_small, tmp_path):
+@pytest.mark.parametrize("flip_pairs", [False, True])  # a flip-pair loss cannot score unpaired rows: the start still is
+def test_fine_tuning_starts_from_the_simulated_copy_and_keeps_it_if_better(quantization_aware, fer_small, tmp_path,
+                                                                          flip_pairs):
     from lab.calibration import MANIFEST_NAME, select_manifest, write_manifest
     from lab.keras_io import load_keras_model
     from train.fit import FitConfig, fit
@@ -157,7 +159,7 @@ def test_fine_tuning_starts_from_the_simulated_copy_and_keeps_it_if_better(quant
     # The copy's ranges come from the images a calibration manifest names (fer-convert's), found in the dataset.
     write_manifest(select_manifest(fer_small, per_class=5), tmp_path / "calibration" / MANIFEST_NAME)
     config = FitConfig(epochs=1, batch_size=32, learning_rate=1e-4, quantization_aware=str(folder / "small.keras"),
-                       calibration_dir=str(tmp_path / "calibration"))
+                       calibration_dir=str(tmp_path / "calibration"), flip_pairs=flip_pairs)
     state = fit(fer_small, tmp_path / "run", config, verbose=0)
     assert state.config.model == "small" and state.config.quantization_aware.endswith("small.keras")
     assert state.epochs_done == 1

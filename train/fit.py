@@ -287,7 +287,8 @@ def _start_run(run_dir: Path, config: FitConfig, dataset: FerDataset, resume: bo
 
 def _score_quantization_aware_start(model, state: RunState, validation_data, run_dir: Path) -> RunState:
     """The int8-simulating copy before any fine-tuning competes for "best" too: fine-tuning must earn its place."""
-    _, start_accuracy = model.evaluate(*validation_data, batch_size=256, verbose=0)
+    images, one_hot = validation_data  # scored by prediction, not evaluate(): a flip-pair loss pairs the rows
+    start_accuracy = np.mean(model.predict(images, batch_size=256, verbose=0).argmax(1) == one_hot.argmax(1))
     state = replace(state, start_val_accuracy=float(start_accuracy), best_val_accuracy=float(start_accuracy),
                     best_epoch=0)
     model.optimizer.build(model.trainable_variables)  # saved like every other checkpoint, optimizer included
