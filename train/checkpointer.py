@@ -88,9 +88,9 @@ class Checkpointer(keras.callbacks.Callback):
         return replace(state, best_val_accuracy=accuracy, best_epoch=epoch_number, best_is_average=True,
                        wait=0, stopped_early=False)
 
-    def _validation_extras(self, scored_by_keras: bool) -> dict[str, float]:
-        """PublicTest macro-F1 and flip test-time-augmented accuracy (for choosing recipes and TTA); and where Keras
-        did not validate (a flip-pair run, whose loss pairs rows), the accuracy and the run's own loss as well."""
+    def _validation_extras(self) -> dict[str, float]:
+        """PublicTest macro-F1 and flip test-time-augmented accuracy (for choosing recipes and TTA); for a flip-pair
+        run, which Keras cannot validate (its loss pairs rows), the accuracy and the run's own loss as well."""
         from lab.metrics import classification_report
 
         images, labels = to_model_input(self.validation.images), self.validation.labels
@@ -99,12 +99,11 @@ class Checkpointer(keras.callbacks.Callback):
         report = classification_report(labels, plain.argmax(1))
         extras = {"val_macro_f1": float(report["macro"]["f1"]),
                   "val_flip_accuracy": float(np.mean((plain + flipped).argmax(1) == labels))}
-        if not scored_by_keras:
-            smoothing = self.config.label_smoothing
-            targets = np.eye(plain.shape[1])[labels] * (1.0 - smoothing) + smoothing / plain.shape[1]
-            pair_mean = np.clip((plain + flipped) / 2.0, 1e-7, 1.0)
+        if self.config.flip_pairs:
+            pairs = np.stack([plain, flipped], axis=1).reshape(-1, plain.shape[1])  # as the run's batches hold them
+            targets = np.repeat(np.eye(plain.shape[1], dtype=np.float32)[labels], 2, axis=0)
             extras.update(val_accuracy=float(np.mean(plain.argmax(1) == labels)),
-                          val_loss=float(np.mean(-(targets * np.log(pair_mean)).sum(axis=1))))
+                          val_loss=float(self.model.loss(targets, pairs)))
         return extras
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -116,7 +115,7 @@ class Checkpointer(keras.callbacks.Callback):
         learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row = {"epoch": epoch + 1, "learning_rate": learning_rate, "epoch_seconds": round(seconds, 2)}
         row.update({k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs})
-        row.update(self._validation_extras(scored_by_keras="val_accuracy" in row))
+        row.update(self._validation_extras())
         val_accuracy = row.get("val_accuracy", 0.0)
         outcome = epoch_update(self.state, self.config, epoch + 1, seconds, val_accuracy, learning_rate)
         if outcome.improved:

@@ -226,8 +226,6 @@ def _check_fit_config(config: FitConfig) -> None:
 
 def _resume_run(run_dir: Path, config: FitConfig):
     """The model, state and configuration of the run in ``run_dir``, continued from its last epoch."""
-    import keras
-
     state = RunState.read(run_dir)
     if config.quantization_aware:
         config = replace(config, model=state.config.model)
@@ -237,10 +235,7 @@ def _resume_run(run_dir: Path, config: FitConfig):
     if state.config.flip_pairs != config.flip_pairs:  # its checkpoint's loss expects (or not) mirrored pairs
         wanted = "with" if state.config.flip_pairs else "without"
         raise FerError(f"{run_dir} was trained {wanted} --flip-pairs; resume it {wanted} --flip-pairs")
-    import lab.flip_pairs as _flip_loss  # noqa: F401  (registers the flip-aware loss for loading)
-    import lab.quantization as _qat_layers  # noqa: F401  (registers the quantization-aware layers for loading)
-
-    model = keras.models.load_model(run_dir / "last.keras")
+    model = load_keras_model(run_dir / "last.keras")  # registers the custom layers and losses a checkpoint may hold
     planned = state.config.epochs
     if state.config.schedule == "cosine" and planned != config.epochs:
         log.warning("the cosine schedule of %s was set for %d epochs when the run started; --epochs %d does not "
