@@ -336,7 +336,6 @@ def _verify(keras_model, dataset, outputs: dict[str, Path], options: ConvertOpti
     from convert.verify import compare, latency_ms, tflite_probabilities
     from lab.data import stratified_subset
     from lab.keras_io import predict_probabilities
-    from lab.metrics import classification_report
 
     split = dataset.split(options.split)
     if options.limit:
@@ -345,29 +344,46 @@ def _verify(keras_model, dataset, outputs: dict[str, Path], options: ConvertOpti
     probabilities = {"keras": predict_probabilities(keras_model, split.images)}
     for kind, path in outputs.items():
         probabilities[kind] = tflite_probabilities(path, split.images, progress_label=f"{kind} on {options.split}")
-    results = {}
-    for kind, probs in probabilities.items():
-        full = classification_report(split.labels, probs.argmax(1))
-        results[kind] = ModelResult(accuracy=full["accuracy"], macro_f1=full["macro"]["f1"],
-                                    per_class_f1={k: v["f1"] for k, v in full["per_class"].items()},
-                                    confusion_matrix=tuple(tuple(row) for row in full["confusion_matrix"]))
     reference = None
     if reference_path is not None:
-        from lab.keras_io import load_keras_model
-        from lab.provenance import file_sha256
-
-        reference_probabilities = predict_probabilities(load_keras_model(reference_path), split.images)
-        full = classification_report(split.labels, reference_probabilities.argmax(1))
-        reference = ReferenceComparison(
-            file=str(reference_path), sha256=file_sha256(reference_path), accuracy=full["accuracy"],
-            macro_f1=full["macro"]["f1"],
-            comparisons={kind: compare(reference_probabilities, probabilities[kind], split.labels)
-                         for kind in ("keras", *outputs)})
+        reference = _compare_with_reference(reference_path, split, probabilities)
     verification = HeldOutVerification(
-        split=options.split, images=int(len(split)), results=results,
+        split=options.split, images=int(len(split)),
+        results={kind: _model_result(split.labels, probs) for kind, probs in probabilities.items()},
         comparisons={kind: compare(probabilities["keras"], probabilities[kind], split.labels) for kind in outputs},
         reference=reference)
     latencies = {kind: latency_ms(path, split.images) for kind, path in outputs.items()}
+    return verification, _judge_budget(verification, outputs, options), latencies
+
+
+def _model_result(labels, probabilities) -> ModelResult:
+    """One model's scores on the held-out images."""
+    from lab.metrics import classification_report
+
+    full = classification_report(labels, probabilities.argmax(1))
+    return ModelResult(accuracy=full["accuracy"], macro_f1=full["macro"]["f1"],
+                       per_class_f1={k: v["f1"] for k, v in full["per_class"].items()},
+                       confusion_matrix=tuple(tuple(row) for row in full["confusion_matrix"]))
+
+
+def _compare_with_reference(reference_path: Path, split, probabilities: dict) -> ReferenceComparison:
+    """Every model (the Keras one included) against the Keras model at ``reference_path``, on the same images."""
+    from convert.verify import compare
+    from lab.keras_io import load_keras_model, predict_probabilities
+    from lab.provenance import file_sha256
+
+    reference_probabilities = predict_probabilities(load_keras_model(reference_path), split.images)
+    scores = _model_result(split.labels, reference_probabilities)
+    return ReferenceComparison(
+        file=str(reference_path), sha256=file_sha256(reference_path), accuracy=scores.accuracy,
+        macro_f1=scores.macro_f1,
+        comparisons={kind: compare(reference_probabilities, probs, split.labels)
+                     for kind, probs in probabilities.items()})
+
+
+def _judge_budget(verification: HeldOutVerification, outputs: dict[str, Path],
+                  options: ConvertOptions) -> BudgetVerdict:
+    """The conversion budget, judged on the most compressed output against the Keras model."""
     candidate = next(kind for kind in ("int8", "dynamic", "float16", "float32") if kind in outputs)
     comparison = verification.comparisons[candidate]
     failures = []
@@ -377,12 +393,10 @@ def _verify(keras_model, dataset, outputs: dict[str, Path], options: ConvertOpti
     if comparison.top1_agreement < options.min_agreement:
         failures.append(f"{candidate} top-1 agreement {comparison.top1_agreement:.2%} is below "
                         f"--min-agreement {options.min_agreement:.0%}")
-    budget = BudgetVerdict(candidate=candidate, max_drop_pp=float(options.max_drop_pp),
-                           min_agreement=float(options.min_agreement),
-                           passed=not failures, failures=tuple(failures))
     log.info("%s vs the Keras model: accuracy drop %.2f pp, agreement %.2f%%", candidate, comparison.accuracy_drop_pp,
              100 * comparison.top1_agreement)
-    return verification, budget, latencies
+    return BudgetVerdict(candidate=candidate, max_drop_pp=float(options.max_drop_pp),
+                         min_agreement=float(options.min_agreement), passed=not failures, failures=tuple(failures))
 
 
 def _update_sidecars(contracts: dict[str, ModelContract], outputs: dict[str, Path],
