@@ -165,6 +165,7 @@ class Metrics:
             self.fps.set(frames_per_second)
 
     def render(self) -> bytes:
+        """The metrics in Prometheus's text exposition format, as ``/metrics`` serves them."""
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
@@ -384,10 +385,12 @@ class HealthServer:
         self.thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
 
     def start(self) -> None:
+        """Serve ``/healthz``, ``/metrics`` (and the live view, if on) from a daemon thread."""
         self.thread.start()
         log.info("health and metrics on %s://%s/healthz and /metrics", self.scheme, self.address)
 
     def close(self) -> None:
+        """Stop serving and release the listening socket."""
         self.server.shutdown()
         self.server.server_close()
 

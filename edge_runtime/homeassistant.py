@@ -108,16 +108,21 @@ class HomeAssistantPublisher:
         self._state = StateTracker()
 
     def last_will(self) -> Publication:
+        """What the broker publishes if the connection drops without a clean stop: the entity goes unavailable."""
         return Publication(self.discovery.availability_topic, NOT_AVAILABLE, True)
 
     def on_connect(self) -> list[Publication]:
+        """On every (re)connection: available, and the discovery configs (retained, so they survive a broker
+        restart)."""
         return [Publication(self.discovery.availability_topic, AVAILABLE, True)] + [
             Publication(topic, json.dumps(payload), True) for topic, payload in self.discovery.configs()]
 
     def on_record(self, record) -> list[Publication]:
+        """The new state after a record, when the state changed; nothing otherwise."""
         state = self._state.update(record)
         # retained, so a restarted Home Assistant sees the state at once
         return [] if state is None else [Publication(self.discovery.state_topic, state_payload(state), True)]
 
     def on_clean_stop(self) -> list[Publication]:
+        """On a clean stop: the entity goes unavailable."""
         return [Publication(self.discovery.availability_topic, NOT_AVAILABLE, True)]

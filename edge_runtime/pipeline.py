@@ -42,6 +42,7 @@ class StageTimer:
     keep: int = 10_000
 
     def add(self, stage: str, seconds: float) -> None:
+        """Record one timing of ``stage`` (the first ``keep`` timings are kept for percentiles)."""
         self.totals[stage] += seconds
         self.counts[stage] += 1
         bucket = self.samples[stage]

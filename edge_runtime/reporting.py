@@ -86,6 +86,7 @@ class SummaryReporter:
         self.source = ""
 
     def feed(self, timestamp: float, source: str, events: list[FaceEvent]) -> list[Summary]:
+        """Count one frame's faces; the summary of the period this frame ends, if it ends one."""
         out = []
         if self.start_ts is None:
             self._reset(timestamp)
@@ -120,6 +121,7 @@ class Reporter:
 
     def feed(self, timestamp: float, source: str, events: list[FaceEvent],
              still: bool = False) -> list[FaceEvent | FaceChange | Summary]:
+        """What the sinks get for one processed frame in this mode (``still``: a photo, whose faces leave with it)."""
         if self._changes is not None:
             changes = self._changes.feed(timestamp, source, events)
             # Photos are independent (the smoother starts afresh on each): their faces leave with the photo.
@@ -129,6 +131,7 @@ class Reporter:
         return list(events)
 
     def finish(self) -> list[FaceChange | Summary]:
+        """What the sinks get when the stream ends: the faces leaving, or the last partial summary."""
         if self._changes is not None:
             return self._changes.finish()
         if self._summary is not None:

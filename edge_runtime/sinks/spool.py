@@ -76,6 +76,7 @@ class Spool:
         return self.count()
 
     def count(self) -> int:
+        """The number of lines in the spool file (a bad line counts until it is read and set aside)."""
         with open(self.path, "rb") as handle:
             return sum(1 for _ in handle)
 
@@ -103,6 +104,7 @@ class Spool:
         return True
 
     def sync(self) -> None:
+        """Flush the appended messages to the disk (``fsync``), if any were appended since the last sync."""
         if self._unsynced:
             os.fsync(self._fd)
             self._unsynced = 0
@@ -152,5 +154,6 @@ class Spool:
         self._quarantined_at.clear()
 
     def close(self) -> None:
+        """Sync what was appended and close the file; the messages stay for the next start."""
         self.sync()
         os.close(self._fd)
