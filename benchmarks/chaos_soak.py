@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,43 +19,10 @@ import threading
 import time
 from pathlib import Path
 
-from soak import ROOT, free_port, metric, rss_mb, service_config, subscribe, wait_until_quiet
+from soak import Broker, free_port, restart_service, sample, service_config, start_service, subscribe, wait_until_quiet
 
 FLAP_SECONDS = 5.0
 GARBAGE = b"garbage written into the spool by the chaos soak\n"
-
-
-class Broker:
-    """mosquitto with persistence, so queued messages for the subscriber's session survive its restarts."""
-
-    def __init__(self, work: Path):
-        self.port = free_port()
-        self.conf = work / "mosquitto.conf"
-        # max_queued_messages 0: no cap on what the broker holds for the subscriber while it reconnects. With
-        # mosquitto's default (1000), a backlog the sink sends first after an outage overflows the subscriber's
-        # queue inside the broker, and the soak would count the broker's drops as the sink's.
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {work}/\nautosave_interval 1\nmax_queued_messages 0\n"
-                             "user root\n")
-        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.process: subprocess.Popen | None = None
-        self.stops = 0
-        self.stop_times: list[float] = []  # wall-clock times of the stops
-
-    @property
-    def up(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def set(self, up: bool) -> None:
-        if up and not self.up:
-            self.process = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL)
-            time.sleep(0.3)
-        elif not up and self.up:
-            self.stop_times.append(time.time())
-            self.process.terminate()
-            self.process.wait(10)
-            self.stops += 1
 
 
 class Timeline:
@@ -92,6 +58,7 @@ def _fill(folder: Path) -> Path:
             pass
     return ballast
 
+
 def run_chaos(args, out: str) -> None:
     """Run the chaos scenario for ``args.minutes`` and write its figures to ``out``."""
     from lab.provenance import provenance, write_json
@@ -124,12 +91,7 @@ def _run(args, work: Path, spool_fs: Path) -> dict:
                             source_extra={"realtime": True},
                             mqtt_extra={"max_backoff_s": 2, "buffer_size": 500, "spool_max_bytes": 100_000_000})
     log_path = work / "service.log"
-
-    def start_service() -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--config", str(config)], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=open(log_path, "a"))
-
-    service = start_service()
+    service = start_service(config, log_path)
     started = time.monotonic()
     samples, ballast, garbage_written, restart = [], None, False, {}
     next_sample = 10.0
@@ -144,19 +106,11 @@ def _run(args, work: Path, spool_fs: Path) -> dict:
                 handle.write(GARBAGE)
             garbage_written = round(t, 1)
         if not restart and t >= timeline.restart_at:
-            stopping = time.monotonic()
-            service.send_signal(signal.SIGTERM)
-            restart = {"at_s": round(t, 1), "exit_code": service.wait(60),
-                       "stop_seconds": round(time.monotonic() - stopping, 2)}
-            service = start_service()
+            service, restart = restart_service(service, config, log_path)
+            restart["at_s"] = round(t, 1)
         if t >= next_sample:
             next_sample += 10.0
-            try:
-                frames = metric(http_port, "fer_edge_frames_total")
-            except OSError:
-                frames = float("nan")
-            samples.append({"t_s": round(t, 1), "pid": service.pid, "rss_mb": round(rss_mb(service.pid), 1),
-                            "frames": frames, "broker_up": broker.up})
+            samples.append(sample(t, http_port, service, broker_up=broker.up))
         time.sleep(0.25)
     broker.set(True)
     time.sleep(5)
@@ -182,8 +136,8 @@ def _figures(args, work, log_path, received, samples, broker, restart, garbage_w
         later = [stop - ts for stop in broker.stop_times if stop >= ts]
         before_stop.append(round(min(later), 1) if later else None)
     by_process: dict[int, list] = {}
-    for sample in samples:
-        by_process.setdefault(sample["pid"], []).append(sample["rss_mb"])
+    for row in samples:
+        by_process.setdefault(row["pid"], []).append(row["rss_mb"])
     return {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "scenario": "chaos", "minutes": args.minutes, "threads": args.threads, "model": Path(args.model).name,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import socket
@@ -109,9 +108,147 @@ def service_config(work: Path, args, broker_port: int, http_port: int, *, spool:
                               for name, keys in sections.items()))
     return config
 
-def main() -> None:
-    from lab.provenance import write_json
+class Broker:
+    """mosquitto with persistence, so queued messages for the subscriber's session survive its restarts."""
 
+    def __init__(self, work: Path):
+        self.port = free_port()
+        self.conf = work / "mosquitto.conf"
+        # max_queued_messages 0: no cap on what the broker holds for the subscriber while it reconnects. With
+        # mosquitto's default (1000), a backlog the sink sends first after an outage overflows the subscriber's
+        # queue inside the broker, and the soak would count the broker's drops as the sink's. "user root": started
+        # as root, mosquitto would otherwise switch to its own user, which cannot write the persistence file here.
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                             f"persistence_location {work}/\nautosave_interval 1\nmax_queued_messages 0\n"
+                             "user root\n")
+        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.process: subprocess.Popen | None = None
+        self.stops = 0
+        self.stop_times: list[float] = []  # wall-clock times of the stops
+
+    @property
+    def up(self) -> bool:
+        """Whether the broker process is running."""
+        return self.process is not None and self.process.poll() is None
+
+    def set(self, up: bool, settle_s: float = 0.3) -> None:
+        """Start or stop the broker (nothing if it already is so); a start waits ``settle_s`` for it to listen."""
+        if up and not self.up:
+            self.process = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL)
+            time.sleep(settle_s)
+        elif not up and self.up:
+            self.stop_times.append(time.time())
+            self.process.terminate()
+            self.process.wait(10)
+            self.stops += 1
+
+
+def start_service(config: Path, log_path: Path) -> subprocess.Popen:
+    """`edge-runtime run --config CONFIG` as a service process, its log appended to ``log_path``."""
+    with open(log_path, "a") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--config", str(config)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=log)
+
+
+def sample(elapsed: float, http_port: int, service: subprocess.Popen, **extra) -> dict:
+    """One sample of the service: its resident memory and the frames it has processed (NaN while it restarts)."""
+    try:
+        frames = metric(http_port, "fer_edge_frames_total")
+    except OSError:
+        frames = float("nan")
+    return {"t_s": round(elapsed, 1), "pid": service.pid, "rss_mb": round(rss_mb(service.pid), 1), "frames": frames,
+            **extra}
+
+
+def restart_service(service: subprocess.Popen, config: Path, log_path: Path) -> tuple[subprocess.Popen, dict]:
+    """SIGTERM the service, wait for it to exit, start it again; the new process and how the stop went."""
+    record = {"rss_mb_before": rss_mb(service.pid)}
+    stopping = time.monotonic()
+    service.send_signal(signal.SIGTERM)
+    record["exit_code"] = service.wait(60)
+    record["stop_seconds"] = round(time.monotonic() - stopping, 2)
+    return start_service(config, log_path), record
+
+
+def run_outage(args, out: str) -> None:
+    """The outage scenario: the broker stopped for ``args.outage_seconds`` mid-run, the service restarted halfway
+    through the outage; the figures go to ``out``."""
+    from lab.provenance import provenance, write_json
+
+    started = provenance()  # the code as it was when the soak began
+    work = Path(tempfile.mkdtemp(prefix="fer-soak-"))
+    broker = Broker(work)
+    broker.set(True, settle_s=1.0)
+    received: list[tuple] = []
+    lock = threading.Lock()
+    subscriber = subscribe(broker.port, received, lock, "soak-subscriber")
+    http_port = free_port()
+    config = service_config(work, args, broker.port, http_port, spool=work / "spool.jsonl",
+                            client_id="fer-edge-soak", mqtt_extra={"max_backoff_s": 5})
+    samples, restart, stopped_at, dropped, exit_code = _outage_timeline(args, broker, config, work / "service.log",
+                                                                        http_port)
+    wait_until_quiet(received, lock)  # the subscriber takes what the broker still holds for it
+    subscriber.loop_stop()
+    broker.set(False)
+    produced = [event_id(json.loads(line)) for line in open(work / "events.jsonl")]
+    result = _outage_figures(args, samples, restart, stopped_at, produced, received, dropped, exit_code)
+    result["provenance"] = started
+    write_json(out, result)
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+
+
+def _outage_timeline(args, broker: Broker, config: Path, log_path: Path, http_port: int):
+    """Run the service for ``args.minutes``, the broker down for ``args.outage_seconds`` in the middle and the
+    service restarted halfway through that; the samples, the restart, when the broker stopped, the sink's dropped
+    count and the exit code."""
+    service = start_service(config, log_path)
+    started = time.monotonic()
+    duration = args.minutes * 60
+    outage = (duration / 2 - args.outage_seconds / 2, duration / 2 + args.outage_seconds / 2)
+    samples, restart, stopped_at = [], {}, None
+    while time.monotonic() - started < duration:
+        time.sleep(10)
+        elapsed = time.monotonic() - started
+        samples.append(sample(elapsed, http_port, service))
+        in_outage = outage[0] <= elapsed < outage[1]
+        if in_outage and stopped_at is None:
+            stopped_at = round(elapsed, 1)
+        broker.set(not in_outage, settle_s=1.0)
+        if not restart and not broker.up and elapsed >= outage[0] + args.outage_seconds / 2:
+            service, restart = restart_service(service, config, log_path)
+            restart["at_s"] = round(time.monotonic() - started, 1)
+    broker.set(True, settle_s=1.0)
+    dropped = metric(http_port, "fer_edge_sink_dropped_events_total")
+    service.send_signal(signal.SIGTERM)
+    return samples, restart, stopped_at, dropped, service.wait(60)
+
+
+def _outage_figures(args, samples, restart, stopped_at, produced, received, dropped, exit_code) -> dict:
+    delivered = set(received)
+    warm = [s for s in samples if s["t_s"] >= 60]
+    return {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "minutes": args.minutes, "threads": args.threads, "model": Path(args.model).name,
+        "frames_processed": samples[-1]["frames"] if samples else 0,
+        "rss_mb_first_sample": samples[0]["rss_mb"], "rss_mb_after_1_min": warm[0]["rss_mb"] if warm else None,
+        "rss_mb_end": samples[-1]["rss_mb"], "rss_mb_max": max(s["rss_mb"] for s in samples),
+        "broker_outage_seconds": args.outage_seconds,
+        "broker_stopped_at_s": stopped_at,
+        "service_restart_during_outage": restart,
+        "events_produced": len(produced), "distinct_event_ids_produced": len(set(produced)),
+        "events_received_by_subscriber": len(received), "distinct_events_delivered": len(delivered),
+        "events_lost": len(set(produced) - delivered), "duplicates_delivered": len(received) - len(delivered),
+        # Where the lost events were made (media seconds from the first event). A block that the sink replayed first
+        # after a broker restart points at the broker: one that does not restore the subscriber's session drops
+        # what arrives before the subscriber has subscribed again (docs/deploy.md).
+        "lost_made_at_s": sorted(round(ts - min(t for t, _, _ in produced), 2)
+                                 for ts, _, _ in set(produced) - delivered)[:3000],
+        "events_dropped_by_sink": dropped, "exit_code": exit_code, "samples": samples,
+    }
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "models" / "fer_cnn_lstm_int8.tflite"))
     parser.add_argument("--video", default=str(ROOT.parent / "shared" / "data" / "media" / "test.mp4"))
@@ -125,97 +262,8 @@ def main() -> None:
         from chaos_soak import run_chaos
 
         run_chaos(args, args.out or str(ROOT / "benchmarks" / "results" / "soak_chaos.json"))
-        return
-    args.out = args.out or str(ROOT / "benchmarks" / "results" / "soak.json")
-
-
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    work = Path(tempfile.mkdtemp(prefix="fer-soak-"))
-    broker_port, http_port = free_port(), free_port()
-    # max_queued_messages 0: the broker holds everything for the subscriber while it reconnects (its default, 1000,
-    # would discard a backlog the sink sends first, and the soak would count the broker's drops as the sink's).
-    (work / "mosquitto.conf").write_text(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                                         f"persistence_location {work}/\nautosave_interval 1\nmax_queued_messages 0\n")
-
-    def start_broker():
-        process = subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
-        return process
-
-    broker = start_broker()
-    received: list[tuple] = []
-    lock = threading.Lock()
-
-    subscriber = subscribe(broker_port, received, lock, "soak-subscriber")
-
-    config = service_config(work, args, broker_port, http_port, spool=work / "spool.jsonl", client_id="fer-edge-soak",
-                            mqtt_extra={"max_backoff_s": 5})
-    def start_service():
-        return subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--config", str(config)], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=open(work / "service.log", "a"),
-                                env={**os.environ, "FER_LOG_LEVEL": "INFO"})
-
-    service = start_service()
-    started = time.monotonic()
-    samples = []
-    duration = args.minutes * 60
-    outage_start = duration / 2 - args.outage_seconds / 2
-    outage_done = restarted = False
-    restart = {}
-    while time.monotonic() - started < duration:
-        time.sleep(10)
-        elapsed = time.monotonic() - started
-        try:
-            frames = metric(http_port, "fer_edge_frames_total")
-        except OSError:
-            frames = float("nan")
-        samples.append({"t_s": round(elapsed, 1), "rss_mb": round(rss_mb(service.pid), 1), "frames": frames})
-        if not outage_done and elapsed >= outage_start and broker.poll() is None:
-            broker.terminate()
-            broker.wait(10)
-            outage_at = elapsed
-        if not restarted and broker.poll() is not None and elapsed >= outage_start + args.outage_seconds / 2:
-            restart["rss_mb_before"] = rss_mb(service.pid)
-            stopping = time.monotonic()
-            service.send_signal(signal.SIGTERM)
-            restart["exit_code"] = service.wait(60)
-            restart["stop_seconds"] = round(time.monotonic() - stopping, 2)
-            restart["at_s"] = round(time.monotonic() - started, 1)
-            service = start_service()
-            restarted = True
-        if not outage_done and broker.poll() is not None and elapsed >= outage_start + args.outage_seconds:
-            broker = start_broker()
-            outage_done = True
-    dropped = metric(http_port, "fer_edge_sink_dropped_events_total")
-    service.send_signal(signal.SIGTERM)
-    service.wait(60)
-    wait_until_quiet(received, lock)  # the subscriber takes what the broker still holds for it
-    subscriber.loop_stop()
-    broker.terminate()
-    produced = [event_id(json.loads(line)) for line in open(work / "events.jsonl")]
-    delivered = set(received)
-    warm = [s for s in samples if s["t_s"] >= 60]
-    result = {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "minutes": args.minutes, "threads": args.threads, "model": Path(args.model).name,
-        "frames_processed": samples[-1]["frames"] if samples else 0,
-        "rss_mb_first_sample": samples[0]["rss_mb"], "rss_mb_after_1_min": warm[0]["rss_mb"] if warm else None,
-        "rss_mb_end": samples[-1]["rss_mb"], "rss_mb_max": max(s["rss_mb"] for s in samples),
-        "broker_outage_seconds": args.outage_seconds, "broker_stopped_at_s": round(outage_at, 1),
-        "service_restart_during_outage": restart,
-        "events_produced": len(produced), "distinct_event_ids_produced": len(set(produced)),
-        "events_received_by_subscriber": len(received), "distinct_events_delivered": len(delivered),
-        "events_lost": len(set(produced) - delivered), "duplicates_delivered": len(received) - len(delivered),
-        # Where the lost events were made (media seconds from the first event). A block that the sink replayed first
-        # after a broker restart points at the broker: one that does not restore the subscriber's session drops
-        # what arrives before the subscriber has subscribed again (docs/deploy.md).
-        "lost_made_at_s": sorted(round(ts - min(t for t, _, _ in produced), 2)
-                                 for ts, _, _ in set(produced) - delivered)[:3000],
-        "events_dropped_by_sink": dropped, "exit_code": service.returncode, "samples": samples,
-    }
-    write_json(args.out, result)
-    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+    else:
+        run_outage(args, args.out or str(ROOT / "benchmarks" / "results" / "soak.json"))
 
 
 if __name__ == "__main__":
