@@ -371,3 +371,26 @@ def test_a_flip_pair_run_trains_on_mirrored_pairs_resumes_and_scores_publictest_
     assert type(best.loss).__name__ == "FlipPairCrossEntropy"
     with pytest.raises(FerError, match="--flip-pairs .* class weights"):
         fit(None, tmp_path / "other", replace(config, balance="class-weight"))
+
+
+@pytest.mark.slow
+def test_flip_pairs_mirror_the_mixed_images_and_train_with_weight_averaging(fer_small, tmp_path):
+    from lab.keras_io import load_keras_model
+    from train.fit import student_batches
+
+    config = FitConfig(model="cnn", epochs=2, batch_size=16, seed=2, flip_pairs=True, average_from=1,
+                       augment=AugmentConfig(mixup=0.4))
+    train = fer_small.split("Training")
+    images, targets = (t.numpy() for t in next(iter(student_batches(train, config, 0, len(train) // 16, 1))))
+    # Mixup first, then the pair: each mixed image is followed by its own mirror, with the same mixed target.
+    np.testing.assert_array_equal(images[1::2], images[0::2, :, ::-1])
+    np.testing.assert_array_equal(targets[1::2], targets[0::2])
+    assert np.any(targets.max(axis=1) < 0.99)
+    run = tmp_path / "run"
+    state = fit(fer_small, run, config, verbose=0)
+    history = read_history(run)
+    assert state.finished and state.averaged_epochs == 2
+    assert [row["epoch"] for row in history if "val_average_accuracy" in row] == [1.0, 2.0]
+    assert state.best_val_accuracy == pytest.approx(
+        max(max(row["val_accuracy"], row["val_average_accuracy"]) for row in history))
+    assert type(load_keras_model(run / "best.keras").loss).__name__ == "FlipPairCrossEntropy"
