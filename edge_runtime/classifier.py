@@ -15,12 +15,10 @@ import numpy as np
 from edge_runtime.core.contract import ModelContract, TensorSpec, load_contract, verification_summary
 from edge_runtime.core.errors import ModelError
 from edge_runtime.core.interpreter import BACKENDS, EdgeTpuError, make_interpreter
+from edge_runtime.core.preprocessing import TTA_MODES
 from edge_runtime.core.records import setting
 
 log = logging.getLogger(__name__)
-
-TTA_MODES = ("none", "flip")  # test-time augmentation: none, or also the mirrored face (averaged)
-
 
 def quantize_input(pixels: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """Raw uint8 pixels -> the model's input dtype.

@@ -77,11 +77,10 @@ def test_a_missing_model_is_one_line_naming_it(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: model {tmp_path / 'no_run'}: no .keras model")
 
 
-def test_the_fit_offers_exactly_the_runtimes_tta_modes():
-    """fer-train cannot import the runtime's classifier (the layer contracts), so it names the modes again."""
-    from typing import get_args
-
-    from edge_runtime.classifier import TTA_MODES
-    from train.cli import TemperatureTta
-
-    assert get_args(TemperatureTta) == TTA_MODES
+def test_the_temperature_commands_offer_exactly_the_runtimes_tta_modes(tmp_path):
+    """fer-train takes its --tta and --temperature choices from the runtime's one definition of model.tta."""
+    for command in (["temperature", str(tmp_path), "--out", str(tmp_path / "t.keras"), "--tta", "mirror"],
+                    ["export", str(tmp_path), "--temperature", "mirror"]):
+        result = run_cli("-m", "train.cli", *command)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "'mirror' is not one of 'none', 'flip'" in result.stderr

@@ -10,6 +10,7 @@ import typer
 
 from edge_runtime.core.cli_support import require_extra, run_cli, version_option
 from edge_runtime.core.errors import FerError
+from edge_runtime.core.preprocessing import TTA_MODES
 from lab.data import SPLITS
 from train.augment import AugmentConfig
 from train.fit import BALANCE_MODES, SCHEDULES
@@ -88,7 +89,7 @@ TeacherCache = Annotated[Path, typer.Option(
     help="with --teacher: where the teachers' predictions on each epoch's augmented batches are kept (reused by "
     "runs with the same data, seed and augmentation)")]
 
-TemperatureTta = Literal["none", "flip"]  # the runtime's model.tta modes (edge_runtime.classifier.TTA_MODES)
+TemperatureTta = Literal[TTA_MODES]  # the runtime's model.tta modes
 
 AverageFrom = Annotated[int, typer.Option(
     help="stochastic weight averaging: average the weights of every epoch from this one on; the average competes "

@@ -22,6 +22,9 @@ INPUT_SIZE: Final[int] = 48
 IMAGE_SUFFIXES: Final[frozenset[str]] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm",
                                                    ".ppm"})
 PREPROCESSING_VERSION: Final[str] = "gray-area48-u8-v1"
+# Test-time augmentation (model.tta): "none", or "flip": the face and its mirror image, their probabilities averaged.
+# Here because fer-train fits temperatures for these modes and may import only the core.
+TTA_MODES: Final[tuple[str, ...]] = ("none", "flip")
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
