@@ -108,6 +108,7 @@ def service_config(work: Path, args, broker_port: int, http_port: int, *, spool:
                               for name, keys in sections.items()))
     return config
 
+
 class Broker:
     """mosquitto with persistence, so queued messages for the subscriber's session survive its restarts."""
 
