@@ -103,6 +103,19 @@ def build_sinks(config: Config) -> list:
     return sinks
 
 
+def _why_no_image(source: ImageFileSource | FolderSource) -> str:
+    """Why a photo or folder source gave no frame, for the one-line error: what was skipped, and for a folder of
+    videos, what to do instead."""
+    skipped = source.health().skipped
+    if not skipped:
+        return " (the folder is empty)"
+    videos = source.skipped_videos if isinstance(source, FolderSource) else 0
+    if videos:
+        return (f" ({skipped} unreadable or not an image, {videos} of them videos: a folder source reads still "
+                "images; give one video file as the source)")
+    return f" ({skipped} unreadable or not an image)"
+
+
 class Service:
     """One run of the runtime with everything around it."""
 
@@ -224,9 +237,7 @@ class Service:
             if stats.frames == 0 and isinstance(source, ImageFileSource) and source.refusal:
                 raise FerError(f"{source.name}: {source.refusal}")
             if stats.frames == 0 and isinstance(source, (ImageFileSource, FolderSource)):
-                skipped = source.health().skipped
-                raise FerError(f"{source.name}: no readable image" + (f" ({skipped} unreadable or not an image)"
-                                                                     if skipped else " (the folder is empty)"))
+                raise FerError(f"{source.name}: no readable image{_why_no_image(source)}")
         finally:
             self.notifier.stopping()
             deadline = time.monotonic() + self.config.service.stop_timeout_s

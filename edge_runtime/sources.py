@@ -225,8 +225,14 @@ class ImageFileSource(_Counters):
         pass
 
 
+# Common video containers: only to tell a user who points a folder source at videos what to do instead.
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".h264"})
+
+
 class FolderSource(_Counters):
     """Every image in a folder (sorted by name); non-images and unreadable files are logged and skipped."""
+
+    skipped_videos = 0  # of the skipped files, those named as videos
 
     def __init__(self, path: str | Path, loop: bool = False, max_pixels: int = 0):
         self.path = Path(path)
@@ -244,6 +250,7 @@ class FolderSource(_Counters):
                 if file.suffix.lower() not in IMAGE_SUFFIXES:
                     log.warning("%s: not an image file, skipped", file)
                     self.skipped += 1
+                    self.skipped_videos += file.suffix.lower() in VIDEO_SUFFIXES
                     continue
                 image, _ = _read_still(file, logging.WARNING, self.max_pixels)
                 if image is None:

@@ -109,6 +109,14 @@ def test_unreadable_inputs_exit_2(monkeypatch, capsys, tmp_path):
     empty.mkdir()
     code, _, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(empty))
     assert code == 2 and "the folder holds no files" in stderr and "no readable image (the folder is empty)" in stderr
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "clip.MP4").write_bytes(b"\0" * 64)  # a folder source does not open videos, whatever they hold
+    (videos / "notes.txt").write_text("not a frame")
+    code, _, stderr = run_main(monkeypatch, capsys, "run", "--model", str(model), "--source", str(videos))
+    assert code == 2 and stderr.strip().splitlines()[-1].endswith(
+        "no readable image (2 unreadable or not an image, 1 of them videos: a folder source reads still images; "
+        "give one video file as the source)")
 
 
 @pytest.mark.parametrize("suffix, params", [(".png", []), (".jpg", []), (".bmp", []), (".ppm", []), (".pgm", []),
