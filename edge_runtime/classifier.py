@@ -20,6 +20,7 @@ from edge_runtime.core.records import setting
 
 log = logging.getLogger(__name__)
 
+
 def quantize_input(pixels: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """Raw uint8 pixels -> the model's input dtype.
 
