@@ -10,7 +10,6 @@ Per-stage timings are kept for the benchmark and the metrics endpoint.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -25,7 +24,7 @@ from edge_runtime.detectors import Box, CropOptions, FaceDetector, face_crop, fi
 from edge_runtime.reporting import Reporter
 from edge_runtime.sinks import Sink
 from edge_runtime.smoothing import FaceSmoother
-from edge_runtime.sources import Frame, FrameSource
+from edge_runtime.sources import Closing, Frame, FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ class Runtime:
         self.crop = crop
         self.every_n, self.max_frames = every_n, max_frames
         self.annotator = annotator
-        self._stop = threading.Event()
+        self._stop = Closing()  # set by SIGTERM's handler: see Closing
         # The classifier's invoke times of the frame just processed (read by frame listeners: the metrics).
         self.last_inference_seconds: tuple[float, ...] = ()
         self.frame_listeners: list[Callable[[Frame, list[FaceEvent]], None]] = []

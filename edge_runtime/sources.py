@@ -9,9 +9,12 @@ under systemd); the end of a video file is a clean end of the stream.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import re
-import threading
+import select
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Protocol
@@ -74,6 +77,48 @@ class FrameSource(Protocol):
     def close(self) -> None:
         """Release resources; safe to call twice."""
         ...
+
+
+class Closing:
+    """A one-way "stop now" flag whose waits it cuts short, and which a signal handler may set.
+
+    ``threading.Event`` cannot be that: a handler runs in the main thread between two bytecodes, possibly inside
+    that thread's own ``Event.wait`` while it holds the event's lock, and ``Event.set`` then waits for that lock
+    forever (a SIGTERM that lands as a camera's backoff wait begins hangs the service). :meth:`set` takes no lock:
+    it sets the flag and writes a byte to a pipe; :meth:`wait` sleeps in ``poll`` on that pipe, so it returns as
+    soon as the byte is there, even when the flag was set just before the ``poll`` began.
+    """
+
+    def __init__(self):
+        self._set = False
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        weakref.finalize(self, _close_descriptors, self._read_fd, self._write_fd)
+
+    def set(self) -> None:
+        """Set the flag and wake every wait; never blocks (safe from a signal handler, from any thread)."""
+        self._set = True
+        try:
+            os.write(self._write_fd, b"\0")
+        except BlockingIOError:  # the pipe is full of earlier wake-ups: the waits are woken already
+            pass
+
+    def is_set(self) -> bool:
+        """Whether :meth:`set` was called."""
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, less once the flag is set; whether it is set."""
+        if not self._set:
+            poller = select.poll()
+            poller.register(self._read_fd, select.POLLIN)
+            poller.poll(max(0, math.ceil(timeout * 1000)))
+        return self._set
+
+
+def _close_descriptors(*descriptors: int) -> None:
+    for descriptor in descriptors:
+        os.close(descriptor)
 
 
 class _Backoff:
@@ -317,7 +362,7 @@ class VideoFileSource(_Counters):
         self.name = str(self.path)
         self.loop, self.realtime = loop, realtime
         self._closed = False
-        self._closing = threading.Event()
+        self._closing = Closing()
 
     def _open(self):
         capture = cv2.VideoCapture(str(self.path))
@@ -390,7 +435,7 @@ class CameraSource(_Counters):
         self.max_retries = max_retries
         self.initial_backoff_s, self.max_backoff_s = initial_backoff_s, max_backoff_s
         self.opener = opener or _open_capture  # replaced in tests: the camera is a hardware boundary
-        self._closing = threading.Event()
+        self._closing = Closing()
         # The backoff wait ends early when close() is called (SIGTERM must not wait out a 30 s backoff).
         self.sleep = sleep or self._closing.wait
         self.capture = None
@@ -473,7 +518,7 @@ class Picamera2Source(_Counters):
         self.initial_backoff_s, self.max_backoff_s = initial_backoff_s, max_backoff_s
         self.camera = None
         self._closed = False
-        self._closing = threading.Event()
+        self._closing = Closing()
 
     def _open(self, picamera2_class):
         """A started camera, or None (logged) when it cannot be opened now."""

@@ -5,6 +5,7 @@ import json
 import logging
 import re
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -113,6 +114,48 @@ def test_camera_that_disappears_is_retried_with_backoff():
     with pytest.raises(FerError, match="unavailable after 3 retries"):
         for _ in frames:
             pass
+
+
+def test_a_signal_handler_that_closes_a_camera_ends_its_backoff_wait_at_once():
+    # Hardware boundary mocked: the camera never opens, so the source sits in a 30 s backoff wait.
+    camera = CameraSource(0, opener=lambda spec: None, initial_backoff_s=30.0)
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: camera.close())  # as SIGTERM's handler does
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        started = time.monotonic()
+        assert list(camera.frames()) == []
+        assert time.monotonic() - started < 2.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_stop_set_by_a_handler_that_lands_inside_the_wait_neither_blocks_nor_is_slept_through(monkeypatch):
+    """A handler runs in the main thread, possibly inside that thread's own wait. threading.Event.set would wait
+    there for the lock the interrupted wait holds, forever; Closing.set must return, and the wait wake at once."""
+    import select
+
+    from edge_runtime.sources import Closing
+
+    closing = Closing()
+    real_poll = select.poll
+
+    class HandlerLandsBeforeTheSleep:
+        def __init__(self):
+            self.poller = real_poll()
+
+        def register(self, *arguments):
+            self.poller.register(*arguments)
+
+        def poll(self, timeout_ms):
+            closing.set()  # the handler, between the wait's flag check and its sleep
+            return self.poller.poll(timeout_ms)
+
+    monkeypatch.setattr(select, "poll", HandlerLandsBeforeTheSleep)
+    started = time.monotonic()
+    assert closing.wait(30.0) is True
+    assert time.monotonic() - started < 1.0
+    assert closing.wait(30.0) is True and closing.is_set()
 
 
 def test_source_spec_errors(tmp_path):
