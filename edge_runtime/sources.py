@@ -440,7 +440,6 @@ class CameraSource(_Counters):
         self.sleep = sleep or self._closing.wait
         self.capture = None
         self._closed = False
-        self._reading = False
 
     def _open(self):
         capture = self.opener(self.spec)
@@ -457,45 +456,41 @@ class CameraSource(_Counters):
         index = 0
         backoff = _Backoff(f"camera {self.spec}", "check the cable/URL and that the user is in the 'video' group",
                            self.initial_backoff_s, self.max_backoff_s, self.max_retries, self.sleep)
-        while not self._closed:
-            if self.capture is None:
-                self.capture = self._open()
+        try:
+            while not self._closed:
                 if self.capture is None:
-                    self.connected = False
-                    backoff.failed()
-                    continue
-                if index > 0 or backoff.failures > 0:
-                    self.reconnects += 1
-                    log.info("camera %s reconnected (%d reconnects)", self.spec, self.reconnects)
-            self._reading = True
-            try:
+                    self.capture = self._open()
+                    if self.capture is None:
+                        self.connected = False
+                        backoff.failed()
+                        continue
+                    if index > 0 or backoff.failures > 0:
+                        self.reconnects += 1
+                        log.info("camera %s reconnected (%d reconnects)", self.spec, self.reconnects)
                 ok, image = self.capture.read()
-            finally:
-                self._reading = False
-            if self._closed:
-                break
-            if not ok or image is None:
-                log.warning("camera %s stopped delivering frames; reopening", self.spec)
-                self.skipped += 1
+                if self._closed:
+                    break
+                if not ok or image is None:
+                    log.warning("camera %s stopped delivering frames; reopening", self.spec)
+                    self.skipped += 1
+                    self.capture.release()
+                    self.capture = None
+                    self.connected = False
+                    continue
+                self.connected = True
+                backoff.succeeded()
+                yield Frame(image, self.name, index, time.time())
+                index += 1
+        finally:  # the loop ended, or its consumer closed (or dropped) the generator at a frame
+            if self.capture is not None:
                 self.capture.release()
                 self.capture = None
-                self.connected = False
-                continue
-            self.connected = True
-            backoff.succeeded()
-            yield Frame(image, self.name, index, time.time())
-            index += 1
-        if self.capture is not None:
-            self.capture.release()
-            self.capture = None
 
     def close(self) -> None:
-        """Stop: wakes a backoff wait at once; the device is released when the frame loop ends (or here, outside it)."""
+        """Stop after the current frame and wake a backoff wait at once (safe from a signal handler and from any
+        thread). It never touches the device, which another thread may be reading: the frame loop releases it."""
         self._closed = True
         self._closing.set()
-        if self.capture is not None and not self._reading:
-            self.capture.release()
-            self.capture = None
 
 
 class Picamera2Source(_Counters):

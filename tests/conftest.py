@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import logging
@@ -54,7 +55,9 @@ def plain_photo() -> Path:
     import cv2
     import numpy as np
 
-    path = Path(tempfile.mkdtemp(prefix="fer-edge-test-")) / "plain.jpg"
+    folder = tempfile.mkdtemp(prefix="fer-edge-test-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # not left behind in /tmp by every session
+    path = Path(folder) / "plain.jpg"
     cv2.imwrite(str(path), np.tile(np.arange(0, 256, 4, dtype=np.uint8), (64, 1)))
     return path
 

@@ -116,6 +116,52 @@ def test_camera_that_disappears_is_retried_with_backoff():
             pass
 
 
+class CountingCapture(FakeCapture):
+    """A camera at the hardware boundary that records its releases, and any that came during a read."""
+
+    def __init__(self, frames, read_seconds=0.0):
+        super().__init__(frames)
+        self.read_seconds, self.reading = read_seconds, False
+        self.releases = self.releases_during_a_read = 0
+
+    def read(self):
+        self.reading = True
+        time.sleep(self.read_seconds)
+        self.reading = False
+        return super().read()
+
+    def release(self):
+        self.releases += 1
+        self.releases_during_a_read += self.reading
+
+
+def test_a_camera_is_released_by_its_frame_loop_even_when_the_consumer_drops_it_at_a_frame():
+    capture = CountingCapture(10)  # hardware boundary mocked
+    camera = CameraSource(0, opener=lambda spec: capture)
+    frames = camera.frames()
+    next(frames)
+    camera.close()  # as SIGTERM's handler or another thread does, while the consumer holds a frame
+    assert capture.releases == 0  # close() leaves the device to the loop, which may be reading it
+    frames.close()  # the consumer stops iterating at that frame
+    assert capture.releases == 1 and camera.capture is None
+    other = CountingCapture(10)
+    next(CameraSource(0, opener=lambda spec: other).frames())  # a generator dropped without close()
+    assert other.releases == 1  # (CPython finalizes it at once): the device does not stay open
+
+
+def test_a_camera_closed_from_another_thread_is_never_released_during_a_read():
+    capture = CountingCapture(1000, read_seconds=0.05)  # hardware boundary mocked: each read takes 50 ms
+    camera = CameraSource(0, opener=lambda spec: capture)
+    read = []
+    reader = threading.Thread(target=lambda: read.extend(frame.index for frame in camera.frames()))
+    reader.start()
+    time.sleep(0.12)  # inside the third read
+    camera.close()
+    reader.join(5.0)
+    assert not reader.is_alive()
+    assert capture.releases == 1 and capture.releases_during_a_read == 0
+
+
 def test_a_signal_handler_that_closes_a_camera_ends_its_backoff_wait_at_once():
     # Hardware boundary mocked: the camera never opens, so the source sits in a 30 s backoff wait.
     camera = CameraSource(0, opener=lambda spec: None, initial_backoff_s=30.0)
