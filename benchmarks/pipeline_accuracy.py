@@ -144,7 +144,7 @@ def predicted_label(runtime: Runtime, frame: np.ndarray, centre: tuple[float, fl
     """The raw label of the face whose box holds ``centre``, through the runtime (its crop cut from the box that
     ``boxes`` says, for a placed face of ``side`` pixels); None when no face holds it."""
     found = [with_placed(box, boxes, centre, side) for box in find_faces(runtime.detector, frame)]
-    _, events = runtime.process(Frame(frame, "placed", 0, 0.0, still=True), found)
+    _, events = runtime.process(Frame(frame, "placed", 0, 0.0, 0.0, still=True), found)
     for event in events:
         if holds(event.box, centre):
             return event.raw_label

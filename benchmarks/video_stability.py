@@ -162,7 +162,7 @@ def run_ours(video: Video, decoded: dict, fps: float | None, runtime_parts, over
     detector, classifier = runtime_parts
     frames = subsample(video.frames, fps)
     settings = with_overrides(Config(), {"sinks.stdout": False, **overrides})
-    source = ListSource(video.name, [Frame(decoded[key][i][0], video.name, n, ts)
+    source = ListSource(video.name, [Frame(decoded[key][i][0], video.name, n, ts, ts)
                                      for n, (key, i, ts) in enumerate(frames)])
     states: list = []
     runtime = build_runtime(settings, source=source, models=(detector, classifier))

@@ -17,7 +17,6 @@ TensorFlow.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,7 +26,7 @@ from edge_runtime.config import Config, with_overrides
 from edge_runtime.core.errors import FerError
 from edge_runtime.core.faces import FaceEvent
 from edge_runtime.service import build_runtime, load_models, source_from_config
-from edge_runtime.sources import Frame, ImageFileSource
+from edge_runtime.sources import Frame, ImageFileSource, capture_times
 
 _CHANNELS = (1, 3, 4)  # what faces() takes: grayscale, BGR, BGRA
 
@@ -91,7 +90,7 @@ class EmotionRecognizer:
             image = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)
         elif channels == 4:
             image = np.ascontiguousarray(image[:, :, :3])
-        return Frame(image, "array", 0, time.time(), still=True)
+        return Frame(image, "array", 0, *capture_times(), still=True)
 
 
 class _NoSource:

@@ -150,7 +150,7 @@ class Runtime:
         self.last_inference_seconds = tuple(seconds)
         if frame.still:
             self.smoother.reset()  # photos are independent: nothing carries from one to the next
-        smoothed = self.smoother.update(kept_boxes, raw, frame.timestamp)
+        smoothed = self.smoother.update(kept_boxes, raw, frame.clock)
         events = [event_for(frame, i, box, probs, result, self.classifier.labels)
                   for i, (box, probs, result) in enumerate(zip(kept_boxes, raw, smoothed, strict=True))]
         return boxes, events
@@ -226,7 +226,7 @@ class Runtime:
         elif frame.still:
             log.info("%s: no face found", frame.source)
         stats.events += len(events)
-        self._emit(self.reporter.feed(frame.timestamp, frame.source, events, frame.still))
+        self._emit(self.reporter.feed(frame.timestamp, frame.clock, frame.source, events, frame.still))
         for listener in self.frame_listeners:
             listener(frame, events)
         if self.annotator is not None:

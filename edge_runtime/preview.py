@@ -86,8 +86,8 @@ class _Reading:
     state: str
     score: float
     probs: dict[str, float]
-    last_ts: float
-    history: deque = field(default_factory=deque)  # (start ts, state) of each stretch, oldest first
+    last_seen: float  # clock time (see edge_runtime.sources.Frame)
+    history: deque = field(default_factory=deque)  # (clock time it began, state) of each stretch, oldest first
 
 
 class FaceReadings:
@@ -104,18 +104,19 @@ class FaceReadings:
         self._lock = threading.Lock()
 
     def record(self, events, now: float) -> None:
-        """Fold in one frame's events, taken at frame time ``now``."""
+        """Fold in one frame's events, taken at ``now`` on the frame's clock that never steps (``Frame.clock``; the
+        events' own ``ts`` is wall-clock time)."""
         with self._lock:
             self.now = now
             for event in events:
                 reading = self._faces.get(event.track)
                 if reading is None:
-                    reading = self._faces[event.track] = _Reading(event.label, event.score, event.probs, event.ts)
+                    reading = self._faces[event.track] = _Reading(event.label, event.score, event.probs, now)
                 if not reading.history or reading.history[-1][1] != event.label:
-                    reading.history.append((event.ts, event.label))
-                reading.state, reading.score, reading.probs, reading.last_ts = (event.label, event.score, event.probs,
-                                                                               event.ts)
-            for track in [t for t, r in self._faces.items() if now - r.last_ts > self.history_s]:
+                    reading.history.append((now, event.label))
+                reading.state, reading.score, reading.probs, reading.last_seen = (event.label, event.score,
+                                                                                  event.probs, now)
+            for track in [t for t, r in self._faces.items() if now - r.last_seen > self.history_s]:
                 del self._faces[track]
             for reading in self._faces.values():  # keep the stretch that covers the window's start
                 while len(reading.history) > 1 and reading.history[1][0] <= now - self.history_s:
@@ -126,7 +127,7 @@ class FaceReadings:
         with self._lock:
             faces = [{"track": track, "state": r.state, "score": r.score, "probs": r.probs,
                       "history": [list(stretch) for stretch in r.history]}
-                     for track, r in sorted(self._faces.items()) if self.now - r.last_ts <= self.shown_s]
+                     for track, r in sorted(self._faces.items()) if self.now - r.last_seen <= self.shown_s]
             return json.dumps({"now": self.now, "history_s": self.history_s, "colours": STATE_COLOURS,
                                "faces": faces}).encode()
 
@@ -153,10 +154,10 @@ class Preview:
     def page(self) -> bytes:
         return PAGE.replace("{model}", html.escape(self.model_name)).encode()
 
-    def offer(self, image, events, timestamp: float) -> None:
-        """Called for every processed frame: keeps the faces' readings; encodes only while someone watches, and at
-        most ``max_fps`` times a second."""
-        self.readings.record(events, timestamp)
+    def offer(self, image, events, clock: float) -> None:
+        """Called for every processed frame (``clock``: its ``Frame.clock``): keeps the faces' readings; encodes only
+        while someone watches, and at most ``max_fps`` times a second."""
+        self.readings.record(events, clock)
         if not self.viewers:
             return
         now = time.monotonic()

@@ -24,8 +24,9 @@ OUTPUT_MODES = ("frames", "changes", "summary")
 
 @dataclass
 class _Track:
-    first_ts: float
-    last_ts: float
+    first_clock: float  # clock times (see edge_runtime.sources.Frame): how long it stayed
+    last_clock: float
+    last_ts: float  # wall-clock time of its last event: when it left
     label: str
     labels: Counter = field(default_factory=Counter)
 
@@ -35,7 +36,8 @@ class ChangeReporter:
 
     A face has left once its track has had no detection for more than
     ``max_missed_s`` of frame time (the smoother forgets it then too), or when
-    the stream ends.
+    the stream ends. Intervals are measured on the frames' clock that never
+    steps; the records carry the events' wall-clock times.
     """
 
     def __init__(self, max_missed_s: float):
@@ -43,22 +45,22 @@ class ChangeReporter:
         self.tracks: dict[int, _Track] = {}
         self.source = ""
 
-    def feed(self, timestamp: float, source: str, events: list[FaceEvent]) -> list[FaceChange]:
-        """The changes one processed frame (at ``timestamp``) brings."""
+    def feed(self, clock: float, source: str, events: list[FaceEvent]) -> list[FaceChange]:
+        """The changes one processed frame (at ``clock``, its ``Frame.clock``) brings."""
         self.source = source
         out: list[FaceChange] = []
         for event in events:
             track = self.tracks.get(event.track)
             if track is None:
-                self.tracks[event.track] = _Track(event.ts, event.ts, event.label, Counter([event.label]))
+                self.tracks[event.track] = _Track(clock, clock, event.ts, event.label, Counter([event.label]))
                 out.append(FaceChange("appeared", event.source, event.ts, event.track, event.label))
                 continue
             if event.label != track.label:
                 out.append(FaceChange("changed", event.source, event.ts, event.track, event.label, track.label))
                 track.label = event.label
-            track.last_ts = event.ts
+            track.last_clock, track.last_ts = clock, event.ts
             track.labels[event.label] += 1
-        gone = [track_id for track_id, track in self.tracks.items() if timestamp - track.last_ts > self.max_missed_s]
+        gone = [track_id for track_id, track in self.tracks.items() if clock - track.last_clock > self.max_missed_s]
         return out + [self._left(track_id) for track_id in gone]
 
     def finish(self) -> list[FaceChange]:
@@ -68,31 +70,34 @@ class ChangeReporter:
     def _left(self, track_id: int) -> FaceChange:
         track = self.tracks.pop(track_id)
         return FaceChange("left", self.source, track.last_ts, track_id, track.label,
-                          duration_s=round(track.last_ts - track.first_ts, 3), label_shares=shares_of(track.labels))
+                          duration_s=round(track.last_clock - track.first_clock, 3),
+                          label_shares=shares_of(track.labels))
 
 
 class SummaryReporter:
-    """Per-frame face events in, one :class:`Summary` per ``period_s`` of frame time out."""
+    """Per-frame face events in, one :class:`Summary` per ``period_s`` of frame time out (measured on the frames'
+    clock that never steps; the summary carries wall-clock times)."""
 
     def __init__(self, period_s: float):
         self.period_s = period_s
-        self._reset(None)
+        self._reset(None, None)
 
-    def _reset(self, start_ts: float | None) -> None:
-        self.start_ts, self.end_ts = start_ts, start_ts
+    def _reset(self, start_ts: float | None, start_clock: float | None) -> None:
+        self.start_ts, self.end_ts, self.start_clock = start_ts, start_ts, start_clock
         self.frames, self.face_frames = 0, 0
         self.tracks: set[int] = set()
         self.labels: Counter = Counter()
         self.source = ""
 
-    def feed(self, timestamp: float, source: str, events: list[FaceEvent]) -> list[Summary]:
-        """Count one frame's faces; the summary of the period this frame ends, if it ends one."""
+    def feed(self, timestamp: float, clock: float, source: str, events: list[FaceEvent]) -> list[Summary]:
+        """Count one frame's faces (``timestamp``, ``clock``: its ``Frame`` times); the summary of the period this
+        frame ends, if it ends one."""
         out = []
-        if self.start_ts is None:
-            self._reset(timestamp)
-        elif timestamp - self.start_ts >= self.period_s:
+        if self.start_clock is None:
+            self._reset(timestamp, clock)
+        elif clock - self.start_clock >= self.period_s:
             out.append(self._summary())
-            self._reset(timestamp)
+            self._reset(timestamp, clock)
         self.source, self.end_ts = source, timestamp
         self.frames += 1
         self.face_frames += len(events)
@@ -119,15 +124,16 @@ class Reporter:
         self._changes = ChangeReporter(max_missed_s) if mode == "changes" else None
         self._summary = SummaryReporter(summary_seconds) if mode == "summary" else None
 
-    def feed(self, timestamp: float, source: str, events: list[FaceEvent],
+    def feed(self, timestamp: float, clock: float, source: str, events: list[FaceEvent],
              still: bool = False) -> list[FaceEvent | FaceChange | Summary]:
-        """What the sinks get for one processed frame in this mode (``still``: a photo, whose faces leave with it)."""
+        """What the sinks get for one processed frame in this mode (``timestamp``, ``clock``: its ``Frame`` times;
+        ``still``: a photo, whose faces leave with it)."""
         if self._changes is not None:
-            changes = self._changes.feed(timestamp, source, events)
+            changes = self._changes.feed(clock, source, events)
             # Photos are independent (the smoother starts afresh on each): their faces leave with the photo.
             return changes + self._changes.finish() if still else changes
         if self._summary is not None:
-            return self._summary.feed(timestamp, source, events)
+            return self._summary.feed(timestamp, clock, source, events)
         return list(events)
 
     def finish(self) -> list[FaceChange | Summary]:

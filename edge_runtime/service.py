@@ -182,7 +182,7 @@ class Service:
         self.frame_rate.tick(now)
         self._faces_in_view = len(events)
         if self.preview is not None:
-            self.preview.offer(frame.image, events, frame.timestamp)
+            self.preview.offer(frame.image, events, frame.clock)
         if self.metrics is not None:
             source = self.runtime.source.health()
             self._count(self.metrics.reconnects, "source:reconnects", source.reconnects)

@@ -43,13 +43,26 @@ def _open_capture(spec: str | int):
 
 
 class Frame(NamedTuple):
-    """One frame: pixels (BGR or grayscale uint8), where it came from, its index and capture time."""
+    """One frame: pixels (BGR or grayscale uint8), where it came from, its index, and its time on two clocks.
+
+    ``timestamp`` is the wall-clock time of capture, which the records carry. ``clock`` is the frame's time on a
+    clock that never steps (``time.monotonic()`` at capture, for cameras and photos; the start of playback plus the
+    frame's own media time, for a video file), and everything that measures an interval uses it: smoothing, tracks,
+    output periods, the live view's strip. The wall clock can step by hours (NTP setting the clock of a Pi, which has
+    no real-time clock); an interval measured on it across a step backwards would freeze a reading for as long.
+    """
 
     image: np.ndarray
     source: str
     index: int
     timestamp: float
+    clock: float
     still: bool = False
+
+
+def capture_times() -> tuple[float, float]:
+    """A frame captured now: its wall-clock time and its time on the clock that never steps (see :class:`Frame`)."""
+    return time.time(), time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -264,7 +277,7 @@ class ImageFileSource(_Counters):
             self.skipped += 1
             return
         self.connected = True
-        yield Frame(image, str(self.path), 0, time.time(), still=True)
+        yield Frame(image, str(self.path), 0, *capture_times(), still=True)
 
     def close(self) -> None:
         pass
@@ -302,7 +315,7 @@ class FolderSource(_Counters):
                     self.skipped += 1
                     continue
                 produced = self.connected = True
-                yield Frame(image, str(file), index, time.time(), still=True)
+                yield Frame(image, str(file), index, *capture_times(), still=True)
                 index += 1
             if not self.loop or not produced:
                 return
@@ -312,7 +325,8 @@ class FolderSource(_Counters):
 
 
 class MediaClock:
-    """A video file's frame times: the wall-clock start of playback plus each frame's own media time.
+    """A video file's frame times: the start of playback plus each frame's own media time, on the clock that never
+    steps (``now``; see :class:`Frame`).
 
     Frames are stamped with their position in the file, not with when they
     were decoded, so time-based smoothing sees the file's real pace even when
@@ -321,7 +335,7 @@ class MediaClock:
     """
 
     def __init__(self, fps: float, realtime: bool, wait: Callable[[float], object],
-                 now: Callable[[], float] = time.time):
+                 now: Callable[[], float] = time.monotonic):
         self.frame_s = 1.0 / fps if fps and 0 < fps < 1000 else 1.0 / 25  # a file without a usable rate: 25 fps
         self.realtime, self.wait, self.now = realtime, wait, now
         self.start = now()
@@ -329,7 +343,7 @@ class MediaClock:
         self.last_s = -self.frame_s
 
     def stamp(self, position_ms: float) -> float:
-        """The timestamp of a frame at ``position_ms`` in the file (its index-based time when that is unknown)."""
+        """The clock time of a frame at ``position_ms`` in the file (its index-based time when that is unknown)."""
         media_s = position_ms / 1000 if position_ms > 0 else self.last_s + self.frame_s
         if media_s <= self.last_s:  # a container with missing or repeated times: keep the clock moving
             media_s = self.last_s + self.frame_s
@@ -341,10 +355,10 @@ class MediaClock:
         self.offset_s += self.last_s + self.frame_s
         self.last_s = -self.frame_s
 
-    def pace(self, timestamp: float) -> None:
-        """With ``realtime``, wait until ``timestamp`` has come."""
+    def pace(self, clock: float) -> None:
+        """With ``realtime``, wait until the clock time ``clock`` has come."""
         if self.realtime:
-            ahead = timestamp - self.now()
+            ahead = clock - self.now()
             if ahead > 0:
                 self.wait(ahead)
 
@@ -375,6 +389,7 @@ class VideoFileSource(_Counters):
         index = 0
         capture = self._open()
         clock = MediaClock(capture.get(cv2.CAP_PROP_FPS), self.realtime, self._closing.wait)
+        wall_offset = time.time() - clock.start  # a frame's wall-clock time: its clock time plus this
         length = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # 0 or less when the container does not say
         unreadable = 0  # failed reads since the last good frame: a damaged stretch, or the end
         passed = 0  # frames of this pass through the file, read or skipped
@@ -403,9 +418,9 @@ class VideoFileSource(_Counters):
                     passed, unreadable = passed + unreadable, 0
                 passed += 1
                 self.connected = True
-                timestamp = clock.stamp(capture.get(cv2.CAP_PROP_POS_MSEC))
-                clock.pace(timestamp)
-                yield Frame(image, str(self.path), index, timestamp)
+                frame_clock = clock.stamp(capture.get(cv2.CAP_PROP_POS_MSEC))
+                clock.pace(frame_clock)
+                yield Frame(image, str(self.path), index, frame_clock + wall_offset, frame_clock)
                 index += 1
         finally:
             capture.release()
@@ -479,7 +494,7 @@ class CameraSource(_Counters):
                     continue
                 self.connected = True
                 backoff.succeeded()
-                yield Frame(image, self.name, index, time.time())
+                yield Frame(image, self.name, index, *capture_times())
                 index += 1
         finally:  # the loop ended, or its consumer closed (or dropped) the generator at a frame
             if self.capture is not None:
@@ -566,7 +581,7 @@ class Picamera2Source(_Counters):
                 backoff.succeeded()
                 # YUV420 planar: the first `height` rows are the luma (grayscale) plane; rows are padded past the
                 # width to the stride, so the crop drops the padding.
-                yield Frame(np.ascontiguousarray(yuv[: self.height, : self.width]), self.name, index, time.time())
+                yield Frame(np.ascontiguousarray(yuv[: self.height, : self.width]), self.name, index, *capture_times())
                 index += 1
         finally:
             if self.camera is not None:

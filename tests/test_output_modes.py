@@ -15,17 +15,17 @@ from tests.conftest import MEDIA, SHIPPED_INT8, require
 
 def run(mode: str, **overrides):
     """Run test.mp4 in ``mode``: what the sinks got, the per-frame face events of the same run, the settings, and
-    each frame's time."""
+    each frame's clock time (``Frame.clock``)."""
     model = require(SHIPPED_INT8, "shipped int8 model")
     video = require(MEDIA / "test.mp4", "test.mp4")
     settings = with_overrides(Config(), {"model.path": str(model), "source.spec": str(video), "output.mode": mode,
                                          **overrides})
-    delivered, per_frame, frame_times = [], [], []
+    delivered, per_frame, frame_clocks = [], [], []
     runtime = build_runtime(settings, sinks=[CallbackSink(delivered.append)])
     runtime.frame_listeners.append(lambda frame, events: (per_frame.append(list(events)),
-                                                          frame_times.append(frame.timestamp)))
+                                                          frame_clocks.append(frame.clock)))
     runtime.run()
-    return delivered, per_frame, settings, frame_times
+    return delivered, per_frame, settings, frame_clocks
 
 
 def shares(labels):
@@ -33,14 +33,14 @@ def shares(labels):
     return {label: round(n / sum(counts.values()), 4) for label, n in sorted(counts.items())}
 
 
-def expected_changes(per_frame, frame_times, max_missed_s):
+def expected_changes(per_frame, frame_clocks, max_missed_s):
     """The spec, written out: appeared on a track's first frame, changed when its label changes, left after more
     than max_missed_s seconds of frame time without it (or at the end), with duration and label shares."""
     out, seen = [], {}
-    for frame_ts, events in zip(frame_times, per_frame, strict=True):
+    for frame_clock, events in zip(frame_clocks, per_frame, strict=True):
         for event in events:
             if event.track not in seen:
-                seen[event.track] = {"first": event.ts, "last": event.ts, "label": event.label,
+                seen[event.track] = {"first": frame_clock, "last": frame_clock, "label": event.label,
                                      "labels": [event.label], "source": event.source}
                 out.append(("appeared", event.track, event.label, None))
                 continue
@@ -48,9 +48,9 @@ def expected_changes(per_frame, frame_times, max_missed_s):
             if event.label != track["label"]:
                 out.append(("changed", event.track, event.label, track["label"]))
                 track["label"] = event.label
-            track.update(last=event.ts)
+            track.update(last=frame_clock)
             track["labels"].append(event.label)
-        for track_id in [t for t, track in seen.items() if frame_ts - track["last"] > max_missed_s]:
+        for track_id in [t for t, track in seen.items() if frame_clock - track["last"] > max_missed_s]:
             track = seen.pop(track_id)
             out.append(("left", track_id, track["label"], round(track["last"] - track["first"], 3),
                         shares(track["labels"])))
@@ -62,11 +62,11 @@ def expected_changes(per_frame, frame_times, max_missed_s):
 
 
 def test_changes_mode_reports_appear_change_and_leave(tmp_path):
-    delivered, per_frame, settings, frame_times = run("changes")
+    delivered, per_frame, settings, frame_clocks = run("changes")
     assert all(isinstance(record, FaceChange) for record in delivered)
     got = [(c.type, c.track, c.label, c.previous_label) if c.type != "left"
            else (c.type, c.track, c.label, c.duration_s, c.label_shares) for c in delivered]
-    assert got == expected_changes(per_frame, frame_times, settings.smoothing.max_missed_s)
+    assert got == expected_changes(per_frame, frame_clocks, settings.smoothing.max_missed_s)
     # Far fewer messages than faces: the point of the mode.
     faces = sum(len(events) for events in per_frame)
     assert faces > 100 and 2 <= len(delivered) < faces / 5
@@ -119,3 +119,64 @@ def test_home_assistant_state_follows_changes_and_summaries():
     summary = Summary("summary", "cam", 0.0, 60.0, 1500, 2, 1400, {"happy": 0.25, "neutral": 0.75})
     assert tracker.update(summary) == {"emotion": "neutral", "faces": 2, "shares": {"happy": 0.25, "neutral": 0.75},
                                        "ts": 60.0}
+
+
+class CameraLikeSource:
+    """Decoded frames of test.mp4 handed out as a camera at 25 fps would stamp them, with the wall clock stepping
+    back an hour at frame 60 when ``stepped`` (as NTP does to a Pi that booted with a stale clock)."""
+
+    name = "camera-like"
+
+    def __init__(self, images, stepped: bool):
+        self.images, self.stepped = images, stepped
+
+    def frames(self):
+        from edge_runtime.sources import Frame
+
+        for index, image in enumerate(self.images):
+            clock = 5000.0 + index / 25
+            wall = 1.8e9 + index / 25 - (3600.0 if self.stepped and index >= 60 else 0.0)
+            yield Frame(image, self.name, index, wall, clock)
+
+    def health(self):
+        from edge_runtime.sources import SourceHealth
+
+        return SourceHealth(True, 0, 0)
+
+    def close(self):
+        pass
+
+
+def without_wall_times(record):
+    """A record with its wall-clock times blanked: what must not depend on the wall clock."""
+    from dataclasses import replace
+
+    return replace(record, start_ts=0.0, end_ts=0.0) if isinstance(record, Summary) else replace(record, ts=0.0)
+
+
+@pytest.mark.parametrize("mode", ["frames", "changes", "summary"])
+def test_a_wall_clock_that_steps_back_changes_no_reading_only_the_times_records_carry(mode):
+    """Smoothing, tracks, durations and periods run on the frames' clock that never steps: with the wall clock
+    stepping back an hour mid-stream, every record is the same but for its wall-clock time. (Measured on the wall
+    clock, the smoothed reading froze for that hour, the faces never left and no summary came.)"""
+    from edge_runtime.service import load_models
+    from edge_runtime.sources import VideoFileSource
+
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    video = require(MEDIA / "test.mp4", "test.mp4")
+    images = [frame.image for frame in itertools.islice(VideoFileSource(video).frames(), 200)]
+    settings = with_overrides(Config(), {"model.path": str(model), "output.mode": mode, "output.summary_seconds": 1.0,
+                                         "sinks.stdout": False})
+    models = load_models(settings)
+    runs = {}
+    for stepped in (False, True):
+        delivered = []
+        build_runtime(settings, sinks=[CallbackSink(delivered.append)], models=models,
+                      source=CameraLikeSource(images, stepped)).run()
+        runs[stepped] = delivered
+    steady, stepped = runs[False], runs[True]
+    assert len(steady) >= (100 if mode == "frames" else 3)
+    assert {record.label for record in steady if mode != "summary"} != {None}
+    assert [without_wall_times(r) for r in stepped] == [without_wall_times(r) for r in steady]
+    if mode == "frames":  # the records do carry the stepped wall clock
+        assert stepped[-1].ts == pytest.approx(steady[-1].ts - 3600.0)

@@ -47,8 +47,10 @@ def _event(track: int, label: str, ts: float) -> FaceEvent:
 def test_face_readings_keep_each_faces_bars_and_last_minute_of_state():
     readings = FaceReadings(history_s=60.0, shown_s=2.0)
     script = [(0.0, "neutral"), (30.0, "happy"), (50.0, "happy"), (70.0, "sad"), (95.0, "sad")]
-    for ts, label in script:
-        readings.record([_event(1, label, ts)] + ([_event(2, "angry", ts)] if ts < 60 else []), ts)
+    for clock, label in script:
+        # The events carry wall-clock times, which step back an hour at 60 s; the strip runs on the frames' clock.
+        wall = 1.8e9 + clock - (3600.0 if clock >= 60 else 0.0)
+        readings.record([_event(1, label, wall)] + ([_event(2, "angry", wall)] if clock < 60 else []), clock)
     page = json.loads(readings.as_json())
     assert page["now"] == 95.0 and page["history_s"] == 60.0 and set(page["colours"]) >= set(LABELS)
     (face,) = page["faces"]  # face 2 was last seen at 50 s: out of view

@@ -188,7 +188,7 @@ def _faces_classified(model, image, **overrides) -> list:
     seen = []
     classify = runtime.classifier.probabilities
     runtime.classifier.probabilities = lambda face: (seen.append(face.copy()), classify(face))[1]
-    runtime.process(Frame(image, "photo", 0, 0.0, still=True))
+    runtime.process(Frame(image, "photo", 0, 0.0, 0.0, still=True))
     return seen
 
 
