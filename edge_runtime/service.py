@@ -68,7 +68,8 @@ def source_from_config(config: Config, spec: str | None = None) -> FrameSource:
     """The frame source of ``source.spec`` (or ``spec``) with the config's source settings (nothing opened yet)."""
     retries = None if config.source.camera_retries < 0 else config.source.camera_retries
     return open_source(config.source.spec if spec is None else spec, loop=config.source.loop, camera_retries=retries,
-                       realtime=config.source.realtime, max_pixels=config.source.max_pixels)
+                       realtime=config.source.realtime, max_pixels=config.source.max_pixels,
+                       newest_frame=config.source.newest_frame)
 
 
 def build_runtime(config: Config, sinks: Iterable[Sink] = (), *, source: FrameSource | None = None,
@@ -187,6 +188,7 @@ class Service:
             source = self.runtime.source.health()
             self._count(self.metrics.reconnects, "source:reconnects", source.reconnects)
             self._count(self.metrics.frames_dropped, "source:skipped", source.skipped)
+            self._count(self.metrics.superseded, "source:superseded", source.superseded)
             self.metrics.source_connected.set(1 if source.connected else 0)
             self.metrics.frame_done(len(events), [e.label for e in events], self.runtime.last_inference_seconds,
                                     self.frame_rate.rate(now))

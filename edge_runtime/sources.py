@@ -13,6 +13,7 @@ import math
 import os
 import re
 import select
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ class SourceHealth:
     connected: bool
     reconnects: int
     skipped: int  # frames or files that could not be read (a failed camera read, an unreadable image)
+    superseded: int = 0  # a stream's frames replaced by a newer one before the runtime had time for them
 
 
 class FrameSource(Protocol):
@@ -120,6 +122,10 @@ class Closing:
         """Whether :meth:`set` was called."""
         return self._set
 
+    def fileno(self) -> int:
+        """A descriptor that turns readable once the flag is set (to wait for it beside other things)."""
+        return self._read_fd
+
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds, less once the flag is set; whether it is set."""
         if not self._set:
@@ -163,9 +169,10 @@ class _Counters:
     connected = False
     reconnects = 0
     skipped = 0
+    superseded = 0
 
     def health(self) -> SourceHealth:
-        return SourceHealth(self.connected, self.reconnects, self.skipped)
+        return SourceHealth(self.connected, self.reconnects, self.skipped, self.superseded)
 
 
 # How much of a file is read to find its pixel size: a JPEG's frame header may follow large metadata (EXIF, ICC).
@@ -431,6 +438,76 @@ class VideoFileSource(_Counters):
         self._closing.set()
 
 
+class _NewestCapture:
+    """The newest capture of a reader thread, for a consumer that may be slower than the camera: a capture not taken
+    before the next one arrives is replaced by it.
+
+    :meth:`take` waits in ``poll`` for a capture, the reader's end or ``closing``; it holds the lock only to swap the
+    slot, and a signal handler that lands meanwhile takes no lock (it sets ``closing``), so it cannot deadlock.
+    """
+
+    def __init__(self, closing: Closing):
+        self._closing = closing
+        self._lock = threading.Lock()
+        self._capture: tuple[np.ndarray, float, float] | None = None
+        self._ended, self._error = False, None
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        weakref.finalize(self, _close_descriptors, self._read_fd, self._write_fd)
+
+    def put(self, capture: tuple[np.ndarray, float, float]) -> bool:
+        """Offer the reader's newest capture (image, wall-clock time, clock time); whether it replaced one."""
+        with self._lock:
+            replaced = self._capture is not None
+            self._capture = capture
+        self._wake()
+        return replaced
+
+    def end(self, error: Exception | None) -> None:
+        """The reader has stopped: for good (``error``, raised to the consumer) or because it was closed."""
+        with self._lock:
+            self._ended, self._error = True, error
+        self._wake()
+
+    def take(self) -> tuple[np.ndarray, float, float] | None:
+        """The newest capture not taken yet, waiting for one; None once closed or the reader has ended."""
+        poller = select.poll()
+        poller.register(self._read_fd, select.POLLIN)
+        poller.register(self._closing.fileno(), select.POLLIN)
+        while not self._closing.is_set():
+            with self._lock:
+                capture, self._capture = self._capture, None
+                ended, error = self._ended, self._error
+            if capture is not None:
+                return capture
+            if error is not None:
+                raise error
+            if ended:
+                return None
+            poller.poll()  # every put, end and close writes a byte: nothing is slept through
+            self._drain()
+        return None
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._write_fd, b"\0")
+        except BlockingIOError:  # the pipe is full of earlier wake-ups: the consumer is woken already
+            pass
+
+    def _drain(self) -> None:
+        try:
+            while os.read(self._read_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+
+# How long a closed stream's frames() waits for its reader thread to finish the read it is in: past the stream's
+# read timeout, so the thread (which releases the device itself) is not left running.
+READER_JOIN_S = STREAM_TIMEOUT_MS / 1000 + 1.0
+
+
 class CameraSource(_Counters):
     """A V4L2 camera (index or /dev/videoN) or a network stream (RTSP/HTTP) through OpenCV.
 
@@ -439,12 +516,23 @@ class CameraSource(_Counters):
     counts how often. With
     ``max_retries`` set, giving up raises :class:`FerError` (systemd then
     restarts the service with its own pacing) instead of looping forever.
+
+    With ``newest_only`` (``source.newest_frame``, the default) the camera is
+    read by a thread of its own as fast as it delivers, and :meth:`frames`
+    hands out the newest frame; the frames replaced before they were taken
+    are counted (``superseded``). Read only as fast as the runtime processes,
+    a network stream falls further behind the live picture with every frame
+    (0.8 s more every second for a Pi at 5 frames a second on a 25 fps
+    stream) until its buffers fill, and a local camera hands out the frames
+    its driver queued (OpenCV asks V4L2 for 4) while the runtime was busy.
     """
 
     def __init__(self, spec: str | int, *, width: int | None = None, height: int | None = None,
                  max_retries: int | None = None, initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0,
-                 opener: Callable[[str | int], object] | None = None, sleep: Callable[[float], None] | None = None):
+                 opener: Callable[[str | int], object] | None = None, sleep: Callable[[float], None] | None = None,
+                 newest_only: bool = True):
         self.spec = spec
+        self.newest_only = newest_only
         self.name = str(spec)
         self.width, self.height = width, height
         self.max_retries = max_retries
@@ -468,7 +556,45 @@ class CameraSource(_Counters):
         return capture
 
     def frames(self) -> Iterator[Frame]:
-        index = 0
+        if self.newest_only:
+            yield from self._newest_frames()
+            return
+        captures = self._captures()
+        try:
+            for index, (image, wall, clock) in enumerate(captures):
+                yield Frame(image, self.name, index, wall, clock)
+        finally:  # the consumer closed (or dropped) this generator at a frame: release the device now
+            captures.close()
+
+    def _newest_frames(self) -> Iterator[Frame]:
+        """The frames of a reader thread that reads the camera as fast as it delivers: each one the newest."""
+        newest = _NewestCapture(self._closing)
+        reader = threading.Thread(target=self._read_into, args=(newest,), name=f"camera reader {self.name}",
+                                  daemon=True)
+        reader.start()
+        try:
+            index = 0
+            while (capture := newest.take()) is not None:
+                yield Frame(capture[0], self.name, index, capture[1], capture[2])
+                index += 1
+        finally:
+            self.close()  # the reader stops after the read it is in, and releases the device itself
+            reader.join(READER_JOIN_S)
+
+    def _read_into(self, newest: _NewestCapture) -> None:
+        """The reader thread: every capture into ``newest``; how it ended, too (an error is the consumer's to raise)."""
+        try:
+            for capture in self._captures():
+                self.superseded += newest.put(capture)
+        except Exception as error:  # giving up (FerError) or an OpenCV failure: raised in the consumer's thread
+            newest.end(error)
+        else:
+            newest.end(None)
+
+    def _captures(self) -> Iterator[tuple[np.ndarray, float, float]]:
+        """Each frame the camera delivers, with its capture times (wall clock, clock; see :class:`Frame`), reopening
+        a lost camera with backoff until closed; the device is released when this ends or is closed."""
+        delivered = False
         backoff = _Backoff(f"camera {self.spec}", "check the cable/URL and that the user is in the 'video' group",
                            self.initial_backoff_s, self.max_backoff_s, self.max_retries, self.sleep)
         try:
@@ -479,7 +605,7 @@ class CameraSource(_Counters):
                         self.connected = False
                         backoff.failed()
                         continue
-                    if index > 0 or backoff.failures > 0:
+                    if delivered or backoff.failures > 0:
                         self.reconnects += 1
                         log.info("camera %s reconnected (%d reconnects)", self.spec, self.reconnects)
                 ok, image = self.capture.read()
@@ -492,11 +618,10 @@ class CameraSource(_Counters):
                     self.capture = None
                     self.connected = False
                     continue
-                self.connected = True
+                self.connected = delivered = True
                 backoff.succeeded()
-                yield Frame(image, self.name, index, *capture_times())
-                index += 1
-        finally:  # the loop ended, or its consumer closed (or dropped) the generator at a frame
+                yield image, *capture_times()
+        finally:
             if self.capture is not None:
                 self.capture.release()
                 self.capture = None
@@ -604,15 +729,15 @@ def _release_picamera(camera) -> None:
 
 
 def open_source(spec: str, *, loop: bool = False, camera_retries: int | None = None,
-                realtime: bool = False, max_pixels: int = 0) -> FrameSource:
+                realtime: bool = False, max_pixels: int = 0, newest_frame: bool = True) -> FrameSource:
     """Pick a source from a spec: ``picamera2[:N]``, a camera index, ``/dev/videoN``, a stream URL, or a path."""
     if spec.startswith("picamera2"):
         index = int(spec.split(":", 1)[1]) if ":" in spec else 0
         return Picamera2Source(index, max_retries=camera_retries)
     if spec.isdigit():
-        return CameraSource(int(spec), max_retries=camera_retries)
+        return CameraSource(int(spec), max_retries=camera_retries, newest_only=newest_frame)
     if spec.startswith("/dev/video") or STREAM_PATTERN.match(spec):
-        return CameraSource(spec, max_retries=camera_retries)
+        return CameraSource(spec, max_retries=camera_retries, newest_only=newest_frame)
     path = Path(spec)
     if path.is_dir():
         return FolderSource(path, loop=loop, max_pixels=max_pixels)
@@ -638,3 +763,6 @@ class SourceConfig:
                               "(a small file can decode to gigabytes); 0 = OpenCV's own limit only", minimum=0)
     realtime: bool = setting(False, "play a video file at its own frame rate, as a camera delivers frames (demos, "
                              "live-view checks); off = as fast as it decodes (batch work)")
+    newest_frame: bool = setting(True, "read a camera or stream in a thread of its own and process its newest frame "
+                                 "(live); off = read a frame only when ready for one: frames skipped are never "
+                                 "decoded, but the picture lags (a stream further behind every second)")

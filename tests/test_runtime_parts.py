@@ -102,6 +102,7 @@ def test_camera_that_disappears_is_retried_with_backoff():
     opens = iter([FakeCapture(3), None, None, FakeCapture(2)])
     sleeps = []
     camera = CameraSource(0, opener=lambda spec: next(opens, None), sleep=sleeps.append, max_retries=3,
+                          newest_only=False,
                           initial_backoff_s=0.5)
     frames = camera.frames()
     assert camera.health() == SourceHealth(connected=False, reconnects=0, skipped=0)
@@ -135,9 +136,9 @@ class CountingCapture(FakeCapture):
         self.releases_during_a_read += self.reading
 
 
-def test_a_camera_is_released_by_its_frame_loop_even_when_the_consumer_drops_it_at_a_frame():
+def test_a_camera_read_directly_is_released_by_its_frame_loop_even_when_the_consumer_drops_it_at_a_frame():
     capture = CountingCapture(10)  # hardware boundary mocked
-    camera = CameraSource(0, opener=lambda spec: capture)
+    camera = CameraSource(0, opener=lambda spec: capture, newest_only=False)
     frames = camera.frames()
     next(frames)
     camera.close()  # as SIGTERM's handler or another thread does, while the consumer holds a frame
@@ -145,13 +146,14 @@ def test_a_camera_is_released_by_its_frame_loop_even_when_the_consumer_drops_it_
     frames.close()  # the consumer stops iterating at that frame
     assert capture.releases == 1 and camera.capture is None
     other = CountingCapture(10)
-    next(CameraSource(0, opener=lambda spec: other).frames())  # a generator dropped without close()
+    next(CameraSource(0, opener=lambda spec: other, newest_only=False).frames())  # dropped without close()
     assert other.releases == 1  # (CPython finalizes it at once): the device does not stay open
 
 
-def test_a_camera_closed_from_another_thread_is_never_released_during_a_read():
+@pytest.mark.parametrize("newest_only", [False, True])
+def test_a_camera_closed_from_another_thread_is_never_released_during_a_read(newest_only):
     capture = CountingCapture(1000, read_seconds=0.05)  # hardware boundary mocked: each read takes 50 ms
-    camera = CameraSource(0, opener=lambda spec: capture)
+    camera = CameraSource(0, opener=lambda spec: capture, newest_only=newest_only)
     read = []
     reader = threading.Thread(target=lambda: read.extend(frame.index for frame in camera.frames()))
     reader.start()
@@ -159,6 +161,64 @@ def test_a_camera_closed_from_another_thread_is_never_released_during_a_read():
     camera.close()
     reader.join(5.0)
     assert not reader.is_alive()
+    assert capture.releases == 1 and capture.releases_during_a_read == 0
+
+
+class LiveCapture(CountingCapture):
+    """A live camera at the hardware boundary: a frame every ``interval`` seconds, its number in its pixels."""
+
+    def __init__(self, frames, interval):
+        super().__init__(frames, read_seconds=interval)
+        self.delivered = 0
+
+    def read(self):
+        ok, image = super().read()
+        if not ok:
+            return ok, image
+        self.delivered += 1
+        return ok, np.full((4, 4, 3), self.delivered % 256, np.uint8)
+
+
+def test_a_camera_read_slower_than_it_delivers_hands_out_its_newest_frame():
+    assert open_source("0").newest_only and open_source("rtsp://camera.invalid/stream").newest_only
+    assert not open_source("/dev/video0", newest_frame=False).newest_only  # source.newest_frame = false
+    capture = LiveCapture(10_000, interval=0.01)  # hardware boundary mocked: 100 frames a second
+    camera = CameraSource("rtsp://camera.invalid/stream", opener=lambda spec: capture)
+    frames = camera.frames()
+    taken = []
+    for _ in range(5):
+        frame = next(frames)
+        taken.append((frame.index, int(frame.image[0, 0, 0])))
+        time.sleep(0.1)  # a runtime at 10 frames a second
+    frames.close()
+    assert [index for index, _ in taken] == [0, 1, 2, 3, 4]
+    # Read on each request, the numbers would be 1..5; the newest frame has moved on about 10 frames each time.
+    assert taken[-1][1] - taken[0][1] >= 20, taken
+    assert camera.health().superseded >= 20
+    assert capture.releases == 1 and capture.releases_during_a_read == 0  # released by the reader, after its read
+
+
+def test_a_stream_that_never_opens_raises_in_the_consumer_after_its_retries():
+    sleeps = []
+    camera = CameraSource("rtsp://camera.invalid/stream", opener=lambda spec: None, sleep=sleeps.append,
+                          max_retries=2)
+    with pytest.raises(FerError, match="unavailable after 2 retries"):
+        list(camera.frames())
+    assert sleeps == [0.5, 1.0]
+
+
+def test_a_signal_handler_stops_a_consumer_waiting_for_a_stream_frame():
+    capture = LiveCapture(10_000, interval=0.5)  # hardware boundary mocked: a slow stream
+    camera = CameraSource("http://camera.invalid/stream.mjpg", opener=lambda spec: capture)
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: camera.close())  # as SIGTERM's handler does
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)  # lands while the consumer waits for the first frame
+        started = time.monotonic()
+        assert list(camera.frames()) == []
+        assert time.monotonic() - started < 2.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
     assert capture.releases == 1 and capture.releases_during_a_read == 0
 
 
