@@ -127,7 +127,7 @@ class Metrics:
                          registry=self.registry)
         self.reconnects = Counter(f"{p}_source_reconnects", "Times the camera or stream was reopened",
                                   registry=self.registry)
-        self.superseded = Counter(f"{p}_source_frames_superseded", "Stream frames replaced by a newer one before "
+        self.superseded = Counter(f"{p}_source_frames_superseded", "Camera frames replaced by a newer one before "
                                   "the runtime had time for them (it processes the newest)", registry=self.registry)
         self.sink_dropped = Counter(f"{p}_sink_dropped_events", "Events a sink had to drop (buffer full)", ["sink"],
                                     registry=self.registry)

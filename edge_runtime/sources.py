@@ -73,7 +73,7 @@ class SourceHealth:
     connected: bool
     reconnects: int
     skipped: int  # frames or files that could not be read (a failed camera read, an unreadable image)
-    superseded: int = 0  # a stream's frames replaced by a newer one before the runtime had time for them
+    superseded: int = 0  # a camera's frames replaced by a newer one before the runtime had time for them
 
 
 class FrameSource(Protocol):
@@ -503,7 +503,7 @@ class _NewestCapture:
             pass
 
 
-# How long a closed stream's frames() waits for its reader thread to finish the read it is in: past the stream's
+# How long a closed camera's frames() waits for its reader thread to finish the read it is in: past a stream's
 # read timeout, so the thread (which releases the device itself) is not left running.
 READER_JOIN_S = STREAM_TIMEOUT_MS / 1000 + 1.0
 
