@@ -115,6 +115,7 @@ class Runtime:
         self._stop = Closing()  # set by SIGTERM's handler: see Closing
         # The classifier's invoke times of the frame just processed (read by frame listeners: the metrics).
         self.last_inference_seconds: tuple[float, ...] = ()
+        self.waiting_for_frame = False  # the loop is waiting for the source's next frame (not hung in processing)
         self.frame_listeners: list[Callable[[Frame, list[FaceEvent]], None]] = []
 
     def stop(self) -> None:
@@ -165,7 +166,9 @@ class Runtime:
         try:
             while not self._stop.is_set():
                 started = time.perf_counter()
+                self.waiting_for_frame = True
                 frame = next(frames, None)
+                self.waiting_for_frame = False
                 if frame is None:
                     break
                 self.timer.add("decode", time.perf_counter() - started)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from typing import Iterable
 
@@ -133,6 +134,8 @@ class Service:
         self.stop_signal: int | None = None  # the signal that asked for the stop
         self._faces_in_view = 0
         self._ready = False
+        self._ready_sent = False  # READY=1 went out: at the first frame, or while a camera that is down is retried
+        self._waiting_status = False  # STATUS says the camera is being waited for
         self._counted: dict[str, int] = {}  # what the Prometheus counters were last advanced to
         self.runtime.frame_listeners.append(self._on_frame)
         if config.http.listen:
@@ -175,9 +178,12 @@ class Service:
 
     def _on_frame(self, frame, events) -> None:
         if not self._ready:
-            self._ready = True
+            self._ready = self._ready_sent = True
             self.notifier.ready(f"processing {self.runtime.source.name}")
             log.info("ready: model loaded, first frame read from %s", self.runtime.source.name)
+        elif self._waiting_status:
+            self.notifier.status(f"processing {self.runtime.source.name}")
+        self._waiting_status = False
         self.notifier.watchdog()
         now = time.monotonic()
         self.frame_rate.tick(now)
@@ -217,6 +223,25 @@ class Service:
         self.runtime.stop()
         self.notifier.stopping()
 
+    def _keep_alive_while_the_source_reconnects(self, done: threading.Event) -> None:
+        """A thread: while the loop waits for a source that is not connected (a camera being reopened with backoff),
+        the process is doing its job, so it tells systemd (READY=1 once, WATCHDOG=1, and why in STATUS). The
+        watchdog then restarts a loop that hangs, not a service that waits for its camera: restarting would reopen
+        the camera no better, and would flap the MQTT availability and reset the metrics for as long as it is down."""
+        interval = (self.notifier.watchdog_interval or 2.0) / 2
+        while not done.wait(interval):
+            source = self.runtime.source
+            if not self.runtime.waiting_for_frame or source.health().connected:
+                continue
+            status = f"waiting for frames from {source.name}: not connected (a camera is reopened with backoff)"
+            if not self._ready_sent:
+                self._ready_sent = True
+                self.notifier.ready(status)
+            elif not self._waiting_status:
+                self.notifier.status(status)
+            self._waiting_status = True
+            self.notifier.watchdog()
+
     def run(self, stop_requested: "StopRequest | None" = None) -> int:
         """Run until the source ends or a stop is requested; flush and close everything; return the exit code.
 
@@ -228,6 +253,11 @@ class Service:
             self.request_stop(stop_requested.signal)
         if self.http is not None:
             self.http.start()
+        keep_alive_done = threading.Event()  # set below, never from a signal handler
+        keep_alive = threading.Thread(target=self._keep_alive_while_the_source_reconnects, args=(keep_alive_done,),
+                                      name="systemd keep-alive", daemon=True)
+        if self.notifier.enabled:
+            keep_alive.start()
         try:
             stats = self.runtime.run()
             if self.stop_signal is not None:
@@ -241,6 +271,9 @@ class Service:
             if stats.frames == 0 and isinstance(source, (ImageFileSource, FolderSource)):
                 raise FerError(f"{source.name}: no readable image{_why_no_image(source)}")
         finally:
+            keep_alive_done.set()
+            if keep_alive.is_alive():
+                keep_alive.join()
             self.notifier.stopping()
             deadline = time.monotonic() + self.config.service.stop_timeout_s
             for sink in self.sinks:

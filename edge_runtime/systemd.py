@@ -25,7 +25,14 @@ class Notifier:
         self.address = "\0" + address[1:] if address.startswith("@") else address
         watchdog_usec = environ.get("WATCHDOG_USEC", "")
         self.watchdog_interval = int(watchdog_usec) / 1e6 if watchdog_usec.isdigit() else None
+        # Made here, not on first use: two threads send (the loop, and the keep-alive while a camera is retried), and
+        # a lock to guard a lazy socket could deadlock against SIGTERM's handler, which sends STOPPING=1. Not
+        # blocking: a receiver that does not read (its queue holds a few datagrams) must not stall the loop or the
+        # handler; a message it has no room for is logged and lost.
         self._socket = None
+        if self.address:
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._socket.setblocking(False)
         self._last_watchdog = 0.0
 
     @property
@@ -34,11 +41,9 @@ class Notifier:
 
     def send(self, message: str) -> None:
         """Send one raw notify message (``KEY=value`` lines)."""
-        if not self.address:
+        if self._socket is None:
             return
         try:
-            if self._socket is None:
-                self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._socket.sendto(message.encode(), self.address)
         except OSError as error:  # the service must not die because systemd went away
             log.warning("sd_notify %r failed: %s", message, error)

@@ -163,6 +163,87 @@ def test_notify_watchdog_sigterm_flush_and_http(tmp_path):
     assert len(jsonl.read_text().splitlines()) == len(lines)  # the file sink was flushed too
 
 
+class _StallingCapture:
+    """A camera at the hardware boundary: ``frames`` frames, then reads that block ``stall_s`` each (a wedged
+    device that stays open); ``None`` frames: it never opens."""
+
+    def __init__(self, frames: int, stall_s: float):
+        self.left, self.stall_s = frames, stall_s
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        import numpy as np
+
+        if self.left <= 0:
+            time.sleep(self.stall_s)
+            return False, None
+        self.left -= 1
+        return True, np.zeros((48, 64, 3), np.uint8)
+
+    def release(self):
+        pass
+
+
+def _notify_messages_of_a_run(tmp_path, capture, hang_listener_s: float = 0.0) -> list[str]:
+    """Run a Service in-process for 1.5 s on a camera (``capture``; None: it never opens) with systemd's notify
+    socket and a 0.2 s watchdog; the datagrams it sent."""
+    from edge_runtime.service import Service, build_runtime
+    from edge_runtime.sources import CameraSource
+    from edge_runtime.systemd import Notifier
+
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    config = config_from_dict({"model": {"path": str(model)}, "sinks": {"stdout": False}})
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(tmp_path / "notify.sock"))
+    receiver.settimeout(0.5)
+    messages: list[str] = []
+
+    def read_as_systemd_does():  # at once: a unix datagram socket queues only a few
+        while True:
+            try:
+                messages.append(receiver.recv(4096).decode())
+            except TimeoutError:
+                return
+
+    reader = threading.Thread(target=read_as_systemd_does, daemon=True)
+    camera = CameraSource(0, opener=lambda spec: capture, initial_backoff_s=0.05, max_backoff_s=0.1)
+    service = Service(config, runtime=build_runtime(config, source=camera),
+                      notifier=Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "200000"}))
+    if hang_listener_s:  # the loop hangs in processing its first frame (as a hung inference would)
+        service.runtime.frame_listeners.append(lambda frame, events: time.sleep(hang_listener_s))
+    stopper = threading.Timer(1.5, service.runtime.stop)
+    reader.start()
+    stopper.start()
+    try:
+        service.run()
+    finally:
+        stopper.cancel()
+        reader.join(5.0)
+        receiver.close()
+    return messages
+
+
+def test_a_service_waiting_for_its_camera_keeps_the_watchdog_fed_and_says_why(tmp_path):
+    """While a camera is reopened with backoff the process is doing its job: systemd gets READY=1 (else the start
+    times out), WATCHDOG=1 (else the watchdog restarts it every 30 s for as long as the camera is down) and a STATUS
+    that says what it waits for."""
+    messages = _notify_messages_of_a_run(tmp_path, capture=None)
+    assert messages[0].startswith("READY=1\nSTATUS=waiting for frames from 0: not connected"), messages
+    assert messages.count("WATCHDOG=1") >= 4 and messages[-1] == "STOPPING=1", messages
+
+
+@pytest.mark.parametrize("case", ["a camera that stays open but stalls", "a loop that hangs in processing"])
+def test_the_watchdog_is_not_fed_by_a_stalled_camera_or_a_hung_loop(tmp_path, case):
+    stalls = case.startswith("a camera")
+    messages = _notify_messages_of_a_run(tmp_path, _StallingCapture(1 if stalls else 1000, stall_s=2.0),
+                                         hang_listener_s=0.0 if stalls else 2.0)
+    assert messages[0].startswith("READY=1\nSTATUS=processing 0"), messages  # at the first frame
+    # Only the first frame's ping: in 1.5 s at a 0.2 s watchdog, systemd would restart it.
+    assert messages.count("WATCHDOG=1") == 1, messages
+
+
 def test_health_reports_stall():
     from edge_runtime.config import with_overrides
     from edge_runtime.service import Service
