@@ -1,6 +1,7 @@
 """output.mode on a real video: `changes` and `summary` are exactly what the per-frame face events of the same run
 imply (derived here independently from those events, which the run hands its frame listeners)."""
 
+import functools
 import itertools
 from collections import Counter
 
@@ -147,6 +148,15 @@ class CameraLikeSource:
         pass
 
 
+@functools.cache
+def first_frames_of_test_video() -> tuple:
+    """The first 200 frames of test.mp4, decoded once for the tests that hand them out themselves."""
+    from edge_runtime.sources import VideoFileSource
+
+    video = require(MEDIA / "test.mp4", "test.mp4")
+    return tuple(frame.image for frame in itertools.islice(VideoFileSource(video).frames(), 200))
+
+
 def without_wall_times(record):
     """A record with its wall-clock times blanked: what must not depend on the wall clock."""
     from dataclasses import replace
@@ -160,11 +170,9 @@ def test_a_wall_clock_that_steps_back_changes_no_reading_only_the_times_records_
     stepping back an hour mid-stream, every record is the same but for its wall-clock time. (Measured on the wall
     clock, the smoothed reading froze for that hour, the faces never left and no summary came.)"""
     from edge_runtime.service import load_models
-    from edge_runtime.sources import VideoFileSource
 
     model = require(SHIPPED_INT8, "shipped int8 model")
-    video = require(MEDIA / "test.mp4", "test.mp4")
-    images = [frame.image for frame in itertools.islice(VideoFileSource(video).frames(), 200)]
+    images = first_frames_of_test_video()
     settings = with_overrides(Config(), {"model.path": str(model), "output.mode": mode, "output.summary_seconds": 1.0,
                                          "sinks.stdout": False})
     models = load_models(settings)

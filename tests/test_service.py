@@ -187,7 +187,7 @@ class _StallingCapture:
 
 
 def _notify_messages_of_a_run(tmp_path, capture, hang_listener_s: float = 0.0) -> list[str]:
-    """Run a Service in-process for 1.5 s on a camera (``capture``; None: it never opens) with systemd's notify
+    """Run a Service in-process for 1 s on a camera (``capture``; None: it never opens) with systemd's notify
     socket and a 0.2 s watchdog; the datagrams it sent."""
     from edge_runtime.service import Service, build_runtime
     from edge_runtime.sources import CameraSource
@@ -197,7 +197,7 @@ def _notify_messages_of_a_run(tmp_path, capture, hang_listener_s: float = 0.0) -
     config = config_from_dict({"model": {"path": str(model)}, "sinks": {"stdout": False}})
     receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     receiver.bind(str(tmp_path / "notify.sock"))
-    receiver.settimeout(0.5)
+    receiver.settimeout(0.3)
     messages: list[str] = []
 
     def read_as_systemd_does():  # at once: a unix datagram socket queues only a few
@@ -213,7 +213,7 @@ def _notify_messages_of_a_run(tmp_path, capture, hang_listener_s: float = 0.0) -
                       notifier=Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "200000"}))
     if hang_listener_s:  # the loop hangs in processing its first frame (as a hung inference would)
         service.runtime.frame_listeners.append(lambda frame, events: time.sleep(hang_listener_s))
-    stopper = threading.Timer(1.5, service.runtime.stop)
+    stopper = threading.Timer(1.0, service.runtime.stop)
     reader.start()
     stopper.start()
     try:
@@ -237,10 +237,10 @@ def test_a_service_waiting_for_its_camera_keeps_the_watchdog_fed_and_says_why(tm
 @pytest.mark.parametrize("case", ["a camera that stays open but stalls", "a loop that hangs in processing"])
 def test_the_watchdog_is_not_fed_by_a_stalled_camera_or_a_hung_loop(tmp_path, case):
     stalls = case.startswith("a camera")
-    messages = _notify_messages_of_a_run(tmp_path, _StallingCapture(1 if stalls else 1000, stall_s=2.0),
-                                         hang_listener_s=0.0 if stalls else 2.0)
+    messages = _notify_messages_of_a_run(tmp_path, _StallingCapture(1 if stalls else 1000, stall_s=1.2),
+                                         hang_listener_s=0.0 if stalls else 1.2)
     assert messages[0].startswith("READY=1\nSTATUS=processing 0"), messages  # at the first frame
-    # Only the first frame's ping: in 1.5 s at a 0.2 s watchdog, systemd would restart it.
+    # Only the first frame's ping: in 1 s at a 0.2 s watchdog, systemd would restart it.
     assert messages.count("WATCHDOG=1") == 1, messages
 
 
