@@ -123,6 +123,8 @@ def lags(camera: LiveMjpegCamera, newest_only: bool, runtime_fps: float, seconds
     rows, first = [], None
     try:
         for frame in frames:
+            if frame is None:  # an idle tick: no frame for a while
+                continue
             now = time.monotonic()
             first = now if first is None else first
             rows.append((now - first, (camera.live_number() - frame_number(frame.image)) / camera.fps))

@@ -24,9 +24,11 @@ from edge_runtime.detectors import Box, CropOptions, FaceDetector, face_crop, fi
 from edge_runtime.reporting import Reporter
 from edge_runtime.sinks import Sink
 from edge_runtime.smoothing import FaceSmoother
-from edge_runtime.sources import Closing, Frame, FrameSource
+from edge_runtime.sources import Closing, Frame, FrameSource, capture_times
 
 log = logging.getLogger(__name__)
+
+_END = object()  # what next() gives once the source's frames have ended
 
 STAGES = ("decode", "detect", "preprocess", "inference")
 
@@ -115,8 +117,9 @@ class Runtime:
         self._stop = Closing()  # set by SIGTERM's handler: see Closing
         # The classifier's invoke times of the frame just processed (read by frame listeners: the metrics).
         self.last_inference_seconds: tuple[float, ...] = ()
-        self.waiting_for_frame = False  # the loop is waiting for the source's next frame (not hung in processing)
         self.frame_listeners: list[Callable[[Frame, list[FaceEvent]], None]] = []
+        # Called at each idle tick of the source (no frame for a while: a camera being reopened), with the clock time.
+        self.idle_listeners: list[Callable[[float], None]] = []
 
     def stop(self) -> None:
         """Ask the loop to finish after the current frame (thread- and signal-safe); wakes a source that waits."""
@@ -166,11 +169,12 @@ class Runtime:
         try:
             while not self._stop.is_set():
                 started = time.perf_counter()
-                self.waiting_for_frame = True
-                frame = next(frames, None)
-                self.waiting_for_frame = False
-                if frame is None:
+                frame = next(frames, _END)
+                if frame is _END:
                     break
+                if frame is None:  # the source's idle tick: no frame for a while
+                    self._idle()
+                    continue
                 self.timer.add("decode", time.perf_counter() - started)
                 reuse = not frame.still and every_n > 1 and frame.index % every_n != 0
                 boxes, events = self.process(frame, boxes if reuse else None)
@@ -181,6 +185,15 @@ class Runtime:
         finally:
             frames.close()
             self.source.close()
+
+    def _idle(self) -> None:
+        """No frame came for a while: the faces not seen for too long leave, and a summary period that is over
+        ends, as they would with frames; then the idle listeners hear of it."""
+        _, clock = capture_times()
+        self.smoother.expire(clock)
+        self._emit(self.reporter.tick(clock))
+        for listener in self.idle_listeners:
+            listener(clock)
 
     def run(self) -> RunStats:
         """Process frames (see :meth:`processed`), handing every event to the sinks; the run's counters."""

@@ -60,8 +60,12 @@ class ChangeReporter:
                 track.label = event.label
             track.last_clock, track.last_ts = clock, event.ts
             track.labels[event.label] += 1
+        return out + self.expire(clock)
+
+    def expire(self, clock: float) -> list[FaceChange]:
+        """The faces not seen for more than ``max_missed_s`` at ``clock`` (also with no frame at all) leave."""
         gone = [track_id for track_id, track in self.tracks.items() if clock - track.last_clock > self.max_missed_s]
-        return out + [self._left(track_id) for track_id in gone]
+        return [self._left(track_id) for track_id in gone]
 
     def finish(self) -> list[FaceChange]:
         """The stream ended: every face still tracked has left."""
@@ -105,6 +109,15 @@ class SummaryReporter:
         self.labels.update(event.label for event in events)
         return out
 
+    def tick(self, clock: float) -> list[Summary]:
+        """No frame came (a camera is being reopened): the period ends on time all the same, if it saw any frame;
+        the next begins with the next frame."""
+        if not self.frames or clock - self.start_clock < self.period_s:
+            return []
+        summary = self._summary()
+        self._reset(None, None)
+        return [summary]
+
     def finish(self) -> list[Summary]:
         """The stream ended: the partial period, if it saw any frame."""
         return [self._summary()] if self.frames else []
@@ -135,6 +148,15 @@ class Reporter:
         if self._summary is not None:
             return self._summary.feed(timestamp, clock, source, events)
         return list(events)
+
+    def tick(self, clock: float) -> list[FaceChange | Summary]:
+        """What the sinks get when no frame came for a while (the source's idle tick, at ``clock``): the faces not
+        seen for too long leave, a summary period that is over ends."""
+        if self._changes is not None:
+            return self._changes.expire(clock)
+        if self._summary is not None:
+            return self._summary.tick(clock)
+        return []
 
     def finish(self) -> list[FaceChange | Summary]:
         """What the sinks get when the stream ends: the faces leaving, or the last partial summary."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 import time
 from typing import Iterable
 
@@ -138,6 +137,7 @@ class Service:
         self._waiting_status = False  # STATUS says the camera is being waited for
         self._counted: dict[str, int] = {}  # what the Prometheus counters were last advanced to
         self.runtime.frame_listeners.append(self._on_frame)
+        self.runtime.idle_listeners.append(self._on_idle)
         if config.http.listen:
             from edge_runtime.health import HealthServer, Metrics
 
@@ -223,24 +223,26 @@ class Service:
         self.runtime.stop()
         self.notifier.stopping()
 
-    def _keep_alive_while_the_source_reconnects(self, done: threading.Event) -> None:
-        """A thread: while the loop waits for a source that is not connected (a camera being reopened with backoff),
-        the process is doing its job, so it tells systemd (READY=1 once, WATCHDOG=1, and why in STATUS). The
-        watchdog then restarts a loop that hangs, not a service that waits for its camera: restarting would reopen
-        the camera no better, and would flap the MQTT availability and reset the metrics for as long as it is down."""
-        interval = (self.notifier.watchdog_interval or 2.0) / 2
-        while not done.wait(interval):
-            source = self.runtime.source
-            if not self.runtime.waiting_for_frame or source.health().connected:
-                continue
-            status = f"waiting for frames from {source.name}: not connected (a camera is reopened with backoff)"
-            if not self._ready_sent:
-                self._ready_sent = True
-                self.notifier.ready(status)
-            elif not self._waiting_status:
-                self.notifier.status(status)
-            self._waiting_status = True
-            self.notifier.watchdog()
+    def _on_idle(self, clock: float) -> None:
+        """The source's idle tick (no frame for a while). While the source is not connected (a camera reopened with
+        backoff) the process is doing its job, so the loop tells systemd: READY=1 once, WATCHDOG=1, and why in
+        STATUS. The watchdog then restarts a loop that hangs, or a camera that stays open but stops delivering, not
+        a service that waits for its camera: restarting would reopen the camera no better, and would flap the MQTT
+        availability and reset the metrics for as long as it is down."""
+        self._faces_in_view = 0
+        if self.preview is not None:
+            self.preview.readings.record([], clock)  # the faces leave the live view too
+        source = self.runtime.source
+        if source.health().connected:
+            return
+        status = f"waiting for frames from {source.name}: not connected (a camera is reopened with backoff)"
+        if not self._ready_sent:
+            self._ready_sent = True
+            self.notifier.ready(status)
+        elif not self._waiting_status:
+            self.notifier.status(status)
+        self._waiting_status = True
+        self.notifier.watchdog()
 
     def run(self, stop_requested: "StopRequest | None" = None) -> int:
         """Run until the source ends or a stop is requested; flush and close everything; return the exit code.
@@ -253,11 +255,6 @@ class Service:
             self.request_stop(stop_requested.signal)
         if self.http is not None:
             self.http.start()
-        keep_alive_done = threading.Event()  # set below, never from a signal handler
-        keep_alive = threading.Thread(target=self._keep_alive_while_the_source_reconnects, args=(keep_alive_done,),
-                                      name="systemd keep-alive", daemon=True)
-        if self.notifier.enabled:
-            keep_alive.start()
         try:
             stats = self.runtime.run()
             if self.stop_signal is not None:
@@ -271,9 +268,6 @@ class Service:
             if stats.frames == 0 and isinstance(source, (ImageFileSource, FolderSource)):
                 raise FerError(f"{source.name}: no readable image{_why_no_image(source)}")
         finally:
-            keep_alive_done.set()
-            if keep_alive.is_alive():
-                keep_alive.join()
             self.notifier.stopping()
             deadline = time.monotonic() + self.config.service.stop_timeout_s
             for sink in self.sinks:

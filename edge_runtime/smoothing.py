@@ -217,8 +217,12 @@ class FaceSmoother:
                 self._tracks.append(track)
             face = track.face
             results.append(Smoothed(track.track_id, face.state, face.score, face.probabilities))
-        self._tracks = [t for t in self._tracks if ts - t.last_seen <= self.options.max_missed_s + CLOCK_SLACK_S]
+        self.expire(ts)
         return results
+
+    def expire(self, ts: float) -> None:
+        """Forget the faces not seen for more than ``max_missed_s`` at time ``ts`` (also with no frame at all)."""
+        self._tracks = [t for t in self._tracks if ts - t.last_seen <= self.options.max_missed_s + CLOCK_SLACK_S]
 
     def _match(self, boxes: list[Box], ts: float) -> dict[int, int]:
         """Detection index -> track index, greedily by the best overlaps with each track's predicted box."""

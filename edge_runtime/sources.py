@@ -76,13 +76,20 @@ class SourceHealth:
     superseded: int = 0  # a camera's frames replaced by a newer one before the runtime had time for them
 
 
+# While a camera has no frame to give (it is being reopened with backoff, or is slow), its frames() yields None at
+# least this often, so that the loop goes on: faces that are no longer seen leave on time, and the loop itself tells
+# systemd's watchdog it is alive.
+IDLE_TICK_S = 0.5
+
+
 class FrameSource(Protocol):
     """Anything that yields frames; ``close`` releases the device or file."""
 
     name: str
 
-    def frames(self) -> Iterator[Frame]:
-        """Yield frames until the source ends (video end, last image) or ``close`` is called."""
+    def frames(self) -> Iterator[Frame | None]:
+        """Yield frames until the source ends (video end, last image) or ``close`` is called; a camera also yields
+        None every :data:`IDLE_TICK_S` while it has no frame."""
         ...
 
     def health(self) -> SourceHealth:
@@ -149,14 +156,21 @@ class _Backoff:
         self.max_retries, self.wait = max_retries, wait
         self.failures, self.delay = 0, initial_s
 
-    def failed(self) -> None:
-        """An open failed: give up (FerError) after ``max_retries``, else wait the current delay and double it."""
+    def failed(self) -> Iterator[None]:
+        """An open failed: give up (FerError) after ``max_retries``, else wait the current delay and double it. The
+        wait is cut into steps of :data:`IDLE_TICK_S`, each announced by a None (the frame loop's idle tick); it ends
+        early once ``wait`` says the source is closing."""
         self.failures += 1
         if self.max_retries is not None and self.failures > self.max_retries:
             raise FerError(f"{self.name} unavailable after {self.max_retries} retries; {self.hint}")
         log.warning("%s unavailable, retrying in %.1f s", self.name, self.delay)
-        self.wait(self.delay)
-        self.delay = min(self.delay * 2, self.maximum_s)
+        remaining, self.delay = self.delay, min(self.delay * 2, self.maximum_s)
+        while remaining > 0:
+            yield None
+            step = min(remaining, IDLE_TICK_S)
+            if self.wait(step):
+                return
+            remaining -= step
 
     def succeeded(self) -> None:
         """A frame arrived: the next failure starts the backoff afresh."""
@@ -470,11 +484,13 @@ class _NewestCapture:
             self._ended, self._error = True, error
         self._wake()
 
-    def take(self) -> tuple[np.ndarray, float, float] | None:
-        """The newest capture not taken yet, waiting for one; None once closed or the reader has ended."""
+    def take(self, timeout_s: float) -> tuple[np.ndarray, float, float] | None:
+        """The newest capture not taken yet, waiting up to ``timeout_s`` for one (None if none came). Once closed,
+        or once the reader has ended, it raises :class:`EOFError` (or the reader's error, if it failed)."""
         poller = select.poll()
         poller.register(self._read_fd, select.POLLIN)
         poller.register(self._closing.fileno(), select.POLLIN)
+        deadline = time.monotonic() + timeout_s
         while not self._closing.is_set():
             with self._lock:
                 capture, self._capture = self._capture, None
@@ -484,10 +500,13 @@ class _NewestCapture:
             if error is not None:
                 raise error
             if ended:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return None
-            poller.poll()  # every put, end and close writes a byte: nothing is slept through
+            poller.poll(math.ceil(left * 1000))  # every put, end and close writes a byte: nothing is slept through
             self._drain()
-        return None
+        raise EOFError
 
     def _wake(self) -> None:
         try:
@@ -555,26 +574,39 @@ class CameraSource(_Counters):
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
         return capture
 
-    def frames(self) -> Iterator[Frame]:
+    def frames(self) -> Iterator[Frame | None]:
         if self.newest_only:
             yield from self._newest_frames()
             return
         captures = self._captures()
         try:
-            for index, (image, wall, clock) in enumerate(captures):
-                yield Frame(image, self.name, index, wall, clock)
+            index = 0
+            for capture in captures:
+                if capture is None:  # waiting to reopen the camera: the loop's idle tick
+                    yield None
+                    continue
+                yield Frame(capture[0], self.name, index, capture[1], capture[2])
+                index += 1
         finally:  # the consumer closed (or dropped) this generator at a frame: release the device now
             captures.close()
 
-    def _newest_frames(self) -> Iterator[Frame]:
-        """The frames of a reader thread that reads the camera as fast as it delivers: each one the newest."""
+    def _newest_frames(self) -> Iterator[Frame | None]:
+        """The frames of a reader thread that reads the camera as fast as it delivers: each one the newest (None
+        when none came for :data:`IDLE_TICK_S`)."""
         newest = _NewestCapture(self._closing)
         reader = threading.Thread(target=self._read_into, args=(newest,), name=f"camera reader {self.name}",
                                   daemon=True)
         reader.start()
         try:
             index = 0
-            while (capture := newest.take()) is not None:
+            while True:
+                try:
+                    capture = newest.take(IDLE_TICK_S)
+                except EOFError:
+                    return
+                if capture is None:
+                    yield None
+                    continue
                 yield Frame(capture[0], self.name, index, capture[1], capture[2])
                 index += 1
         finally:
@@ -585,15 +617,17 @@ class CameraSource(_Counters):
         """The reader thread: every capture into ``newest``; how it ended, too (an error is the consumer's to raise)."""
         try:
             for capture in self._captures():
-                self.superseded += newest.put(capture)
+                if capture is not None:  # None: waiting to reopen; the consumer has its own idle tick
+                    self.superseded += newest.put(capture)
         except Exception as error:  # giving up (FerError) or an OpenCV failure: raised in the consumer's thread
             newest.end(error)
         else:
             newest.end(None)
 
-    def _captures(self) -> Iterator[tuple[np.ndarray, float, float]]:
+    def _captures(self) -> Iterator[tuple[np.ndarray, float, float] | None]:
         """Each frame the camera delivers, with its capture times (wall clock, clock; see :class:`Frame`), reopening
-        a lost camera with backoff until closed; the device is released when this ends or is closed."""
+        a lost camera with backoff (None at each idle tick of the wait) until closed; the device is released when
+        this ends or is closed."""
         delivered = False
         backoff = _Backoff(f"camera {self.spec}", "check the cable/URL and that the user is in the 'video' group",
                            self.initial_backoff_s, self.max_backoff_s, self.max_retries, self.sleep)
@@ -603,7 +637,7 @@ class CameraSource(_Counters):
                     self.capture = self._open()
                     if self.capture is None:
                         self.connected = False
-                        backoff.failed()
+                        yield from backoff.failed()
                         continue
                     if delivered or backoff.failures > 0:
                         self.reconnects += 1
@@ -673,7 +707,7 @@ class Picamera2Source(_Counters):
                 _release_picamera(camera)
             return None
 
-    def frames(self) -> Iterator[Frame]:
+    def frames(self) -> Iterator[Frame | None]:
         try:
             from picamera2 import Picamera2
         except ImportError as error:
@@ -688,7 +722,7 @@ class Picamera2Source(_Counters):
                     self.camera = self._open(Picamera2)
                     if self.camera is None:
                         self.connected = False
-                        backoff.failed()
+                        yield from backoff.failed()
                         continue
                     if index > 0 or backoff.failures > 0:
                         self.reconnects += 1

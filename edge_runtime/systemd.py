@@ -25,10 +25,8 @@ class Notifier:
         self.address = "\0" + address[1:] if address.startswith("@") else address
         watchdog_usec = environ.get("WATCHDOG_USEC", "")
         self.watchdog_interval = int(watchdog_usec) / 1e6 if watchdog_usec.isdigit() else None
-        # Made here, not on first use: two threads send (the loop, and the keep-alive while a camera is retried), and
-        # a lock to guard a lazy socket could deadlock against SIGTERM's handler, which sends STOPPING=1. Not
-        # blocking: a receiver that does not read (its queue holds a few datagrams) must not stall the loop or the
-        # handler; a message it has no room for is logged and lost.
+        # Not blocking: a receiver that does not read (its queue holds a few datagrams) must not stall the loop, or
+        # SIGTERM's handler, which sends STOPPING=1; a message it has no room for is logged and lost.
         self._socket = None
         if self.address:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -3,6 +3,8 @@ imply (derived here independently from those events, which the run hands its fra
 
 import functools
 import itertools
+import threading
+import time
 from collections import Counter
 
 import pytest
@@ -188,3 +190,57 @@ def test_a_wall_clock_that_steps_back_changes_no_reading_only_the_times_records_
     assert [without_wall_times(r) for r in stepped] == [without_wall_times(r) for r in steady]
     if mode == "frames":  # the records do carry the stepped wall clock
         assert stepped[-1].ts == pytest.approx(steady[-1].ts - 3600.0)
+
+
+class CameraThatDies:
+    """A camera at the hardware boundary: it hands out ``images`` (real frames), then is gone (a read fails and
+    every reopening fails)."""
+
+    def __init__(self, images):
+        self.images = list(images)
+        self.opened = False
+
+    def open(self, spec):
+        if self.opened:
+            return None  # gone
+        self.opened = True
+        return self
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        return (True, self.images.pop(0)) if self.images else (False, None)
+
+    def release(self):
+        pass
+
+
+@pytest.mark.parametrize("mode", ["changes", "summary"])
+def test_while_a_camera_is_gone_its_faces_leave_and_the_summary_period_ends_on_time(mode, monkeypatch):
+    """No frame comes while a camera is reopened with backoff; the loop's idle ticks still end what frames would:
+    the face leaves after max_missed_s, the summary period after summary_seconds, both while the camera is down (not
+    at the stop, and not when it returns)."""
+    from edge_runtime import sources
+    from edge_runtime.service import load_models
+    from edge_runtime.sources import CameraSource
+
+    monkeypatch.setattr(sources, "IDLE_TICK_S", 0.1)
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    settings = with_overrides(Config(), {"model.path": str(model), "output.mode": mode, "sinks.stdout": False,
+                                         "output.summary_seconds": 0.5, "smoothing.max_missed_s": 0.5})
+    camera = CameraThatDies(first_frames_of_test_video()[:10])
+    arrived = []  # (record, when it reached the sink)
+    runtime = build_runtime(settings, sinks=[CallbackSink(lambda record: arrived.append((record, time.monotonic())))],
+                            models=load_models(settings), source=CameraSource(0, opener=camera.open, newest_only=False))
+    started = time.monotonic()
+    stop = threading.Timer(1.2, runtime.stop)
+    stop.start()
+    runtime.run()
+    before_the_stop = [record for record, at in arrived if at < started + 1.1]
+    if mode == "changes":
+        assert [record.type for record, _ in arrived] == ["appeared", "left"], arrived
+        assert [record.type for record in before_the_stop] == ["appeared", "left"]
+    else:
+        (summary,) = before_the_stop
+        assert summary.frames == 10 and [record for record, _ in arrived] == [summary]

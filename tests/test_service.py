@@ -186,12 +186,15 @@ class _StallingCapture:
         pass
 
 
-def _notify_messages_of_a_run(tmp_path, capture, hang_listener_s: float = 0.0) -> list[str]:
+def _notify_messages_of_a_run(tmp_path, monkeypatch, capture, hang_listener_s: float = 0.0) -> list[str]:
     """Run a Service in-process for 1 s on a camera (``capture``; None: it never opens) with systemd's notify
-    socket and a 0.2 s watchdog; the datagrams it sent."""
+    socket, a 0.2 s watchdog and idle ticks every 0.1 s; the datagrams it sent."""
+    from edge_runtime import sources
     from edge_runtime.service import Service, build_runtime
     from edge_runtime.sources import CameraSource
     from edge_runtime.systemd import Notifier
+
+    monkeypatch.setattr(sources, "IDLE_TICK_S", 0.1)
 
     model = require(SHIPPED_INT8, "shipped int8 model")
     config = config_from_dict({"model": {"path": str(model)}, "sinks": {"stdout": False}})
@@ -225,19 +228,19 @@ def _notify_messages_of_a_run(tmp_path, capture, hang_listener_s: float = 0.0) -
     return messages
 
 
-def test_a_service_waiting_for_its_camera_keeps_the_watchdog_fed_and_says_why(tmp_path):
+def test_a_service_waiting_for_its_camera_keeps_the_watchdog_fed_and_says_why(tmp_path, monkeypatch):
     """While a camera is reopened with backoff the process is doing its job: systemd gets READY=1 (else the start
     times out), WATCHDOG=1 (else the watchdog restarts it every 30 s for as long as the camera is down) and a STATUS
     that says what it waits for."""
-    messages = _notify_messages_of_a_run(tmp_path, capture=None)
+    messages = _notify_messages_of_a_run(tmp_path, monkeypatch, capture=None)
     assert messages[0].startswith("READY=1\nSTATUS=waiting for frames from 0: not connected"), messages
     assert messages.count("WATCHDOG=1") >= 4 and messages[-1] == "STOPPING=1", messages
 
 
 @pytest.mark.parametrize("case", ["a camera that stays open but stalls", "a loop that hangs in processing"])
-def test_the_watchdog_is_not_fed_by_a_stalled_camera_or_a_hung_loop(tmp_path, case):
+def test_the_watchdog_is_not_fed_by_a_stalled_camera_or_a_hung_loop(tmp_path, monkeypatch, case):
     stalls = case.startswith("a camera")
-    messages = _notify_messages_of_a_run(tmp_path, _StallingCapture(1 if stalls else 1000, stall_s=1.2),
+    messages = _notify_messages_of_a_run(tmp_path, monkeypatch, _StallingCapture(1 if stalls else 1000, stall_s=1.2),
                                          hang_listener_s=0.0 if stalls else 1.2)
     assert messages[0].startswith("READY=1\nSTATUS=processing 0"), messages  # at the first frame
     # Only the first frame's ping: in 1 s at a 0.2 s watchdog, systemd would restart it.
