@@ -5,8 +5,9 @@ publishes (retained) one discovery config per sensor under
 ``<prefix>/sensor/<node_id>/<object_id>/config``: the dominant emotion, the number of faces in view, and the share of
 each label. The sensors read one retained JSON state topic, fed by the ``changes`` and ``summary`` output modes
 (``frames`` mode sends too many messages for a home-automation system and feeds no state). An availability topic says
-``online`` once connected; the broker publishes the MQTT last will ``offline`` when the runtime vanishes, and the
-runtime publishes it itself on a clean stop.
+``online`` once connected, and ``offline`` while the camera delivers no frames (it is being reopened); the broker
+publishes the MQTT last will ``offline`` when the runtime vanishes, and the runtime publishes it itself on a clean
+stop.
 """
 
 from __future__ import annotations
@@ -106,6 +107,10 @@ class HomeAssistantPublisher:
     def __init__(self, discovery: Discovery):
         self.discovery = discovery
         self._state = StateTracker()
+        self._delivering = True  # the camera delivers frames: the sensors are available
+
+    def _availability(self) -> Publication:
+        return Publication(self.discovery.availability_topic, AVAILABLE if self._delivering else NOT_AVAILABLE, True)
 
     def last_will(self) -> Publication:
         """What the broker publishes if the connection drops without a clean stop: the entity goes unavailable."""
@@ -114,7 +119,7 @@ class HomeAssistantPublisher:
     def on_connect(self) -> list[Publication]:
         """On every (re)connection: available, and the discovery configs (retained, so they survive a broker
         restart)."""
-        return [Publication(self.discovery.availability_topic, AVAILABLE, True)] + [
+        return [self._availability()] + [
             Publication(topic, json.dumps(payload), True) for topic, payload in self.discovery.configs()]
 
     def on_record(self, record) -> list[Publication]:
@@ -122,6 +127,14 @@ class HomeAssistantPublisher:
         state = self._state.update(record)
         # retained, so a restarted Home Assistant sees the state at once
         return [] if state is None else [Publication(self.discovery.state_topic, state_payload(state), True)]
+
+    def on_source(self, delivering: bool) -> list[Publication]:
+        """The sensors are unavailable while the camera delivers no frames (it is being reopened), and available
+        again with its next frame."""
+        if delivering == self._delivering:
+            return []
+        self._delivering = delivering
+        return [self._availability()]
 
     def on_clean_stop(self) -> list[Publication]:
         """On a clean stop: the entity goes unavailable."""

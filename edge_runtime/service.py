@@ -135,6 +135,9 @@ class Service:
         self._ready = False
         self._ready_sent = False  # READY=1 went out: at the first frame, or while a camera that is down is retried
         self._waiting_status = False  # STATUS says the camera is being waited for
+        self._delivering = True  # as the MQTT sinks last heard: the source delivers frames
+        self._last_frame_clock: float | None = None
+        self._started_clock = time.monotonic()
         self._counted: dict[str, int] = {}  # what the Prometheus counters were last advanced to
         self.runtime.frame_listeners.append(self._on_frame)
         self.runtime.idle_listeners.append(self._on_idle)
@@ -184,6 +187,8 @@ class Service:
         elif self._waiting_status:
             self.notifier.status(f"processing {self.runtime.source.name}")
         self._waiting_status = False
+        self._last_frame_clock = frame.clock
+        self._tell_mqtt_sinks(delivering=True)
         self.notifier.watchdog()
         now = time.monotonic()
         self.frame_rate.tick(now)
@@ -227,14 +232,18 @@ class Service:
         """The source's idle tick (no frame for a while). While the source is not connected (a camera reopened with
         backoff) the process is doing its job, so the loop tells systemd: READY=1 once, WATCHDOG=1, and why in
         STATUS. The watchdog then restarts a loop that hangs, or a camera that stays open but stops delivering, not
-        a service that waits for its camera: restarting would reopen the camera no better, and would flap the MQTT
-        availability and reset the metrics for as long as it is down."""
-        self._faces_in_view = 0
+        a service that waits for its camera: restarting would reopen the camera no better, and would reset the
+        metrics and announce the device online at each start for as long as it is down. Once the camera has been
+        gone for as long as a face takes to leave, Home Assistant's sensors go unavailable until its next frame."""
+        self._faces_in_view = len(self.runtime.smoother.track_ids)  # the faces still tracked, not yet left
         if self.preview is not None:
             self.preview.readings.record([], clock)  # the faces leave the live view too
         source = self.runtime.source
         if source.health().connected:
             return
+        since = self._started_clock if self._last_frame_clock is None else self._last_frame_clock
+        if clock - since > self.config.smoothing.max_missed_s:  # as long as a face takes to leave: not a hiccup
+            self._tell_mqtt_sinks(delivering=False)
         status = f"waiting for frames from {source.name}: not connected (a camera is reopened with backoff)"
         if not self._ready_sent:
             self._ready_sent = True
@@ -243,6 +252,16 @@ class Service:
             self.notifier.status(status)
         self._waiting_status = True
         self.notifier.watchdog()
+
+    def _tell_mqtt_sinks(self, delivering: bool) -> None:
+        """Whether the source delivers frames, to the MQTT sinks' companions (Home Assistant's availability), when
+        that changes."""
+        if delivering == self._delivering:
+            return
+        self._delivering = delivering
+        for sink in self.sinks:
+            if isinstance(sink, MqttSink):
+                sink.source_changed(delivering)
 
     def run(self, stop_requested: "StopRequest | None" = None) -> int:
         """Run until the source ends or a stop is requested; flush and close everything; return the exit code.

@@ -497,6 +497,88 @@ def test_home_assistant_discovery_state_and_last_will(mosquitto):
         reader.disconnect()
 
 
+def test_home_assistant_availability_follows_whether_the_camera_delivers():
+    from edge_runtime.homeassistant import Discovery, HomeAssistantPublisher
+
+    publisher = HomeAssistantPublisher(Discovery("cam", "homeassistant", "1.0"))
+    availability = "fer-edge/cam/availability"
+    assert publisher.on_connect()[0] == (availability, "online", True)
+    assert publisher.on_source(True) == []  # no change, no message
+    assert publisher.on_source(False) == [(availability, "offline", True)]
+    assert publisher.on_source(False) == []
+    assert publisher.on_connect()[0] == (availability, "offline", True)  # a reconnection says it as it is
+    assert publisher.on_source(True) == [(availability, "online", True)]
+    assert publisher.last_will() == (availability, "offline", True)
+
+
+class _CameraAwhileGone:
+    """A camera at the hardware boundary: 10 frames of test.mp4, then gone for ``gone_opens`` reopenings, then 10
+    frames again, then gone for good."""
+
+    def __init__(self, images, gone_opens: int):
+        self.images, self.opens = list(images), [10, *[None] * gone_opens, 10]
+        self.left = 0
+
+    def open(self, spec):
+        frames = self.opens.pop(0) if self.opens else None
+        if frames is None:
+            return None
+        self.left = frames
+        return self
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        return True, self.images[self.left]
+
+    def release(self):
+        pass
+
+
+@pytest.mark.slow
+def test_while_the_camera_is_gone_home_assistant_shows_its_sensors_unavailable(mosquitto, monkeypatch):
+    """Through a real broker: online, offline once the camera has been gone for max_missed_s (its face has left:
+    no faces), online again with its next frame."""
+    import paho.mqtt.client as mqtt
+
+    from edge_runtime import sources
+    from edge_runtime.service import Service, build_runtime, build_sinks
+    from edge_runtime.sources import CameraSource
+    from tests.test_output_modes import first_frames_of_test_video
+
+    monkeypatch.setattr(sources, "IDLE_TICK_S", 0.1)
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    config = config_from_dict({"model": {"path": str(model)}, "sinks": {"stdout": False},
+                               "output": {"mode": "changes"}, "smoothing": {"max_missed_s": 0.5},
+                               "mqtt": {"host": "127.0.0.1", "port": mosquitto.port}})
+    seen: list[tuple[str, str]] = []
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ha-watcher")
+    watcher.on_connect = lambda c, u, f, rc, p: c.subscribe("fer-edge/#", 1)
+    watcher.on_message = lambda c, u, message: seen.append((message.topic.rsplit("/", 1)[-1], message.payload.decode()))
+    watcher.connect("127.0.0.1", mosquitto.port)
+    watcher.loop_start()
+    try:
+        camera = _CameraAwhileGone(first_frames_of_test_video()[:10], gone_opens=12)  # about 1.2 s without frames
+        source = CameraSource(0, opener=camera.open, newest_only=False, initial_backoff_s=0.1, max_backoff_s=0.1)
+        sinks = build_sinks(config)
+        service = Service(config, runtime=build_runtime(config, sinks, source=source), sinks=sinks)
+        threading.Timer(3.0, service.runtime.stop).start()
+        service.run()
+        assert wait_for(lambda: ("availability", "offline") in seen[-1:], 10)  # the clean stop
+        availability = [payload for topic, payload in seen if topic == "availability"]
+        # Gone, back, gone for good, and the clean stop.
+        assert availability == ["online", "offline", "online", "offline", "offline"], seen
+        states = [json.loads(payload)["faces"] for topic, payload in seen if topic == "state"]
+        assert 1 in states and 0 in states  # the face came, left while the camera was gone, and came back
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
+
+
 def _collect(port, received, topic="fer/events"):
     import paho.mqtt.client as mqtt
 

@@ -131,6 +131,9 @@ class Companion(Protocol):
     def on_record(self, record: JsonRecord) -> list[Publication]:
         """Sent after the event ``record`` (empty when it changes nothing the companion reports)."""
 
+    def on_source(self, delivering: bool) -> list[Publication]:
+        """Sent when the camera stops delivering frames, or delivers again (empty when that changes nothing)."""
+
     def on_clean_stop(self) -> list[Publication]:
         """Sent at a clean stop while connected (the last will is for crashes)."""
 
@@ -500,6 +503,17 @@ class MqttSink:
         with self._lock:
             self.delivery.add(messages, connected=self._connected, closing=self._closing)
             self._lock.notify_all()
+
+    def source_changed(self, delivering: bool) -> None:
+        """The camera stopped delivering frames, or delivers again: what the companion says about it goes out in
+        order with the events (the processing loop calls this, as it hands over events)."""
+        if self.companion is None:
+            return
+        messages = [Message(*publication) for publication in self.companion.on_source(delivering)]
+        if messages:
+            with self._lock:
+                self.delivery.add(messages, connected=self._connected, closing=self._closing)
+                self._lock.notify_all()
 
     def _send_loop(self) -> None:
         delivery = self.delivery
