@@ -196,20 +196,25 @@ class Service:
         if self.preview is not None:
             self.preview.offer(frame.image, events, frame.clock)
         if self.metrics is not None:
-            source = self.runtime.source.health()
-            self._count(self.metrics.reconnects, "source:reconnects", source.reconnects)
-            self._count(self.metrics.frames_dropped, "source:skipped", source.skipped)
-            self._count(self.metrics.superseded, "source:superseded", source.superseded)
-            self.metrics.source_connected.set(1 if source.connected else 0)
             self.metrics.frame_done(len(events), [e.label for e in events], self.runtime.last_inference_seconds,
                                     self.frame_rate.rate(now))
-            failures = self.runtime.stats.sink_failures
-            for sink in self.sinks:
-                self.metrics.sink_connected.labels(sink=sink.name).set(1 if sink.connected else 0)
-                self.metrics.sink_faulted.labels(sink=sink.name).set(1 if sink.fault else 0)
-                self._count(self.metrics.sink_dropped.labels(sink=sink.name), f"dropped:{sink.name}", sink.dropped)
-                self._count(self.metrics.sink_failed.labels(sink=sink.name), f"failed:{sink.name}",
-                            failures.get(sink.name, 0))
+            self._update_source_and_sink_metrics()
+
+    def _update_source_and_sink_metrics(self) -> None:
+        """The source's and the sinks' counters and gauges as they stand: at each frame, and at each idle tick (a
+        camera that is gone shows as disconnected while no frame comes)."""
+        source = self.runtime.source.health()
+        self._count(self.metrics.reconnects, "source:reconnects", source.reconnects)
+        self._count(self.metrics.frames_dropped, "source:skipped", source.skipped)
+        self._count(self.metrics.superseded, "source:superseded", source.superseded)
+        self.metrics.source_connected.set(1 if source.connected else 0)
+        failures = self.runtime.stats.sink_failures
+        for sink in self.sinks:
+            self.metrics.sink_connected.labels(sink=sink.name).set(1 if sink.connected else 0)
+            self.metrics.sink_faulted.labels(sink=sink.name).set(1 if sink.fault else 0)
+            self._count(self.metrics.sink_dropped.labels(sink=sink.name), f"dropped:{sink.name}", sink.dropped)
+            self._count(self.metrics.sink_failed.labels(sink=sink.name), f"failed:{sink.name}",
+                        failures.get(sink.name, 0))
 
     def _count(self, counter, key: str, total: int) -> None:
         """Advance a Prometheus counter to ``total``, a count the runtime keeps itself."""
@@ -238,6 +243,9 @@ class Service:
         self._faces_in_view = len(self.runtime.smoother.track_ids)  # the faces still tracked, not yet left
         if self.preview is not None:
             self.preview.readings.record([], clock)  # the faces leave the live view too
+        if self.metrics is not None:
+            self.metrics.fps.set(self.frame_rate.rate(time.monotonic()) or 0.0)  # no frame in the window: 0
+            self._update_source_and_sink_metrics()
         source = self.runtime.source
         if source.health().connected:
             return

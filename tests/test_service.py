@@ -539,6 +539,30 @@ class _CameraAwhileGone:
         pass
 
 
+def test_while_the_camera_is_gone_the_metrics_say_so(monkeypatch):
+    """The source's gauges are brought up to date at the idle ticks too, not only at frames (which stop coming)."""
+    from edge_runtime import sources
+    from edge_runtime.service import Service, build_runtime
+    from edge_runtime.sources import CameraSource
+    from tests.test_output_modes import first_frames_of_test_video
+
+    monkeypatch.setattr(sources, "IDLE_TICK_S", 0.1)
+    model = require(SHIPPED_INT8, "shipped int8 model")
+    config = config_from_dict({"model": {"path": str(model)}, "sinks": {"stdout": False},
+                               "http": {"listen": f"127.0.0.1:{free_port()}"}})
+    camera = _CameraAwhileGone(first_frames_of_test_video()[:10], gone_opens=1000)
+    source = CameraSource(0, opener=camera.open, newest_only=False, initial_backoff_s=0.1, max_backoff_s=0.1)
+    service = Service(config, runtime=build_runtime(config, [], source=source), sinks=[])
+    connected_at_frames = []
+    service.runtime.frame_listeners.append(lambda frame, events: connected_at_frames.append(
+        re.search(r"^fer_edge_source_connected (\S+)$", service.metrics.render().decode(), re.M).group(1)))
+    threading.Timer(1.0, service.runtime.stop).start()
+    service.run()
+    metrics = service.metrics.render().decode()
+    assert "fer_edge_frames_total 10.0" in metrics and connected_at_frames[1:] == ["1.0"] * 9
+    assert re.search(r"^fer_edge_source_connected 0.0$", metrics, re.M)  # gone: not the last frame's 1
+
+
 @pytest.mark.slow
 def test_while_the_camera_is_gone_home_assistant_shows_its_sensors_unavailable(mosquitto, monkeypatch):
     """Through a real broker: online, offline once the camera has been gone for max_missed_s (its face has left:
