@@ -89,11 +89,12 @@ class FrameRate:
         self._drop_before(now)
 
     def rate(self, now: float) -> float | None:
-        """Frames per second over the window ending at ``now``; ``None`` while fewer than two frames are in it."""
+        """Frames per second over the window ending at ``now`` (measured to ``now``, so it falls while no frame
+        comes); ``None`` while fewer than two frames are in it."""
         self._drop_before(now)
         if len(self._times) < 2:
             return None
-        span = self._times[-1] - self._times[0]
+        span = max(now, self._times[-1]) - self._times[0]
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
     def _drop_before(self, now: float) -> None:

@@ -275,6 +275,7 @@ def test_frame_rate_counts_the_last_five_seconds():
     for second in range(2, 7):  # ...then one per second
         rate.tick(float(second))
     assert rate.rate(6.0) == pytest.approx(1.0)  # the fast second (older than 5 s) has left the window
+    assert rate.rate(7.0) == pytest.approx(4 / 5)  # no frame for a second: it falls (4 intervals in 5 s)
     assert rate.rate(20.0) is None  # a long stall empties it
 
 
