@@ -231,7 +231,7 @@ class Service:
         if signum is not None:
             self.stop_signal = signum
         self.runtime.stop()
-        self.notifier.stopping()
+        self.notifier.stopping(quiet=True)  # sent again, and logged if it fails, as run() ends
 
     def _on_idle(self, clock: float) -> None:
         """The source's idle tick (no frame for a while). While the source is not connected (a camera reopened with

@@ -37,14 +37,16 @@ class Notifier:
     def enabled(self) -> bool:
         return bool(self.address)
 
-    def send(self, message: str) -> None:
-        """Send one raw notify message (``KEY=value`` lines)."""
+    def send(self, message: str, *, quiet: bool = False) -> None:
+        """Send one raw notify message (``KEY=value`` lines); a failure is logged unless ``quiet`` (a signal
+        handler's send: logging there could land inside the main thread's own log write and raise in it)."""
         if self._socket is None:
             return
         try:
             self._socket.sendto(message.encode(), self.address)
         except OSError as error:  # the service must not die because systemd went away
-            log.warning("sd_notify %r failed: %s", message, error)
+            if not quiet:
+                log.warning("sd_notify %r failed: %s", message, error)
 
     def ready(self, status: str = "") -> None:
         self.send("READY=1" + (f"\nSTATUS={status}" if status else ""))
@@ -52,8 +54,8 @@ class Notifier:
     def status(self, status: str) -> None:
         self.send(f"STATUS={status}")
 
-    def stopping(self) -> None:
-        self.send("STOPPING=1")
+    def stopping(self, *, quiet: bool = False) -> None:
+        self.send("STOPPING=1", quiet=quiet)
 
     def watchdog(self, now: float | None = None) -> None:
         """Ping the watchdog, at most twice per watchdog period (systemd's recommendation)."""
