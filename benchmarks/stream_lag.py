@@ -41,13 +41,16 @@ NUMBER_ROWS = 40  # the frame number is written in two 40-row bands: its low byt
 
 
 class LiveMjpegCamera:
-    """A stand-in network camera: an HTTP MJPEG stream of the live moment, ``fps`` numbered 640x480 frames a second
-    (noise, so that a frame has a camera frame's size after JPEG), one connection at a time."""
+    """A stand-in network camera: an HTTP MJPEG stream of the live moment, ``fps`` frames a second, one connection
+    at a time. Its frames are numbered 640x480 noise (a camera frame's size after JPEG), or ``images`` in a loop.
+    While ``serving`` is False it is a camera that is gone: it drops the stream and every new connection."""
 
-    def __init__(self, fps: float):
+    def __init__(self, fps: float, images: list[np.ndarray] | None = None):
         self.fps = fps
         self.started = time.monotonic()
         self.cpu_seconds = 0.0  # the camera's own (encoding and sending), to tell it from the reading's
+        self.serving = True
+        self._jpegs = [cv2.imencode(".jpg", image)[1].tobytes() for image in images] if images else None
         self._server = socket.create_server(("127.0.0.1", 0))
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -77,19 +80,20 @@ class LiveMjpegCamera:
             except OSError:
                 return
             with connection:
-                self._stream(connection)
+                if self.serving:
+                    self._stream(connection)
 
     def _stream(self, connection: socket.socket) -> None:
         connection.recv(65536)  # the request: any
         connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n")
         sent = -1
-        while not self._closed:
+        while not self._closed and self.serving:
             number = self.live_number()
             if number == sent:
                 time.sleep(0.002)
                 continue
             cpu_started = time.thread_time()
-            data = numbered_jpeg(number)
+            data = self._jpegs[number % len(self._jpegs)] if self._jpegs else numbered_jpeg(number)
             sent = number
             try:
                 connection.sendall(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(data)
