@@ -171,11 +171,13 @@ class Preview:
                 self._changed.notify_all()
 
     def stream(self, write) -> None:
-        """Write the MJPEG stream to one viewer until it goes away (``write`` raises) or the preview closes."""
+        """Write the MJPEG stream to one viewer, from the first frame encoded after it came, until it goes away
+        (``write`` raises) or the preview closes."""
         with self._changed:
             self.viewers += 1
+            # Not the picture held from before: nothing is encoded while nobody watches, so it may be hours old.
+            sent = self.frame_id
         try:
-            sent = 0
             while not self._closed:
                 with self._changed:
                     self._changed.wait_for(functools.partial(self._news_since, sent), timeout=1.0)

@@ -1,12 +1,14 @@
 """The live view: off by default, free while nobody watches, each face's bars and state strip, and a real browser
 sees the picture move."""
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +21,7 @@ from edge_runtime.annotate import draw_events
 from edge_runtime.core.faces import FaceEvent
 from edge_runtime.core.labels import LABELS
 from edge_runtime.preview import FaceReadings, Preview
-from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, plain_photo, require
+from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, plain_photo, require, wait_for
 
 
 def test_nothing_is_encoded_while_nobody_watches():
@@ -37,6 +39,31 @@ def test_one_shared_frame_for_every_viewer():
         preview.offer(np.full((48, 64, 3), shade, np.uint8), [], float(shade))
     decoded = cv2.imdecode(np.frombuffer(preview.jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert preview.frame_id == 2 and abs(int(decoded.mean()) - 200) < 3  # only the newest frame is held
+
+
+def test_a_new_viewer_gets_a_fresh_picture_not_the_one_held_from_an_earlier_viewer():
+    preview = Preview("m.tflite", draw_events)
+    preview.min_interval = 0.0
+    preview.viewers = 1  # an earlier viewer, who saw a dark frame and left
+    preview.offer(np.full((48, 64, 3), 10, np.uint8), [], 0.0)
+    preview.viewers = 0
+    shades = []
+
+    def viewer_writes(part: bytes):
+        jpeg = part[part.index(b"\r\n\r\n") + 4: -2]
+        shades.append(int(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE).mean()))
+        raise ConnectionError  # the viewer leaves after one picture
+
+    def watch():
+        with contextlib.suppress(ConnectionError):
+            preview.stream(viewer_writes)
+
+    viewer = threading.Thread(target=watch)
+    viewer.start()
+    assert wait_for(lambda: preview.viewers == 1, 5)
+    preview.offer(np.full((48, 64, 3), 200, np.uint8), [], 1.0)  # the first frame after it came
+    viewer.join(5)
+    assert len(shades) == 1 and abs(shades[0] - 200) < 3, shades  # hours-old dark picture not shown
 
 
 def _event(track: int, label: str, ts: float) -> FaceEvent:
