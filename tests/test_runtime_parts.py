@@ -76,10 +76,11 @@ def test_tiny_faces_are_ignored():
 
 
 class FakeCapture:
-    """A camera at the hardware boundary: delivers `frames` frames, then fails (unplugged)."""
+    """A camera at the hardware boundary: delivers `frames` frames (black, or from ``images``), then fails
+    (unplugged)."""
 
-    def __init__(self, frames):
-        self.left = frames
+    def __init__(self, frames, images=None):
+        self.left, self.images = frames, images
 
     def isOpened(self):
         return True
@@ -88,7 +89,7 @@ class FakeCapture:
         if self.left <= 0:
             return False, None
         self.left -= 1
-        return True, np.zeros((48, 64, 3), np.uint8)
+        return True, self.images[self.left % len(self.images)] if self.images else np.zeros((48, 64, 3), np.uint8)
 
     def set(self, *args):
         return True
@@ -207,33 +208,33 @@ def test_a_stream_that_never_opens_raises_in_the_consumer_after_its_retries():
     assert sleeps == [0.5, 0.5, 0.5]  # 0.5 s, then 1 s, in idle ticks of 0.5 s
 
 
-def test_a_signal_handler_stops_a_consumer_waiting_for_a_stream_frame():
-    capture = LiveCapture(10_000, interval=0.5)  # hardware boundary mocked: a slow stream
-    camera = CameraSource("http://camera.invalid/stream.mjpg", opener=lambda spec: capture)
-    previous = signal.signal(signal.SIGALRM, lambda signum, frame: camera.close())  # as SIGTERM's handler does
+def _frames_until_a_handler_closes(camera: CameraSource, after_s: float = 0.2) -> tuple[list, float]:
+    """The frames ``camera`` gives while a SIGALRM handler closes it after ``after_s`` (as SIGTERM's handler does),
+    and how long they took."""
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: camera.close())
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.2)  # lands while the consumer waits for the first frame
+        signal.setitimer(signal.ITIMER_REAL, after_s)
         started = time.monotonic()
-        assert [frame for frame in camera.frames() if frame is not None] == []
-        assert time.monotonic() - started < 2.0
+        frames = [frame for frame in camera.frames() if frame is not None]
+        return frames, time.monotonic() - started
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_signal_handler_stops_a_consumer_waiting_for_a_stream_frame():
+    capture = LiveCapture(10_000, interval=0.5)  # hardware boundary mocked: a slow stream
+    camera = CameraSource("http://camera.invalid/stream.mjpg", opener=lambda spec: capture)
+    frames, seconds = _frames_until_a_handler_closes(camera)  # lands while the consumer waits for the first frame
+    assert frames == [] and seconds < 2.0
     assert capture.releases == 1 and capture.releases_during_a_read == 0
 
 
 def test_a_signal_handler_that_closes_a_camera_ends_its_backoff_wait_at_once():
     # Hardware boundary mocked: the camera never opens, so the source sits in a 30 s backoff wait.
     camera = CameraSource(0, opener=lambda spec: None, initial_backoff_s=30.0)
-    previous = signal.signal(signal.SIGALRM, lambda signum, frame: camera.close())  # as SIGTERM's handler does
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.2)
-        started = time.monotonic()
-        assert [frame for frame in camera.frames() if frame is not None] == []
-        assert time.monotonic() - started < 2.0
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    frames, seconds = _frames_until_a_handler_closes(camera)
+    assert frames == [] and seconds < 2.0
 
 
 def test_a_stop_set_by_a_handler_that_lands_inside_the_wait_neither_blocks_nor_is_slept_through(monkeypatch):

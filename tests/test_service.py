@@ -23,6 +23,7 @@ from edge_runtime.core.faces import FaceEvent
 from edge_runtime.sinks import RotatingFileSink
 from edge_runtime.sinks.mqtt import MqttSink
 from tests.conftest import MEDIA, ROOT, SHIPPED_INT8, face_event, free_port, require, run_cli, subscriber, wait_for
+from tests.test_runtime_parts import FakeCapture
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -513,13 +514,13 @@ def test_home_assistant_availability_follows_whether_the_camera_delivers():
     assert publisher.last_will() == (availability, "offline", True)
 
 
-class _CameraAwhileGone:
+class _CameraAwhileGone(FakeCapture):
     """A camera at the hardware boundary: 10 frames of test.mp4, then gone for ``gone_opens`` reopenings, then 10
     frames again, then gone for good."""
 
     def __init__(self, images, gone_opens: int):
-        self.images, self.opens = list(images), [10, *[None] * gone_opens, 10]
-        self.left = 0
+        super().__init__(0, list(images))
+        self.opens = [10, *[None] * gone_opens, 10]
 
     def open(self, spec):
         frames = self.opens.pop(0) if self.opens else None
@@ -527,18 +528,6 @@ class _CameraAwhileGone:
             return None
         self.left = frames
         return self
-
-    def isOpened(self):
-        return True
-
-    def read(self):
-        if self.left <= 0:
-            return False, None
-        self.left -= 1
-        return True, self.images[self.left]
-
-    def release(self):
-        pass
 
 
 def test_while_the_camera_is_gone_the_metrics_say_so(monkeypatch):
