@@ -101,29 +101,56 @@ class FrameSource(Protocol):
         ...
 
 
+class _WakePipe:
+    """A pipe that wakes a ``poll`` on :meth:`fileno`: :meth:`wake` writes a byte, takes no lock and never blocks
+    (safe from a signal handler, from any thread); :meth:`drain` empties it for the next wait."""
+
+    def __init__(self):
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        weakref.finalize(self, _close_descriptors, self._read_fd, self._write_fd)
+
+    def fileno(self) -> int:
+        return self._read_fd
+
+    def wake(self) -> None:
+        try:
+            os.write(self._write_fd, b"\0")
+        except BlockingIOError:  # the pipe is full of earlier wake-ups: the waits are woken already
+            pass
+
+    def drain(self) -> None:
+        try:
+            while os.read(self._read_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+
+def _close_descriptors(*descriptors: int) -> None:
+    for descriptor in descriptors:
+        os.close(descriptor)
+
+
 class Closing:
     """A one-way "stop now" flag whose waits it cuts short, and which a signal handler may set.
 
     ``threading.Event`` cannot be that: a handler runs in the main thread between two bytecodes, possibly inside
     that thread's own ``Event.wait`` while it holds the event's lock, and ``Event.set`` then waits for that lock
     forever (a SIGTERM that lands as a camera's backoff wait begins hangs the service). :meth:`set` takes no lock:
-    it sets the flag and writes a byte to a pipe; :meth:`wait` sleeps in ``poll`` on that pipe, so it returns as
-    soon as the byte is there, even when the flag was set just before the ``poll`` began.
+    it sets the flag and wakes a pipe (never drained: it stays readable); :meth:`wait` sleeps in ``poll`` on that
+    pipe, so it returns as soon as the byte is there, even when the flag was set just before the ``poll`` began.
     """
 
     def __init__(self):
         self._set = False
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._write_fd, False)
-        weakref.finalize(self, _close_descriptors, self._read_fd, self._write_fd)
+        self._pipe = _WakePipe()
 
     def set(self) -> None:
         """Set the flag and wake every wait; never blocks (safe from a signal handler, from any thread)."""
         self._set = True
-        try:
-            os.write(self._write_fd, b"\0")
-        except BlockingIOError:  # the pipe is full of earlier wake-ups: the waits are woken already
-            pass
+        self._pipe.wake()
 
     def is_set(self) -> bool:
         """Whether :meth:`set` was called."""
@@ -131,20 +158,15 @@ class Closing:
 
     def fileno(self) -> int:
         """A descriptor that turns readable once the flag is set (to wait for it beside other things)."""
-        return self._read_fd
+        return self._pipe.fileno()
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds, less once the flag is set; whether it is set."""
         if not self._set:
             poller = select.poll()
-            poller.register(self._read_fd, select.POLLIN)
+            poller.register(self._pipe.fileno(), select.POLLIN)
             poller.poll(max(0, math.ceil(timeout * 1000)))
         return self._set
-
-
-def _close_descriptors(*descriptors: int) -> None:
-    for descriptor in descriptors:
-        os.close(descriptor)
 
 
 class _Backoff:
@@ -465,31 +487,28 @@ class _NewestCapture:
         self._lock = threading.Lock()
         self._capture: tuple[np.ndarray, float, float] | None = None
         self._ended, self._error = False, None
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        os.set_blocking(self._write_fd, False)
-        weakref.finalize(self, _close_descriptors, self._read_fd, self._write_fd)
+        self._news = _WakePipe()
+        self._poller = select.poll()  # only the consumer's thread waits on it
+        self._poller.register(self._news.fileno(), select.POLLIN)
+        self._poller.register(closing.fileno(), select.POLLIN)
 
     def put(self, capture: tuple[np.ndarray, float, float]) -> bool:
         """Offer the reader's newest capture (image, wall-clock time, clock time); whether it replaced one."""
         with self._lock:
             replaced = self._capture is not None
             self._capture = capture
-        self._wake()
+        self._news.wake()
         return replaced
 
     def end(self, error: Exception | None) -> None:
         """The reader has stopped: for good (``error``, raised to the consumer) or because it was closed."""
         with self._lock:
             self._ended, self._error = True, error
-        self._wake()
+        self._news.wake()
 
     def take(self, timeout_s: float) -> tuple[np.ndarray, float, float] | None:
         """The newest capture not taken yet, waiting up to ``timeout_s`` for one (None if none came). Once closed,
         or once the reader has ended, it raises :class:`EOFError` (or the reader's error, if it failed)."""
-        poller = select.poll()
-        poller.register(self._read_fd, select.POLLIN)
-        poller.register(self._closing.fileno(), select.POLLIN)
         deadline = time.monotonic() + timeout_s
         while not self._closing.is_set():
             with self._lock:
@@ -504,22 +523,9 @@ class _NewestCapture:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            poller.poll(math.ceil(left * 1000))  # every put, end and close writes a byte: nothing is slept through
-            self._drain()
+            self._poller.poll(math.ceil(left * 1000))  # every put, end and close wakes it: nothing is slept through
+            self._news.drain()
         raise EOFError
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._write_fd, b"\0")
-        except BlockingIOError:  # the pipe is full of earlier wake-ups: the consumer is woken already
-            pass
-
-    def _drain(self) -> None:
-        try:
-            while os.read(self._read_fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
 
 
 # How long a closed camera's frames() waits for its reader thread to finish the read it is in: past a stream's
