@@ -132,11 +132,10 @@ class Service:
         self.frame_rate = FrameRate()
         self.stop_signal: int | None = None  # the signal that asked for the stop
         self._faces_in_view = 0
-        self._ready = False
         self._ready_sent = False  # READY=1 went out: at the first frame, or while a camera that is down is retried
         self._waiting_status = False  # STATUS says the camera is being waited for
         self._delivering = True  # as the MQTT sinks last heard: the source delivers frames
-        self._last_frame_clock: float | None = None
+        self._last_frame_clock: float | None = None  # None until the first frame
         self._started_clock = time.monotonic()
         self._counted: dict[str, int] = {}  # what the Prometheus counters were last advanced to
         self.runtime.frame_listeners.append(self._on_frame)
@@ -180,8 +179,8 @@ class Service:
             seconds_since_frame=None if since is None else round(since, 3))
 
     def _on_frame(self, frame, events) -> None:
-        if not self._ready:
-            self._ready = self._ready_sent = True
+        if self._last_frame_clock is None:
+            self._ready_sent = True
             self.notifier.ready(f"processing {self.runtime.source.name}")
             log.info("ready: model loaded, first frame read from %s", self.runtime.source.name)
         elif self._waiting_status:

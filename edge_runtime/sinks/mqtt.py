@@ -500,16 +500,16 @@ class MqttSink:
         messages = [Message(self.topic, event_line(event).rstrip("\n"))]
         if self.companion is not None:  # e.g. the Home Assistant sensors' state, retained
             messages += [Message(*publication) for publication in self.companion.on_record(event)]
-        with self._lock:
-            self.delivery.add(messages, connected=self._connected, closing=self._closing)
-            self._lock.notify_all()
+        self._enqueue(messages)
 
     def source_changed(self, delivering: bool) -> None:
         """The camera stopped delivering frames, or delivers again: what the companion says about it goes out in
         order with the events (the processing loop calls this, as it hands over events)."""
-        if self.companion is None:
-            return
-        messages = [Message(*publication) for publication in self.companion.on_source(delivering)]
+        if self.companion is not None:
+            self._enqueue([Message(*publication) for publication in self.companion.on_source(delivering)])
+
+    def _enqueue(self, messages: list[Message]) -> None:
+        """Queue ``messages`` for the sender, in order after what is queued already."""
         if messages:
             with self._lock:
                 self.delivery.add(messages, connected=self._connected, closing=self._closing)
