@@ -40,7 +40,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from soak import ROOT, Broker, free_port, rss_mb, start_service  # noqa: E402
+from soak import ROOT, Broker, free_port, rss_mb, start_service, write_config  # noqa: E402
 from stream_lag import LiveMjpegCamera  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
@@ -95,7 +95,7 @@ def watch_mqtt(port: int, journal: Journal):
     return client
 
 
-def write_config(work: Path, args, camera: LiveMjpegCamera, broker: Broker, http_port: int) -> Path:
+def outage_config(work: Path, args, camera: LiveMjpegCamera, broker: Broker, http_port: int) -> Path:
     sections = {
         "model": {"path": str(args.model), "threads": 1},
         "source": {"spec": camera.url},
@@ -104,10 +104,7 @@ def write_config(work: Path, args, camera: LiveMjpegCamera, broker: Broker, http
         "sinks": {"stdout": False},
         "mqtt": {"host": "127.0.0.1", "port": broker.port, "topic": "fer/outage", "client_id": "camera-outage"},
     }
-    config = work / "config.toml"
-    config.write_text("".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
-                              for name, keys in sections.items()))
-    return config
+    return write_config(work / "config.toml", sections)
 
 
 def first_after(entries: list[tuple[float, str]], t: float, what=None) -> float | None:
@@ -140,7 +137,7 @@ def run(args, work: Path) -> dict:
     watcher = watch_mqtt(broker.port, journal)
     receiver = read_notify(work / "notify.sock", journal)
     http_port = free_port()
-    config = write_config(work, args, camera, broker, http_port)
+    config = outage_config(work, args, camera, broker, http_port)
     os.environ.update({"NOTIFY_SOCKET": str(work / "notify.sock"), "WATCHDOG_USEC": str(int(WATCHDOG_S * 1e6))})
     service = start_service(config, work / "service.log")
     pid, rss, outages = service.pid, [], []

@@ -103,10 +103,14 @@ def service_config(work: Path, args, broker_port: int, http_port: int, *, spool:
                  "spool_file": str(spool), "discovery": False, **(mqtt_extra or {})},
         "service": {"stop_timeout_s": 30},
     }
-    config = work / "config.toml"
-    config.write_text("".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
-                              for name, keys in sections.items()))
-    return config
+    return write_config(work / "config.toml", sections)
+
+
+def write_config(path: Path, sections: dict[str, dict]) -> Path:
+    """``sections`` as a TOML config file at ``path`` (values written as JSON, which TOML reads for these types)."""
+    path.write_text("".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
+                            for name, keys in sections.items()))
+    return path
 
 
 class Broker:
