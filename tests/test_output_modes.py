@@ -14,6 +14,7 @@ from edge_runtime.core.faces import FaceChange, Summary
 from edge_runtime.service import build_runtime
 from edge_runtime.sinks import CallbackSink
 from tests.conftest import MEDIA, SHIPPED_INT8, require
+from tests.test_runtime_parts import FakeCapture
 
 
 def run(mode: str, **overrides):
@@ -192,30 +193,6 @@ def test_a_wall_clock_that_steps_back_changes_no_reading_only_the_times_records_
         assert stepped[-1].ts == pytest.approx(steady[-1].ts - 3600.0)
 
 
-class CameraThatDies:
-    """A camera at the hardware boundary: it hands out ``images`` (real frames), then is gone (a read fails and
-    every reopening fails)."""
-
-    def __init__(self, images):
-        self.images = list(images)
-        self.opened = False
-
-    def open(self, spec):
-        if self.opened:
-            return None  # gone
-        self.opened = True
-        return self
-
-    def isOpened(self):
-        return True
-
-    def read(self):
-        return (True, self.images.pop(0)) if self.images else (False, None)
-
-    def release(self):
-        pass
-
-
 @pytest.mark.parametrize("mode", ["changes", "summary"])
 def test_while_a_camera_is_gone_its_faces_leave_and_the_summary_period_ends_on_time(mode, monkeypatch):
     """No frame comes while a camera is reopened with backoff; the loop's idle ticks still end what frames would:
@@ -229,10 +206,12 @@ def test_while_a_camera_is_gone_its_faces_leave_and_the_summary_period_ends_on_t
     model = require(SHIPPED_INT8, "shipped int8 model")
     settings = with_overrides(Config(), {"model.path": str(model), "output.mode": mode, "sinks.stdout": False,
                                          "output.summary_seconds": 0.5, "smoothing.max_missed_s": 0.5})
-    camera = CameraThatDies(first_frames_of_test_video()[:10])
+    # Hardware boundary mocked: 10 real frames, then the camera is gone (its read fails, every reopening fails).
+    opens = iter([FakeCapture(10, first_frames_of_test_video()[:10])])
+    camera = CameraSource(0, opener=lambda spec: next(opens, None), newest_only=False)
     arrived = []  # (record, when it reached the sink)
     runtime = build_runtime(settings, sinks=[CallbackSink(lambda record: arrived.append((record, time.monotonic())))],
-                            models=load_models(settings), source=CameraSource(0, opener=camera.open, newest_only=False))
+                            models=load_models(settings), source=camera)
     started = time.monotonic()
     stop = threading.Timer(1.2, runtime.stop)
     stop.start()

@@ -80,7 +80,7 @@ class FakeCapture:
     (unplugged)."""
 
     def __init__(self, frames, images=None):
-        self.left, self.images = frames, images
+        self.left, self.images, self.delivered = frames, images, 0
 
     def isOpened(self):
         return True
@@ -89,7 +89,10 @@ class FakeCapture:
         if self.left <= 0:
             return False, None
         self.left -= 1
-        return True, self.images[self.left % len(self.images)] if self.images else np.zeros((48, 64, 3), np.uint8)
+        self.delivered += 1
+        if self.images:
+            return True, self.images[(self.delivered - 1) % len(self.images)]
+        return True, np.zeros((48, 64, 3), np.uint8)
 
     def set(self, *args):
         return True
@@ -170,14 +173,10 @@ class LiveCapture(CountingCapture):
 
     def __init__(self, frames, interval):
         super().__init__(frames, read_seconds=interval)
-        self.delivered = 0
 
     def read(self):
         ok, image = super().read()
-        if not ok:
-            return ok, image
-        self.delivered += 1
-        return ok, np.full((4, 4, 3), self.delivered % 256, np.uint8)
+        return (ok, np.full((4, 4, 3), self.delivered % 256, np.uint8)) if ok else (ok, image)
 
 
 def test_a_camera_read_slower_than_it_delivers_hands_out_its_newest_frame():

@@ -164,27 +164,18 @@ def test_notify_watchdog_sigterm_flush_and_http(tmp_path):
     assert len(jsonl.read_text().splitlines()) == len(lines)  # the file sink was flushed too
 
 
-class _StallingCapture:
+class _StallingCapture(FakeCapture):
     """A camera at the hardware boundary: ``frames`` frames, then reads that block ``stall_s`` each (a wedged
-    device that stays open); ``None`` frames: it never opens."""
+    device that stays open)."""
 
     def __init__(self, frames: int, stall_s: float):
-        self.left, self.stall_s = frames, stall_s
-
-    def isOpened(self):
-        return True
+        super().__init__(frames)
+        self.stall_s = stall_s
 
     def read(self):
-        import numpy as np
-
         if self.left <= 0:
             time.sleep(self.stall_s)
-            return False, None
-        self.left -= 1
-        return True, np.zeros((48, 64, 3), np.uint8)
-
-    def release(self):
-        pass
+        return super().read()
 
 
 def _notify_messages_of_a_run(tmp_path, monkeypatch, capture, hang_listener_s: float = 0.0) -> list[str]:
