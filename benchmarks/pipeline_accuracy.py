@@ -16,8 +16,7 @@ face (a face not found counts as wrong) and over the faces found, which isolates
 bundled short-range BlazeFace finds few faces under a quarter of the frame's width, fewer still for FER2013's
 tight crops, which have no hair or ears around them). Crops compared (``--crops``): the default (margin 0,
 levelled by the eye keypoints, blur restored), and each with one setting changed: ``detector.restore_blur`` off,
-``detector.align`` off, ``detector.margin`` 0.1, ``detector.blazeface.framing`` keypoints. The exact crop below is
-restored like the crop it stands beside.
+``detector.align`` off, ``detector.margin`` 0.1. The exact crop below is restored like the crop it stands beside.
 Beside each accuracy over found faces stand the direct accuracy on the same faces (the 48x48 image, undegraded) and
 the accuracy of an exact crop of the same frames (the placed face cut back out with the geometry it was placed with,
 so it carries the frame's blur, brightness and JPEG but no detector error): pipeline against exact crop is what the
@@ -67,9 +66,7 @@ CONDITIONS = ("none", "scale", "position", "roll", "brightness", "blur", "jpeg",
 GEOMETRIES = {"default": ("levelled, margin 0, blur restored (default)", {}),
               "unrestored": ("levelled, margin 0, not restored", {"detector.restore_blur": False}),
               "unlevelled": ("not levelled, margin 0, blur restored", {"detector.align": False}),
-              "margin": ("levelled, margin 0.1, blur restored", {"detector.margin": 0.1}),
-              "keypoints": ("levelled, margin 0, blur restored, keypoint framing",
-                            {"detector.blazeface.framing": "keypoints"})}
+              "margin": ("levelled, margin 0.1, blur restored", {"detector.margin": 0.1})}
 # The boxes crops are cut from (--boxes): the detector's, or with the placed face's true side and/or centre put in.
 BOXES = ("detector", "placed-side", "placed-centre", "placed")
 

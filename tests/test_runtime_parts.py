@@ -425,7 +425,7 @@ def test_each_detector_backend_has_its_own_typed_section():
     config = config_from_dict({"detector": {"name": "haar", "haar": {"scale_factor": 1.3}}})
     assert config.detector.haar == HaarOptions(scale_factor=1.3, min_neighbors=3)
     with pytest.raises(ConfigError, match=r"unknown key\(s\) detector.blazeface.scale_factor; allowed in "
-                                          r"detector.blazeface: model_path, score_threshold, framing"):
+                                          r"detector.blazeface: model_path, score_threshold"):
         config_from_dict({"detector": {"blazeface": {"scale_factor": 1.3}}})
     with pytest.raises(ConfigError, match=r"detector.yunet.score_threshold: 1.5 is above the maximum 1.0"):
         config_from_dict({"detector": {"yunet": {"score_threshold": 1.5}}})

@@ -53,7 +53,10 @@ def find_faces(detector: FaceDetector, image: np.ndarray) -> list[Box]:
     are far larger than the detector's window, so this is the cheapest speed-up.
     """
     options = detector.options
-    small, scale = detection_input(options, image)
+    height, width = image.shape[:2]
+    scale = options.detect_width / width if options.detect_width and width > options.detect_width else 1.0
+    small = image if scale == 1.0 else cv2.resize(
+        image, (options.detect_width, max(1, int(round(height * scale)))), interpolation=cv2.INTER_AREA)
     found = detector.detect(small, max(1, int(options.min_face * scale)))
     boxes = [Box(int(round(b.x / scale)), int(round(b.y / scale)), int(round(b.w / scale)), int(round(b.h / scale)),
                  b.score, b.eyes.scaled(1 / scale) if b.eyes else None) for b in found]
@@ -65,15 +68,6 @@ def find_faces(detector: FaceDetector, image: np.ndarray) -> list[Box]:
         if all(_overlap_of_smaller(box, other) < DUPLICATE_OVERLAP for other in kept):
             kept.append(box)
     return kept[: options.max_faces] if options.max_faces > 0 else kept
-
-
-def detection_input(options: DetectorOptions, image: np.ndarray) -> tuple[np.ndarray, float]:
-    """The image the detector sees (downscaled to ``detect_width`` when wider) and its scale against ``image``."""
-    height, width = image.shape[:2]
-    scale = options.detect_width / width if options.detect_width and width > options.detect_width else 1.0
-    small = image if scale == 1.0 else cv2.resize(
-        image, (options.detect_width, max(1, int(round(height * scale)))), interpolation=cv2.INTER_AREA)
-    return small, scale
 
 
 def _overlap_of_smaller(a: Box, b: Box) -> float:

@@ -28,7 +28,6 @@ from edge_runtime.core.faces import Box, Eyes
 from edge_runtime.core.interpreter import make_interpreter
 from edge_runtime.core.records import setting
 from edge_runtime.detectors.base import DetectorOptions
-from edge_runtime.detectors.framing import FramingModel, load_framing
 
 BUNDLED_MODEL = Path(__file__).with_name("blazeface_short_range.tflite")
 # Boxes that overlap this much are one face: MediaPipe blends them rather than dropping all but one.
@@ -63,7 +62,7 @@ ANCHOR_LAYOUTS: dict[int, tuple[AnchorGrid, ...]] = {
 
 
 class Detection(NamedTuple):
-    """A decoded face in normalized input coordinates (0..1 of the model's square input), with its six keypoints."""
+    """A decoded face in normalized input coordinates (0..1 of the model's square input), with its eye centres."""
 
     score: float
     x0: float
@@ -74,19 +73,6 @@ class Detection(NamedTuple):
     eye0_y: float = 0.0
     eye1_x: float = 0.0  # the second: the person's left eye
     eye1_y: float = 0.0
-    nose_x: float = 0.0
-    nose_y: float = 0.0
-    mouth_x: float = 0.0
-    mouth_y: float = 0.0
-    ear0_x: float = 0.0  # the person's right ear (tragion), then the left
-    ear0_y: float = 0.0
-    ear1_x: float = 0.0
-    ear1_y: float = 0.0
-
-    @property
-    def keypoints(self) -> np.ndarray:
-        """``(6, 2)``: eyes, nose, mouth and ears, as x, y (edge_runtime.detectors.framing.KEYPOINTS)."""
-        return np.array(self[5:17], np.float64).reshape(6, 2)
 
 
 class Letterbox(NamedTuple):
@@ -114,20 +100,19 @@ def decode(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, inpu
 
     ``regressors`` is ``(N, 16)``: centre offset, width and height in input
     pixels relative to the anchor, then six keypoints as offsets from the
-    anchor (right eye, left eye, nose, mouth, right ear, left ear);
-    ``logits`` is ``(N,)``. Anchors have unit size, so width and height are
-    simply divided by the input side.
+    anchor (right eye, left eye, nose, mouth, right ear, left ear; the eyes
+    are kept); ``logits`` is ``(N,)``. Anchors have unit size, so width and
+    height are simply divided by the input side.
     """
     scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100.0, 100.0)))
     keep = np.flatnonzero(scores >= threshold)
-    raw = regressors[keep, :16].astype(np.float64) / input_size
+    raw = regressors[keep, :8].astype(np.float64) / input_size
     anchor_x, anchor_y = anchors[keep, 0], anchors[keep, 1]
     cx, cy = raw[:, 0] + anchor_x, raw[:, 1] + anchor_y
     half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
-    keypoints = raw[:, 4:16] + np.tile(np.stack([anchor_x, anchor_y], axis=1), 6)
-    return [Detection(float(s), float(x - w), float(y - h), float(x + w), float(y + h), *map(float, k))
-            for s, x, y, w, h, k in zip(scores[keep], cx, cy, half_w, half_h, keypoints, strict=True)
-            if w > 0 and h > 0]
+    eyes = raw[:, 4:8] + np.stack([anchor_x, anchor_y, anchor_x, anchor_y], axis=1)
+    return [Detection(float(s), float(x - w), float(y - h), float(x + w), float(y + h), *map(float, e))
+            for s, x, y, w, h, e in zip(scores[keep], cx, cy, half_w, half_h, eyes, strict=True) if w > 0 and h > 0]
 
 
 def _iou(a: Detection, b: Detection) -> float:
@@ -175,26 +160,17 @@ def letterbox(image: np.ndarray, input_size: int) -> tuple[np.ndarray, Letterbox
 
 
 def to_frame_box(detection: Detection, box: Letterbox, scale: float = FRAMING_SCALE,
-                 shift_y: float = FRAMING_SHIFT_Y, framing: FramingModel | None = None) -> Box:
-    """A normalized detection as a frame-pixel :class:`Box`.
+                 shift_y: float = FRAMING_SHIFT_Y) -> Box:
+    """A normalized detection as a frame-pixel :class:`Box`, reframed like a Haar box.
 
-    With a ``framing`` model, the box is the square where FER2013 would
-    have framed the face, predicted from its keypoints
-    (:mod:`edge_runtime.detectors.framing`). Without one, or where the eyes
-    are not plausible, the box is reframed like a Haar box: grown by
-    ``scale`` about its centre and moved down by ``shift_y`` of its height
-    (negative = up). It may extend past the frame; :func:`crop_face` clips it.
+    The box is grown by ``scale`` about its centre and moved down by
+    ``shift_y`` of its height (negative = up); it may extend past the frame,
+    and :func:`crop_face` clips it.
     """
-    predicted = framing.framing(detection) if framing is not None else None
-    if predicted is not None:
-        width = height = predicted.side * box.side
-        centre_x = predicted.centre_x * box.side - box.pad_x
-        centre_y = predicted.centre_y * box.side - box.pad_y
-    else:
-        width = (detection.x1 - detection.x0) * box.side * scale
-        height = (detection.y1 - detection.y0) * box.side * scale
-        centre_x = (detection.x0 + detection.x1) / 2 * box.side - box.pad_x
-        centre_y = (detection.y0 + detection.y1) / 2 * box.side - box.pad_y + shift_y * height
+    width = (detection.x1 - detection.x0) * box.side * scale
+    height = (detection.y1 - detection.y0) * box.side * scale
+    centre_x = (detection.x0 + detection.x1) / 2 * box.side - box.pad_x
+    centre_y = (detection.y0 + detection.y1) / 2 * box.side - box.pad_y + shift_y * height
     eyes = Eyes(detection.eye0_x * box.side - box.pad_x, detection.eye0_y * box.side - box.pad_y,
                 detection.eye1_x * box.side - box.pad_x, detection.eye1_y * box.side - box.pad_y)
     return Box(int(round(centre_x - width / 2)), int(round(centre_y - height / 2)), int(round(width)),
@@ -213,11 +189,6 @@ class BlazeFaceOptions:
     # face must be".
     score_threshold: float = setting(0.6, "confidence needed to accept a face (lower finds more blurred or partial "
                                      "faces and risks false ones)", minimum=0.0, maximum=1.0)
-    # fixed: keypoints gains on placed PublicTest faces but frames real footage 9-20% looser and reads the acted
-    # clips worse (docs/benchmarks.md, "Framing a face as FER2013 did, measured and not kept").
-    framing: str = setting("fixed", "where the crop is cut: fixed (the box grown by a fixed factor, as a Haar box) or "
-                           "keypoints (where FER2013 would have framed the face, predicted from the eyes, nose, mouth "
-                           "and ears; fitted on the bundled model's keypoints)", choices=("fixed", "keypoints"))
 
 
 class BlazeFaceDetector:
@@ -246,11 +217,8 @@ class BlazeFaceDetector:
             raise ModelError(f"{path.name}: outputs {[list(d['shape']) for d in outputs]} do not match the "
                              f"{len(self.anchors)} anchors of a {self.input_size}x{self.input_size} BlazeFace model")
         self.regressors_index, self.logits_index = outputs[0]["index"], outputs[1]["index"]
-        self.framing = load_framing() if backend.framing == "keypoints" else None
 
-    def detections(self, image: np.ndarray) -> tuple[list[Detection], Letterbox]:
-        """One merged detection per face, in the model's normalized input coordinates, and the letterbox that maps
-        them back to ``image``."""
+    def detect(self, image: np.ndarray, min_size: int) -> list[Box]:
         square, box = letterbox(image, self.input_size)
         # BlazeFace takes RGB scaled to -1..1.
         tensor = (square.astype(np.float32) - 127.5) / 127.5
@@ -258,10 +226,6 @@ class BlazeFaceDetector:
         self.interpreter.invoke()
         regressors = self.interpreter.get_tensor(self.regressors_index)[0]
         logits = self.interpreter.get_tensor(self.logits_index)[0, :, 0]
-        found = decode(regressors, logits, self.anchors, self.input_size, self.backend.score_threshold)
-        return weighted_nms(found), box
-
-    def detect(self, image: np.ndarray, min_size: int) -> list[Box]:
-        found, box = self.detections(image)
-        boxes = [to_frame_box(d, box, framing=self.framing) for d in found]
+        found = weighted_nms(decode(regressors, logits, self.anchors, self.input_size, self.backend.score_threshold))
+        boxes = [to_frame_box(d, box) for d in found]
         return [b for b in boxes if min(b.w, b.h) >= min_size]
