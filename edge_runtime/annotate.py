@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge_runtime.core.faces import FaceEvent
+
+log = logging.getLogger(__name__)
+
+# Annotated video plays at this rate whatever the source's: each frame is written for as long as it was shown, by its
+# clock (a 5 fps camera's frame six times, every other frame of a 60 fps file), so the file plays at real speed.
+VIDEO_FPS = 30.0
+# A longer pause between two frames (a camera being reopened) is not filled with copies of the last frame: the video
+# jumps over it.
+MAX_FILLED_GAP_S = 1.0
 
 
 def draw_events(image: np.ndarray, events: list[FaceEvent]) -> np.ndarray:
@@ -24,26 +36,108 @@ def draw_events(image: np.ndarray, events: list[FaceEvent]) -> np.ndarray:
 class Annotator:
     """Draws boxes and labels and writes them to a video (moving sources) or image files (stills).
 
-    Only created when the user asks for it: by default no frame or crop is ever written.
+    Only created when the user asks for it: by default no frame or crop is ever written. With ``segment_s`` (a
+    source that never ends: a camera, a stream, a looped file), the video is cut into files of that many seconds,
+    named ``<stem>-<UTC time of the first frame><suffix>`` beside ``target``, and only the newest ``keep`` of them
+    stay (0 = all): each is complete once the next begins, so a killed process loses at most the last one, and the
+    disk holds a bounded amount. Without it, the one video is ``target`` itself. A file that cannot be written is
+    logged, and never stops the runtime.
     """
 
-    def __init__(self, target: str):
+    def __init__(self, target: str, segment_s: float = 0.0, keep: int = 0):
         self.target = Path(target)
-        self.writer = None
+        self.segment_s, self.keep = segment_s, keep
+        self.writer: cv2.VideoWriter | None = None
+        self._written = 0  # frames in the current video
+        self._video_start = 0.0  # the clock at the current video's first frame
+        self._size: tuple[int, int] = (0, 0)  # the current video's height and width
+        self._last: np.ndarray | None = None  # the frame written last, repeated until the next one is due
+        self._failing = False
 
-    def write(self, image: np.ndarray, events: list[FaceEvent], still: bool, source: str) -> None:
+    def write(self, image: np.ndarray, events: list[FaceEvent], still: bool, source: str, *,
+              timestamp: float = 0.0, clock: float = 0.0) -> None:
         """Draw ``events`` on ``image``; a still goes to ``<target>/<source stem>_annotated.jpg``, a video frame to
-        the video at ``target``."""
-        image = draw_events(image, events)
-        if still:
-            self.target.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(self.target / (Path(source).stem + "_annotated.jpg")), image)
-            return
+        the video, for as long as it was shown (``clock``, seconds; ``timestamp``, the wall clock, names segments)."""
+        try:
+            image = draw_events(image, events)
+            if still:
+                self.target.mkdir(parents=True, exist_ok=True)
+                self._check(cv2.imwrite(str(self.target / (Path(source).stem + "_annotated.jpg")), image))
+            else:
+                self._write_video(image, timestamp, clock)
+        except (OSError, cv2.error) as error:
+            self._failed(error)
+        else:
+            if self._failing:
+                log.warning("annotated output is written again to %s", self.target)
+                self._failing = False
+
+    def _write_video(self, image: np.ndarray, timestamp: float, clock: float) -> None:
+        if self.writer is not None and self.segment_s and clock - self._video_start >= self.segment_s:
+            self._show_last_until(clock)  # the segment ends where the next one begins
+            self.close()
         if self.writer is None:
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-            height, width = image.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.target), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (width, height))
-        self.writer.write(image)
+            self._open(image, timestamp, clock)
+        if image.shape[:2] != self._size:  # a camera reopened at another resolution: the video keeps its own
+            image = cv2.resize(image, self._size[::-1], interpolation=cv2.INTER_AREA)
+        due = self._show_last_until(clock)
+        if self._written == due:  # a frame that came sooner than the video's next one is shown from then on
+            self.writer.write(image)
+            self._written += 1
+        self._last = image
+
+    def _show_last_until(self, clock: float) -> int:
+        """Repeat the last frame written up to ``clock`` (the video jumps over a pause instead); the index in the
+        video that ``clock`` falls on."""
+        due = round((clock - self._video_start) * VIDEO_FPS)
+        if due - self._written > MAX_FILLED_GAP_S * VIDEO_FPS:
+            self._video_start = clock - self._written / VIDEO_FPS
+            due = self._written
+        while self._last is not None and self._written < due:
+            self.writer.write(self._last)
+            self._written += 1
+        return due
+
+    def _open(self, image: np.ndarray, timestamp: float, clock: float) -> None:
+        path = self.target
+        if self.segment_s:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(timestamp))
+            path = self.target.with_name(f"{self.target.stem}-{stamp}{self.target.suffix}")
+            number = 1
+            while path.exists():  # two segments within a second (a short segment, a restart)
+                path = self.target.with_name(f"{self.target.stem}-{stamp}-{number}{self.target.suffix}")
+                number += 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        height, width = image.shape[:2]
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (width, height))
+        self._check(writer.isOpened(), f"cannot open {path} for writing")
+        self.writer, self._written, self._video_start = writer, 0, clock
+        self._size, self._last = (height, width), None
+        if self.segment_s and self.keep:
+            self._remove_old_segments()
+
+    def _remove_old_segments(self) -> None:
+        """Delete all but the newest ``keep`` segments (the one just opened included); only files named as this
+        annotator names its segments are touched."""
+        pattern = re.compile(re.escape(self.target.stem) + r"-\d{8}T\d{6}Z(-\d+)?" + re.escape(self.target.suffix))
+        segments = sorted((p for p in self.target.parent.iterdir() if pattern.fullmatch(p.name)),
+                          key=lambda p: (p.stat().st_mtime, p.name))
+        for old in segments[:-self.keep]:
+            old.unlink(missing_ok=True)
+
+    @staticmethod
+    def _check(ok: bool, message: str = "OpenCV could not write the annotated image") -> None:
+        if not ok:
+            raise OSError(message)
+
+    def _failed(self, error: Exception) -> None:
+        """Log the first failure of a streak; the runtime goes on without the annotated output."""
+        if not self._failing:
+            log.error("annotated output to %s failed: %s (the runtime goes on; logged again once it works)",
+                      self.target, error)
+            self._failing = True
+        if self.writer is not None and not self.writer.isOpened():
+            self.writer = None
 
     def close(self) -> None:
         """Finish the video file, if one was started."""

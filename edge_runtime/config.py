@@ -29,7 +29,7 @@ from edge_runtime.reporting import OutputConfig
 from edge_runtime.sinks import SinksConfig
 from edge_runtime.sinks.mqtt import MqttOptions, TlsFiles, tls_context
 from edge_runtime.smoothing import SmoothingOptions
-from edge_runtime.sources import SourceConfig
+from edge_runtime.sources import SourceConfig, is_moving
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +288,10 @@ def preflight(config: Config, *, load_model: bool = True) -> None:
         target = Path(config.output.annotate)
         if target.suffix:  # a video file; a path without suffix is a folder for annotated stills
             _writable_file(config.output.annotate, "output.annotate")
+        elif is_moving(config.source.spec):
+            raise ConfigError(f"output.annotate: {config.output.annotate!r} has no suffix, so it names a folder for "
+                              "stills, but the source is a camera, a stream or a video; give a video path such as "
+                              "/var/lib/fer-edge/annotated/camera.mp4")
         elif target.exists() and not target.is_dir():
             raise ConfigError(f"output.annotate: {config.output.annotate!r} is a file; give a video path or a folder")
     if config.sinks.file:

@@ -246,4 +246,5 @@ class Runtime:
         for listener in self.frame_listeners:
             listener(frame, events)
         if self.annotator is not None:
-            self.annotator.write(frame.image, events, frame.still, frame.source)
+            self.annotator.write(frame.image, events, frame.still, frame.source, timestamp=frame.timestamp,
+                                 clock=frame.clock)

@@ -175,3 +175,8 @@ class OutputConfig:
                         "changed its label, left) or summary (every summary_seconds)", choices=OUTPUT_MODES)
     summary_seconds: float = setting(60.0, "summary mode: the period each summary covers", minimum=0.01)
     annotate: str = setting("", "write frames with boxes and labels to this video/image path (off by default: privacy)")
+    annotate_segment_minutes: float = setting(10.0, "a camera, stream or looped file's annotated video is cut into "
+                                              "files this long, named <stem>-<UTC time><suffix> (each is complete "
+                                              "once the next begins)", minimum=0.05)
+    annotate_keep: int = setting(12, "of those files, keep the newest this many and delete older ones (0 = keep all: "
+                                 "the disk fills)", minimum=0)

@@ -31,7 +31,7 @@ from edge_runtime.sinks import RotatingFileSink, Sink, StdoutSink
 from edge_runtime.sinks.mqtt import MqttSink, tls_context
 from edge_runtime.sinks.spool import Spool
 from edge_runtime.smoothing import FaceSmoother
-from edge_runtime.sources import FolderSource, FrameSource, ImageFileSource, open_source
+from edge_runtime.sources import FolderSource, FrameSource, ImageFileSource, never_ends, open_source
 from edge_runtime.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,17 @@ def build_runtime(config: Config, sinks: Iterable[Sink] = (), *, source: FrameSo
     return Runtime(source_from_config(config) if source is None else source, detector, classifier,
                    FaceSmoother(classifier.labels, s), reporter, sinks, crop=crop,
                    every_n=d.every_n, max_frames=config.source.max_frames,
-                   annotator=Annotator(output.annotate) if output.annotate else None)
+                   annotator=annotator_from_config(config))
+
+
+def annotator_from_config(config: Config) -> Annotator | None:
+    """The annotated output the config asks for (None: off), cut into segments when the source never ends."""
+    output = config.output
+    if not output.annotate:
+        return None
+    if not never_ends(config.source.spec, config.source.loop):
+        return Annotator(output.annotate)
+    return Annotator(output.annotate, output.annotate_segment_minutes * 60, output.annotate_keep)
 
 
 def build_sinks(config: Config) -> list:

@@ -768,16 +768,30 @@ def _release_picamera(camera) -> None:
             log.debug("picamera2 %s failed: %s", step.__name__, error)
 
 
+def is_camera(spec: str) -> bool:
+    """Whether ``spec`` names a camera or a stream (``picamera2[:N]``, an index, ``/dev/videoN``, a URL)."""
+    return spec.startswith(("picamera2", "/dev/video")) or spec.isdigit() or bool(STREAM_PATTERN.match(spec))
+
+
+def is_moving(spec: str) -> bool:
+    """Whether ``spec`` names moving pictures (a camera, a stream, a video file) rather than stills."""
+    return is_camera(spec) or (Path(spec).is_file() and Path(spec).suffix.lower() not in IMAGE_SUFFIXES)
+
+
+def never_ends(spec: str, loop: bool) -> bool:
+    """Whether the moving pictures ``spec`` names run until they are stopped: a camera, a stream, a looped video."""
+    return is_camera(spec) or (loop and is_moving(spec))
+
+
 def open_source(spec: str, *, loop: bool = False, camera_retries: int | None = None,
                 realtime: bool = False, max_pixels: int = 0, newest_frame: bool = True) -> FrameSource:
     """Pick a source from a spec: ``picamera2[:N]``, a camera index, ``/dev/videoN``, a stream URL, or a path."""
     if spec.startswith("picamera2"):
         index = int(spec.split(":", 1)[1]) if ":" in spec else 0
         return Picamera2Source(index, max_retries=camera_retries)
-    if spec.isdigit():
-        return CameraSource(int(spec), max_retries=camera_retries, newest_only=newest_frame)
-    if spec.startswith("/dev/video") or STREAM_PATTERN.match(spec):
-        return CameraSource(spec, max_retries=camera_retries, newest_only=newest_frame)
+    if is_camera(spec):
+        return CameraSource(int(spec) if spec.isdigit() else spec, max_retries=camera_retries,
+                            newest_only=newest_frame)
     path = Path(spec)
     if path.is_dir():
         return FolderSource(path, loop=loop, max_pixels=max_pixels)
