@@ -69,7 +69,7 @@ def source_from_config(config: Config, spec: str | None = None) -> FrameSource:
     retries = None if config.source.camera_retries < 0 else config.source.camera_retries
     return open_source(config.source.spec if spec is None else spec, loop=config.source.loop, camera_retries=retries,
                        realtime=config.source.realtime, max_pixels=config.source.max_pixels,
-                       newest_frame=config.source.newest_frame)
+                       newest_frame=config.source.newest_frame, max_backoff_s=config.source.max_backoff_s)
 
 
 def build_runtime(config: Config, sinks: Iterable[Sink] = (), *, source: FrameSource | None = None,

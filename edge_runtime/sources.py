@@ -169,6 +169,12 @@ class Closing:
         return self._set
 
 
+# Reopening a lost camera waits this long at first, then twice as long after every failure, up to a cap
+# (source.max_backoff_s, by default MAX_BACKOFF_S).
+INITIAL_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 30.0
+
+
 class _Backoff:
     """Reopening a lost camera: waits that double up to a cap (``wait`` ends early on close), up to ``max_retries``."""
 
@@ -553,7 +559,8 @@ class CameraSource(_Counters):
     """
 
     def __init__(self, spec: str | int, *, width: int | None = None, height: int | None = None,
-                 max_retries: int | None = None, initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0,
+                 max_retries: int | None = None, initial_backoff_s: float = INITIAL_BACKOFF_S,
+                 max_backoff_s: float = MAX_BACKOFF_S,
                  opener: Callable[[str | int], object] | None = None, sleep: Callable[[float], None] | None = None,
                  newest_only: bool = True):
         self.spec = spec
@@ -686,7 +693,8 @@ class Picamera2Source(_Counters):
     """
 
     def __init__(self, camera: int = 0, width: int = 640, height: int = 480, *, max_retries: int | None = None,
-                 initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0):
+                 initial_backoff_s: float = INITIAL_BACKOFF_S,
+                 max_backoff_s: float = MAX_BACKOFF_S):
         self.camera_index, self.width, self.height = camera, width, height
         self.name = f"picamera2:{camera}"
         self.max_retries = max_retries
@@ -784,14 +792,15 @@ def never_ends(spec: str, loop: bool) -> bool:
 
 
 def open_source(spec: str, *, loop: bool = False, camera_retries: int | None = None,
-                realtime: bool = False, max_pixels: int = 0, newest_frame: bool = True) -> FrameSource:
+                realtime: bool = False, max_pixels: int = 0, newest_frame: bool = True,
+                max_backoff_s: float = MAX_BACKOFF_S) -> FrameSource:
     """Pick a source from a spec: ``picamera2[:N]``, a camera index, ``/dev/videoN``, a stream URL, or a path."""
     if spec.startswith("picamera2"):
         index = int(spec.split(":", 1)[1]) if ":" in spec else 0
-        return Picamera2Source(index, max_retries=camera_retries)
+        return Picamera2Source(index, max_retries=camera_retries, max_backoff_s=max_backoff_s)
     if is_camera(spec):
         return CameraSource(int(spec) if spec.isdigit() else spec, max_retries=camera_retries,
-                            newest_only=newest_frame)
+                            max_backoff_s=max_backoff_s, newest_only=newest_frame)
     path = Path(spec)
     if path.is_dir():
         return FolderSource(path, loop=loop, max_pixels=max_pixels)
@@ -812,6 +821,10 @@ class SourceConfig:
     loop: bool = setting(False, "replay a video file or folder endlessly (soak tests, demos)")
     camera_retries: int = setting(-1, "reopen attempts before giving up on a camera (-1 = forever, with backoff)",
                                   minimum=-1)
+    max_backoff_s: float = setting(MAX_BACKOFF_S, "longest wait between attempts to reopen a lost camera (the wait "
+                                   f"starts at {INITIAL_BACKOFF_S} s and doubles): lower finds a camera that came back "
+                                   "sooner and logs a line per attempt more often", minimum=INITIAL_BACKOFF_S,
+                                   maximum=3600.0)
     max_frames: int = setting(0, "stop after this many frames (0 = no limit)", minimum=0)
     max_pixels: int = setting(50_000_000, "skip images whose header claims more pixels than this, before decoding "
                               "(a small file can decode to gigabytes); 0 = OpenCV's own limit only", minimum=0)

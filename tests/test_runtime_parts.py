@@ -121,6 +121,22 @@ def test_camera_that_disappears_is_retried_with_backoff():
             pass
 
 
+def test_the_wait_between_reopenings_is_capped_by_source_max_backoff_s(caplog):
+    from edge_runtime.config import Config, with_overrides
+    from edge_runtime.service import source_from_config
+
+    config = with_overrides(Config(), {"source.spec": "0", "source.max_backoff_s": 2.0})
+    assert source_from_config(config).max_backoff_s == 2.0
+    # Hardware boundary mocked: a camera that never opens.
+    camera = CameraSource(0, opener=lambda spec: None, sleep=lambda seconds: None, max_retries=6, newest_only=False,
+                          max_backoff_s=config.source.max_backoff_s)
+    with caplog.at_level(logging.WARNING, logger="edge_runtime.sources"), pytest.raises(FerError):
+        for _ in camera.frames():
+            pass
+    waits = [float(re.search(r"retrying in (\S+) s", record.getMessage()).group(1)) for record in caplog.records]
+    assert waits == [0.5, 1.0, 2.0, 2.0, 2.0, 2.0]
+
+
 class CountingCapture(FakeCapture):
     """A camera at the hardware boundary that records its releases, and any that came during a read."""
 
