@@ -54,8 +54,8 @@ class Annotator:
         self._last: np.ndarray | None = None  # the frame written last, repeated until the next one is due
         self._failing = False
 
-    def write(self, image: np.ndarray, events: list[FaceEvent], still: bool, source: str, *,
-              timestamp: float = 0.0, clock: float = 0.0) -> None:
+    def write(self, image: np.ndarray, events: list[FaceEvent], still: bool, source: str, *, timestamp: float,
+              clock: float) -> None:
         """Draw ``events`` on ``image``; a still goes to ``<target>/<source stem>_annotated.jpg``, a video frame to
         the video, for as long as it was shown (``clock``, seconds; ``timestamp``, the wall clock, names segments)."""
         try:
