@@ -178,5 +178,5 @@ class OutputConfig:
     annotate_segment_minutes: float = setting(10.0, "a camera, stream or looped file's annotated video is cut into "
                                               "files this long, named <stem>-<UTC time><suffix> (each is complete "
                                               "once the next begins)", minimum=0.05)
-    annotate_keep: int = setting(12, "of those files, keep the newest this many and delete older ones (0 = keep all: "
-                                 "the disk fills)", minimum=0)
+    annotate_keep: int = setting(12, "keep the newest this many of those annotated video files and delete older "
+                                 "ones (0 = keep all: the disk fills)", minimum=0)
