@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
@@ -14,9 +15,11 @@ from edge_runtime.core.faces import FaceEvent
 
 log = logging.getLogger(__name__)
 
-# Annotated video plays at this rate whatever the source's: each frame is written for as long as it was shown, by its
-# clock (a 5 fps camera's frame six times, every other frame of a 60 fps file), so the file plays at real speed.
-VIDEO_FPS = 30.0
+# Annotated video is written at the source's own rate, measured as the median interval between its first frames
+# (this many, or those of its first second), and held to this range.
+RATE_SAMPLE_FRAMES = 4
+RATE_SAMPLE_S = 1.0
+VIDEO_FPS_RANGE = (1.0, 60.0)
 # A longer pause between two frames (a camera being reopened) is not filled with copies of the last frame: the video
 # jumps over it.
 MAX_FILLED_GAP_S = 1.0
@@ -48,6 +51,8 @@ class Annotator:
         self.target = Path(target)
         self.segment_s, self.keep = segment_s, keep
         self.writer: cv2.VideoWriter | None = None
+        self.fps: float | None = None  # the video's frame rate, once measured
+        self._sample: list[tuple[np.ndarray, float, float]] = []  # frames held back while the rate is measured
         self._written = 0  # frames in the current video
         self._video_start = 0.0  # the clock at the current video's first frame
         self._size: tuple[int, int] = (0, 0)  # the current video's height and width
@@ -57,12 +62,18 @@ class Annotator:
     def write(self, image: np.ndarray, events: list[FaceEvent], still: bool, source: str, *, timestamp: float,
               clock: float) -> None:
         """Draw ``events`` on ``image``; a still goes to ``<target>/<source stem>_annotated.jpg``, a video frame to
-        the video, for as long as it was shown (``clock``, seconds; ``timestamp``, the wall clock, names segments)."""
+        the video, for as long as it was shown (``clock``, seconds; ``timestamp``, the wall clock, names segments).
+        The video runs at the source's own rate and plays at real speed: a frame is repeated where the source paused
+        briefly, a burst is thinned, and a pause of over :data:`MAX_FILLED_GAP_S` is jumped over."""
         try:
             image = draw_events(image, events)
             if still:
                 self.target.mkdir(parents=True, exist_ok=True)
                 self._check(cv2.imwrite(str(self.target / (Path(source).stem + "_annotated.jpg")), image))
+            elif self.fps is None:
+                self._sample.append((image, timestamp, clock))
+                if len(self._sample) >= RATE_SAMPLE_FRAMES or clock - self._sample[0][2] >= RATE_SAMPLE_S:
+                    self._write_sample()
             else:
                 self._write_video(image, timestamp, clock)
         except (OSError, cv2.error) as error:
@@ -71,6 +82,16 @@ class Annotator:
             if self._failing:
                 log.warning("annotated output is written again to %s", self.target)
                 self._failing = False
+
+    def _write_sample(self) -> None:
+        """Measure the rate from the frames held back, then write them."""
+        intervals = [later[2] - earlier[2] for earlier, later in itertools.pairwise(self._sample)]
+        intervals = [interval for interval in intervals if interval > 0]
+        rate = 1.0 / float(np.median(intervals)) if intervals else VIDEO_FPS_RANGE[1]
+        self.fps = round(min(max(rate, VIDEO_FPS_RANGE[0]), VIDEO_FPS_RANGE[1]), 2)
+        sample, self._sample = self._sample, []
+        for image, timestamp, clock in sample:
+            self._write_video(image, timestamp, clock)
 
     def _write_video(self, image: np.ndarray, timestamp: float, clock: float) -> None:
         if self.writer is not None and self.segment_s and clock - self._video_start >= self.segment_s:
@@ -89,9 +110,9 @@ class Annotator:
     def _show_last_until(self, clock: float) -> int:
         """Repeat the last frame written up to ``clock`` (the video jumps over a pause instead); the index in the
         video that ``clock`` falls on."""
-        due = round((clock - self._video_start) * VIDEO_FPS)
-        if due - self._written > MAX_FILLED_GAP_S * VIDEO_FPS:
-            self._video_start = clock - self._written / VIDEO_FPS
+        due = round((clock - self._video_start) * self.fps)
+        if due - self._written > MAX_FILLED_GAP_S * self.fps:
+            self._video_start = clock - self._written / self.fps
             due = self._written
         while self._last is not None and self._written < due:
             self.writer.write(self._last)
@@ -109,7 +130,7 @@ class Annotator:
                 number += 1
         path.parent.mkdir(parents=True, exist_ok=True)
         height, width = image.shape[:2]
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (width, height))
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
         self._check(writer.isOpened(), f"cannot open {path} for writing")
         self.writer, self._written, self._video_start = writer, 0, clock
         self._size, self._last = (height, width), None
@@ -140,7 +161,12 @@ class Annotator:
             self.writer = None
 
     def close(self) -> None:
-        """Finish the video file, if one was started."""
+        """Finish the video file, if one was started (with the frames still held back for the rate)."""
+        if self._sample:
+            try:
+                self._write_sample()
+            except (OSError, cv2.error) as error:
+                self._failed(error)
         if self.writer is not None:
             self.writer.release()
             self.writer = None
