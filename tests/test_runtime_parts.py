@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.classifier import dequantize, quantize_input
+from edge_runtime.config import Config, with_overrides
 from edge_runtime.core.contract import (
     Budget,
     FloatReference,
@@ -29,6 +30,7 @@ from edge_runtime.core.errors import FerError, ModelError
 from edge_runtime.core.interpreter import EdgeTpuError, InterpreterApi, make_interpreter
 from edge_runtime.core.labels import LABELS
 from edge_runtime.detectors import Box, DetectorOptions, crop_face, find_faces
+from edge_runtime.service import source_from_config
 from edge_runtime.smoothing import UNCERTAIN, decide
 from edge_runtime.sources import CameraSource, SourceHealth, open_source
 from tests.conftest import MEDIA, SHIPPED_INT8, require
@@ -122,9 +124,6 @@ def test_camera_that_disappears_is_retried_with_backoff():
 
 
 def test_the_wait_between_reopenings_is_capped_by_source_max_backoff_s(caplog):
-    from edge_runtime.config import Config, with_overrides
-    from edge_runtime.service import source_from_config
-
     config = with_overrides(Config(), {"source.spec": "0", "source.max_backoff_s": 2.0})
     assert source_from_config(config).max_backoff_s == 2.0
     # Hardware boundary mocked: a camera that never opens.
