@@ -134,6 +134,7 @@ class Annotator:
         self._check(writer.isOpened(), f"cannot open {path} for writing")
         self.writer, self._written, self._video_start = writer, 0, clock
         self._size, self._last = (height, width), None
+        log.info("annotated video: %s (%dx%d, %.2f frames a second)", path, width, height, self.fps)
         if self.segment_s and self.keep:
             self._remove_old_segments()
 
@@ -145,6 +146,7 @@ class Annotator:
                           key=lambda p: (p.stat().st_mtime, p.name))
         for old in segments[:-self.keep]:
             old.unlink(missing_ok=True)
+            log.info("annotated video %s deleted: output.annotate_keep keeps the newest %d", old, self.keep)
 
     @staticmethod
     def _check(ok: bool, message: str = "OpenCV could not write the annotated image") -> None:

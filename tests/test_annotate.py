@@ -62,11 +62,14 @@ def test_a_burst_is_thinned_and_a_pause_is_jumped_over(tmp_path):
     assert_levels(read_levels(paused, 5.0), [20, 80, 140, 200, 250])
 
 
-def test_an_endless_source_is_cut_into_files_and_only_the_newest_stay(tmp_path):
+def test_an_endless_source_is_cut_into_files_and_only_the_newest_stay(tmp_path, caplog):
     unrelated = [tmp_path / "camera.mp4", tmp_path / "camera-notes.txt", tmp_path / "other-20270115T080000Z.mp4"]
     for path in unrelated:
         path.write_text("not ours")
-    feed(Annotator(str(tmp_path / "camera.mp4"), segment_s=1.0, keep=2), [i / 10 for i in range(46)])
+    with caplog.at_level(logging.INFO, logger="edge_runtime.annotate"):
+        feed(Annotator(str(tmp_path / "camera.mp4"), segment_s=1.0, keep=2), [i / 10 for i in range(46)])
+    said = [record.getMessage() for record in caplog.records]
+    assert sum("annotated video: " in line for line in said) == 5 and sum("deleted" in line for line in said) == 3
     segments = sorted(p.name for p in tmp_path.iterdir() if p not in unrelated)
     # Five files were begun (0, 1, 2, 3 and 4 s in), named by the UTC time of their first frame; two stay.
     assert segments == ["camera-20270115T080003Z.mp4", "camera-20270115T080004Z.mp4"]
