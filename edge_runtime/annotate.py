@@ -159,8 +159,6 @@ class Annotator:
             log.error("annotated output to %s failed: %s (the runtime goes on; logged again once it works)",
                       self.target, error)
             self._failing = True
-        if self.writer is not None and not self.writer.isOpened():
-            self.writer = None
 
     def close(self) -> None:
         """Finish the video file, if one was started (with the frames still held back for the rate)."""
